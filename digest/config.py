@@ -1,0 +1,392 @@
+"""Settings: a TOML file plus environment variables, validated into typed dataclasses.
+
+The file is read with ``tomllib``; each table maps onto one dataclass below, and
+every key is checked against it, so a typo is an error that names the file and
+the key instead of a setting silently ignored. Environment variables
+(``DIGEST_*``) override the file; secrets (SMTP password, LLM API key, secret
+key) come only from the environment. Relative paths in the file are relative to
+the file's folder, so a config works from any current directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = [
+    "CollectSettings",
+    "DEFAULT_CONFIG_NAME",
+    "DatabaseSettings",
+    "DraftSettings",
+    "LLMSettings",
+    "NewsletterSettings",
+    "RenderSettings",
+    "ScheduleSettings",
+    "SelectSettings",
+    "SendSettings",
+    "Settings",
+    "SmtpSettings",
+    "SourceSettings",
+    "SummarizeSettings",
+    "WebSettings",
+    "find_config_path",
+    "load_settings",
+]
+
+DEFAULT_CONFIG_NAME = "digest.toml"
+
+
+@dataclass(frozen=True)
+class NewsletterSettings:
+    title: str = "La veille hebdomadaire"
+    language: str = "fr"
+    from_name: str = "La veille"
+    from_address: str = "veille@example.org"
+    reply_to: str = ""
+    list_id: str = ""
+    """RFC 2919 list identifier, e.g. ``veille.example.org``; derived from the sender if empty."""
+    unsubscribe_mailto: str = ""
+    postal_address: str = ""
+    why: str = ""
+    """Why the reader gets this email, shown in the footer."""
+    timezone: str = "Europe/Paris"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///data/digest.db"
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    name: str
+    url: str
+    weight: float = 1.0
+    max_items: int = 0
+    """At most this many articles of this source in one issue; 0 means no cap of its own."""
+    language: str = ""
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    full_text: Literal["auto", "always", "never"] = "auto"
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    concurrency: int = 16
+    connect_timeout: float = 5.0
+    timeout: float = 20.0
+    """Total deadline for one response, body included."""
+    max_bytes: int = 5_000_000
+    """Cap on a decompressed response body."""
+    max_redirects: int = 5
+    allow_private: tuple[str, ...] = ()
+    """Addresses or networks that feed URLs may resolve to although private or loopback."""
+    teaser_chars: int = 600
+    """Entries shorter than this are treated as teasers and their page is fetched."""
+    failing_after: int = 3
+    """A source failing this many runs in a row is flagged."""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    lookback_days: int = 7
+    """Articles published within this many days before the end of the period qualify."""
+    max_articles: int = 10
+    max_per_source: int = 4
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    base_url: str = ""
+    model: str = ""
+    api_key: str = ""
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class SummarizeSettings:
+    backend: str = "extractive"
+    summary_sentences: int = 2
+    max_lessons: int = 3
+    llm: LLMSettings = field(default_factory=LLMSettings)
+
+
+@dataclass(frozen=True)
+class DraftSettings:
+    dir: Path = Path("drafts")
+    intro: str = ""
+    require_approval: bool = False
+    """When true, ``send`` and ``run`` only send an issue an editor approved."""
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    templates: Path | None = None
+    """A folder whose files override the bundled templates, file by file."""
+    logo_url: str = ""
+    logo_alt: str = ""
+    primary_color: str = "#b3261e"
+    text_color: str = "#1f1f1f"
+    background_color: str = "#f4f1ec"
+    card_color: str = "#ffffff"
+    font_family: str = "Helvetica, Arial, sans-serif"
+    archive_url: str = ""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    verify_tls: bool = True
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    rate: float = 0.0
+    """Messages per second; 0 means as fast as the server accepts."""
+    connections: int = 1
+    max_consecutive_failures: int = 20
+    retry_window_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    cron: str = "0 7 * * mon"
+    timezone: str = "Europe/Paris"
+    misfire_grace_hours: float = 12.0
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    base_url: str = "http://127.0.0.1:8080"
+    """Public URL of ``digest serve``, used in unsubscribe links."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    """The config file these settings came from; its folder anchors relative paths."""
+    newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    sources: tuple[SourceSettings, ...] = ()
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    select: SelectSettings = field(default_factory=SelectSettings)
+    summarize: SummarizeSettings = field(default_factory=SummarizeSettings)
+    draft: DraftSettings = field(default_factory=DraftSettings)
+    render: RenderSettings = field(default_factory=RenderSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    send: SendSettings = field(default_factory=SendSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    secret_key: str = field(default="", repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+# Keys a config file may not set: they are secrets and come from the environment only.
+_SECRET_KEYS = {("smtp", "password"), ("summarize.llm", "api_key")}
+
+# Environment variable → (table path, key, converter).
+_ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "DIGEST_DATABASE_URL": ("database", "url"),
+    "DIGEST_SMTP_HOST": ("smtp", "host"),
+    "DIGEST_SMTP_PORT": ("smtp", "port"),
+    "DIGEST_SMTP_SECURITY": ("smtp", "security"),
+    "DIGEST_SMTP_USERNAME": ("smtp", "username"),
+    "DIGEST_SMTP_PASSWORD": ("smtp", "password"),
+    "DIGEST_BASE_URL": ("web", "base_url"),
+    "DIGEST_LLM_BASE_URL": ("summarize.llm", "base_url"),
+    "DIGEST_LLM_API_KEY": ("summarize.llm", "api_key"),
+    "DIGEST_LLM_MODEL": ("summarize.llm", "model"),
+}
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: ``--config``, else ``$DIGEST_CONFIG``, else ``./digest.toml``."""
+    chosen = explicit or os.environ.get("DIGEST_CONFIG") or DEFAULT_CONFIG_NAME
+    return Path(chosen).expanduser()
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: typing.Mapping[str, str] | None = None
+) -> Settings:
+    """Read, validate and return the settings; raise ``ConfigError`` naming file and key."""
+    config_path = find_config_path(path)
+    env = os.environ if environ is None else environ
+    if not config_path.is_file():
+        raise ConfigError(
+            f"no config file at {config_path}",
+            hint="create one with `digest init`, or pass --config PATH or set DIGEST_CONFIG",
+        )
+    try:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_path}: not UTF-8 text") from None
+
+    for table, key in _SECRET_KEYS:
+        node: Any = data
+        for part in table.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and key in node:
+            env_name = next(n for n, (t, k) in _ENVIRONMENT.items() if (t, k) == (table, key))
+            raise ConfigError(
+                f"{config_path}: [{table}] {key}: secrets are not read from the config file",
+                hint=f"set {env_name} in the environment instead",
+            )
+
+    for env_name, (table, key) in _ENVIRONMENT.items():
+        value = env.get(env_name)
+        if value is None or value == "":
+            continue
+        node = data
+        for part in table.split("."):
+            node = node.setdefault(part, {})
+        node[key] = _from_env(value, table, key)
+
+    secret_key = env.get("DIGEST_SECRET_KEY", "")
+    settings = _build(Settings, data, config_path, "", path=config_path.resolve())
+    settings = dataclasses.replace(settings, secret_key=secret_key)
+    return _resolve_paths(settings)
+
+
+def _from_env(value: str, table: str, key: str) -> Any:
+    hints = typing.get_type_hints(_TABLES[table])
+    if hints[key] is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"environment: {key} must be a whole number, got {value!r}") from None
+    return value
+
+
+def _resolve_paths(settings: Settings) -> Settings:
+    base = settings.base_dir
+    draft = dataclasses.replace(settings.draft, dir=base / settings.draft.dir)
+    render = settings.render
+    if render.templates is not None:
+        render = dataclasses.replace(render, templates=base / render.templates)
+    database = settings.database
+    url = database.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        relative = url.removeprefix("sqlite:///")
+        if relative and relative != ":memory:":
+            database = dataclasses.replace(database, url=f"sqlite:///{base / relative}")
+    sources = tuple(
+        dataclasses.replace(s, url=str(base / s.url)) if _is_relative_file(s.url) else s
+        for s in settings.sources
+    )
+    return dataclasses.replace(
+        settings, draft=draft, render=render, database=database, sources=sources
+    )
+
+
+def _is_relative_file(url: str) -> bool:
+    return "://" not in url and not Path(url).is_absolute()
+
+
+_TABLES: dict[str, type] = {
+    "newsletter": NewsletterSettings,
+    "database": DatabaseSettings,
+    "collect": CollectSettings,
+    "select": SelectSettings,
+    "summarize": SummarizeSettings,
+    "summarize.llm": LLMSettings,
+    "draft": DraftSettings,
+    "render": RenderSettings,
+    "smtp": SmtpSettings,
+    "send": SendSettings,
+    "schedule": ScheduleSettings,
+    "web": WebSettings,
+}
+
+
+def _build(cls: type, data: Any, file: Path, where: str, **given: Any) -> Any:
+    """Build dataclass ``cls`` from a TOML table, checking every key and type."""
+    label = f"[{where}]" if where else "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: {label} must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - (set(fields) - {"path", "secret_key"}))
+    if unknown:
+        key = unknown[0]
+        known = ", ".join(name for name in fields if name not in ("path", "secret_key"))
+        raise ConfigError(f"{file}: {label} unknown key {key!r}", hint=f"known keys: {known}")
+    values: dict[str, Any] = dict(given)
+    for name, value in data.items():
+        values[name] = _convert(hints[name], value, file, where, name)
+    missing = [
+        f.name
+        for f in fields.values()
+        if f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{file}: {label} missing required key {missing[0]!r}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, file: Path, where: str, key: str) -> Any:
+    place = f"{file}: [{where}] {key}" if where else f"{file}: {key}"
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, file, f"{where}.{key}" if where else key)
+    if origin is tuple and args and dataclasses.is_dataclass(args[0]):
+        if not isinstance(value, list):
+            raise ConfigError(f"{place} must be a list of tables ([[{key}]])")
+        return tuple(
+            _build(args[0], item, file, f"{key}[{i}]") for i, item in enumerate(value)
+        )
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{place} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if origin is Literal:
+        if value not in args:
+            choices = " | ".join(str(a) for a in args)
+            raise ConfigError(f"{place} must be one of {choices}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):  # Path | None
+        return _convert(args[0], value, file, where, key)
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{place} must be a path (a string), got {value!r}")
+        return Path(value).expanduser()
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{place} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{place} must be a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{place} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{place} must be a string, got {value!r}")
+        return value
+    raise AssertionError(f"unhandled setting type {hint!r}")  # pragma: no cover

@@ -1,0 +1,105 @@
+"""Shared fixtures: every test gets its own folder and a clean environment.
+
+Servers are real and on loopback: ``smtp_capture`` is digest's own capture SMTP
+server (aiosmtpd); ``http_server`` is a threaded ``http.server`` whose routes a
+test sets up front.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from digest.mailbox import Mailbox
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's DIGEST_* variables or writes outside its folder."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("DIGEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "test-secret-key-not-for-production")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def smtp_capture(tmp_path: Path) -> Iterator[Mailbox]:
+    box = Mailbox(tmp_path / "mailbox", port=0)
+    box.start()
+    yield box
+    box.stop()
+
+
+Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class HTTPServer:
+    """A loopback HTTP server; ``routes`` maps a path to a ``Route`` or a handler function."""
+
+    server: http.server.ThreadingHTTPServer
+    routes: dict[str, Route | Handler]
+    requests: list[tuple[str, str, dict[str, str]]]
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+@pytest.fixture
+def http_server() -> Iterator[HTTPServer]:
+    routes: dict[str, Route | Handler] = {}
+    requests: list[tuple[str, str, dict[str, str]]] = []
+
+    class RequestHandler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet tests
+            pass
+
+        def _serve(self) -> None:
+            requests.append((self.command, self.path, dict(self.headers.items())))
+            route = routes.get(self.path.split("?")[0])
+            if route is None:
+                route = Route(404, b"not found")
+            if callable(route):
+                route(self)
+                return
+            self.send_response(route.status)
+            for name, value in route.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(route.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(route.body)
+
+        do_GET = do_POST = do_HEAD = _serve
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield HTTPServer(server, routes, requests)
+    server.shutdown()
+    server.server_close()
