@@ -17,7 +17,10 @@ __all__ = [
     "IssueItem",
     "IssueStatus",
     "Lesson",
+    "NAME_MARKER",
     "RenderedEmail",
+    "RenderedIssue",
+    "UNSUBSCRIBE_MARKER",
     "Subscriber",
     "SubscriberStatus",
     "Summary",
@@ -123,3 +126,33 @@ class RenderedEmail:
     preheader: str
     html: str
     text: str
+
+
+# Markers left in a rendered issue where each recipient's own values go; they are
+# plain ASCII that neither Jinja2, MJML nor premailer touch, replaced at send time.
+NAME_MARKER = "%%DIGEST_NAME%%"
+UNSUBSCRIBE_MARKER = "%%DIGEST_UNSUBSCRIBE_URL%%"
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """An issue rendered once: HTML and text with the recipient markers still in them.
+
+    ``personalise`` is the per-recipient step; it must stay cheap (string
+    replacement, no template work), since it runs once per subscriber.
+    """
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    language: str = "fr"
+
+    def personalise(self, name: str, unsubscribe_url: str) -> RenderedEmail:
+        from html import escape
+
+        html = self.html.replace(NAME_MARKER, escape(name)).replace(
+            UNSUBSCRIBE_MARKER, escape(unsubscribe_url)
+        )
+        text = self.text.replace(NAME_MARKER, name).replace(UNSUBSCRIBE_MARKER, unsubscribe_url)
+        return RenderedEmail(self.subject, self.preheader, html, text)
