@@ -29,6 +29,7 @@ __all__ = [
     "LLMSettings",
     "NewsletterSettings",
     "RenderSettings",
+    "RunSettings",
     "ScheduleSettings",
     "SelectSettings",
     "SendSettings",
@@ -124,8 +125,21 @@ class SummarizeSettings:
 class DraftSettings:
     dir: Path = Path("drafts")
     intro: str = ""
-    require_approval: bool = False
-    """When true, ``send`` and ``run`` only send an issue an editor approved."""
+    """The introduction a new draft starts with; editors rewrite it in the draft file."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The policy of ``digest run`` (and so of every scheduled run)."""
+
+    send_unreviewed: bool = False
+    """Send a draft nobody approved. Off by default: the run stops at "draft ready"."""
+    min_articles: int = 1
+    """Fewer selected articles than this: skip the week and keep them for the next."""
+    on_collect_failure: Literal["continue", "abort"] = "continue"
+    """When some sources fail: send with what was collected, or stop before drafting."""
+    notify: tuple[str, ...] = ()
+    """Editors' addresses that get the run report and alerts."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +202,7 @@ class Settings:
     select: SelectSettings = field(default_factory=SelectSettings)
     summarize: SummarizeSettings = field(default_factory=SummarizeSettings)
     draft: DraftSettings = field(default_factory=DraftSettings)
+    run: RunSettings = field(default_factory=RunSettings)
     render: RenderSettings = field(default_factory=RenderSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     send: SendSettings = field(default_factory=SendSettings)
@@ -311,6 +326,7 @@ _TABLES: dict[str, type] = {
     "summarize": SummarizeSettings,
     "summarize.llm": LLMSettings,
     "draft": DraftSettings,
+    "run": RunSettings,
     "render": RenderSettings,
     "smtp": SmtpSettings,
     "send": SendSettings,

@@ -1,0 +1,404 @@
+"""The command line: parse arguments, call the pipeline, print the result.
+
+Library errors (``DigestError``) become one line on stderr and exit code 1 here
+and only here; "done, but some sources or recipients failed" is exit code 2.
+``main(argv)`` runs in-process, which is how the tests call it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import __version__, pipeline
+from .config import Settings, find_config_path, load_settings
+from .errors import DigestError
+from .store import Store
+
+__all__ = ["main"]
+
+PARTIAL = 2  # exit code: done, but some sources or recipients failed
+
+
+class Context:
+    """What every command needs, loaded on first use so `init` works without a config."""
+
+    def __init__(self, config: str | None, verbose: bool) -> None:
+        self.config = config
+        self.verbose = verbose
+        self._settings: Settings | None = None
+        self._store: Store | None = None
+        # markup off: feed titles, errors and addresses are data, never rich markup
+        self.console = Console(highlight=False, markup=False)
+        self.err = Console(stderr=True, highlight=False, markup=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.database.url)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+period_option = click.option("--period", "period", metavar="P", help="ISO week, e.g. 2026-W48 (default: this week).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config",
+    metavar="PATH",
+    envvar="DIGEST_CONFIG",
+    help="Config file (default: $DIGEST_CONFIG, else ./digest.toml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@click.version_option(__version__, prog_name="digest")
+@click.pass_context
+def cli(click_ctx: click.Context, config: str | None, verbose: bool) -> None:
+    """Weekly newsletter digests: collect, summarize, render, send."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx = Context(config, verbose)
+    click_ctx.obj = ctx
+    click_ctx.call_on_close(ctx.close)
+
+
+# -- init ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@pass_ctx
+def init(ctx: Context, directory: Path) -> None:
+    """Write a commented starter config, a template folder and an example subscriber CSV."""
+    from .starter import write_starter
+
+    written = write_starter(directory)
+    for path in written:
+        ctx.console.print(f"wrote {path}")
+    ctx.console.print(
+        f"Next: edit {directory / 'digest.toml'}, then `digest --config "
+        f"{directory / 'digest.toml'} collect`."
+    )
+
+
+# -- collect, draft, approve, render ----------------------------------------------------
+
+
+@cli.command()
+@pass_ctx
+def collect(ctx: Context) -> None:
+    """Fetch every source, store new articles, print each source's health."""
+    report = pipeline.collect(ctx.settings, ctx.store)
+    table = Table("source", "status", "new", "updated", "error", title="Collection")
+    for s in report.sources:
+        label = s.status + (f" (failing {s.consecutive_failures}×)" if s.flagged else "")
+        status = Text(label, style="red" if s.status == "error" else "")
+        table.add_row(Text(s.name), status, str(s.new), str(s.updated), Text(s.error))
+    ctx.console.print(table)
+    ctx.console.print(f"{report.new} new article(s) from {len(report.sources)} source(s).")
+    if report.failed:
+        names = ", ".join(s.name for s in report.failed)
+        ctx.err.print(f"some sources failed: {names}")
+        raise SystemExit(PARTIAL)
+
+
+@cli.command()
+@period_option
+@click.option("--refresh", is_flag=True, help="Rebuild the articles the editor has not touched.")
+@pass_ctx
+def draft(ctx: Context, period: str | None, refresh: bool) -> None:
+    """Select and summarize; store the draft and write its editable file."""
+    result = pipeline.draft(ctx.settings, ctx.store, period, refresh=refresh)
+    ctx.console.print(
+        f"Draft {result.issue.period}: {result.articles} article(s), status {result.issue.status}."
+    )
+    ctx.console.print(f"Edit it in {result.path}, then `digest approve`.")
+
+
+@cli.command()
+@period_option
+@pass_ctx
+def approve(ctx: Context, period: str | None) -> None:
+    """Mark the draft ready to send."""
+    issue = pipeline.approve(ctx.settings, ctx.store, period)
+    ctx.console.print(f"Issue {issue.period} approved: `digest send` will send it.")
+
+
+@cli.command()
+@period_option
+@click.option(
+    "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for email.html, email.txt and email.eml.",
+)
+@pass_ctx
+def render(ctx: Context, period: str | None, out: Path) -> None:
+    """Write the email as one subscriber gets it, and run the pre-send checks."""
+    result = pipeline.render(ctx.settings, ctx.store, period, out)
+    for path in result.files:
+        ctx.console.print(f"wrote {path}")
+    _print_checks(ctx, result.checks)
+    if result.errors:
+        raise SystemExit(1)
+
+
+def _print_checks(ctx: Context, checks: Sequence[Any]) -> None:
+    if not checks:
+        ctx.console.print("Pre-send checks: all passed.")
+    for check in checks:
+        colour = "red" if check.level == "error" else "yellow"
+        ctx.console.print(Text(check.level, style=colour), f"{check.name}: {check.message}")
+
+
+# -- send, run ----------------------------------------------------------------------------
+
+
+@cli.command()
+@period_option
+@click.option("--to", "to", metavar="ADDR", help="A test send to this one address only.")
+@click.option("--dry-run", is_flag=True, help="Show who would get it; send nothing.")
+@click.option("--force", is_flag=True, help="Send although pre-send checks report errors.")
+@pass_ctx
+def send(ctx: Context, period: str | None, to: str | None, dry_run: bool, force: bool) -> None:
+    """Send the approved issue to every active subscriber, once each (resumable)."""
+    if to:
+        pipeline.send_test(ctx.settings, ctx.store, period, to)
+        ctx.console.print(f"Test message sent to {to}.")
+        return
+    report = pipeline.send(ctx.settings, ctx.store, period, dry_run=dry_run, force=force)
+    _print_send(ctx, report)
+    if report.failures:
+        raise SystemExit(PARTIAL)
+
+
+def _print_send(ctx: Context, report: Any) -> None:
+    counts = ", ".join(f"{status}: {n}" for status, n in sorted(report.counts.items()))
+    ctx.console.print(f"Deliveries: {counts or 'none'}.")
+    for address, reason in report.failures:
+        ctx.err.print(f"failed: {address}: {reason}")
+
+
+@cli.command()
+@period_option
+@pass_ctx
+def run(ctx: Context, period: str | None) -> None:
+    """collect → draft → send, once per period (running it again does nothing)."""
+    report = pipeline.run(ctx.settings, ctx.store, period=period)
+    ctx.console.print(f"{report.period}: {report.outcome}: {report.detail}")
+    for error in report.source_errors:
+        ctx.err.print(f"source failed: {error}")
+    for failure in report.recipient_failures:
+        ctx.err.print(f"recipient failed: {failure}")
+    if report.outcome == "failed":
+        raise SystemExit(1)
+    if report.source_errors or report.recipient_failures or report.outcome == "partial":
+        raise SystemExit(PARTIAL)
+
+
+# -- subscribers ---------------------------------------------------------------------------
+
+
+@cli.group()
+def subscribers() -> None:
+    """The subscriber list: import, export, list, unsubscribe, delete."""
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def subscribers_import(ctx: Context, file: Path) -> None:
+    """Import (or update) subscribers from a CSV file."""
+    from .subscribers import import_csv
+
+    report = import_csv(ctx.store, file)
+    ctx.console.print(
+        f"{report.added} added, {report.updated} updated, {report.skipped} kept as they were, "
+        f"{len(report.errors)} rejected."
+    )
+    for row, reason in report.errors:
+        ctx.err.print(f"{file}: row {row}: {reason}")
+    if report.errors:
+        raise SystemExit(PARTIAL)
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(["active", "unsubscribed", "bounced"]))
+@pass_ctx
+def subscribers_list(ctx: Context, status: str | None) -> None:
+    """List subscribers, optionally by status."""
+    table = Table("email", "name", "language", "status", "tags")
+    rows = ctx.store.subscribers(status)
+    for s in rows:
+        table.add_row(*(Text(v) for v in (s.email, s.name, s.language, s.status, ", ".join(s.tags))))
+    ctx.console.print(table)
+    ctx.console.print(f"{len(rows)} subscriber(s).")
+
+
+@subscribers.command("export")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
+@pass_ctx
+def subscribers_export(ctx: Context, out: Path | None) -> None:
+    """Export the list as CSV (spreadsheet-safe)."""
+    from .subscribers import export_csv
+
+    if out is None:
+        export_csv(ctx.store, sys.stdout)
+    else:
+        with out.open("w", encoding="utf-8", newline="") as handle:
+            export_csv(ctx.store, handle)
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@pass_ctx
+def subscribers_unsubscribe(ctx: Context, email: str) -> None:
+    """Unsubscribe one address."""
+    from .subscribers import unsubscribe
+
+    unsubscribe(ctx.store, email)
+    ctx.console.print(f"{email} unsubscribed.")
+
+
+@subscribers.command("delete")
+@click.argument("email")
+@pass_ctx
+def subscribers_delete(ctx: Context, email: str) -> None:
+    """Erase one person, keeping only a hash so a re-import does not bring them back."""
+    from .subscribers import delete
+
+    delete(ctx.store, email)
+    ctx.console.print(f"{email} deleted.")
+
+
+# -- status, mailbox, demo --------------------------------------------------------------------
+
+
+@cli.command()
+@pass_ctx
+def status(ctx: Context) -> None:
+    """Last and next run, source health, delivery counts."""
+    settings, store = ctx.settings, ctx.store
+    last = store.last_run()
+    if last:
+        ctx.console.print(
+            f"Last run: {last['period']} started {_local(settings, last['started_at'])}: "
+            f"{last['outcome'] or 'running'} {last['detail']}"
+        )
+    else:
+        ctx.console.print("Last run: never.")
+    next_fire = _next_fire_time(settings, store)
+    ctx.console.print(f"Next run: {_local(settings, next_fire) if next_fire else 'not scheduled (start `digest schedule`)'}")
+    issue = store.latest_issue()
+    if issue:
+        counts = store.delivery_counts(issue.period)
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
+        ctx.console.print(f"Latest issue: {issue.period} ({issue.status}), deliveries: {summary}.")
+    table = Table("source", "last success", "last error", "failures in a row", title="Sources")
+    for row in store.source_states():
+        table.add_row(
+            Text(row["name"]),
+            _local(settings, row["last_success_at"]) if row["last_success_at"] else "never",
+            Text(row["last_error"] or ""),
+            str(row["consecutive_failures"] or 0),
+        )
+    ctx.console.print(table)
+
+
+def _next_fire_time(settings: Settings, store: Store) -> dt.datetime | None:
+    try:
+        from .schedule import next_fire_time
+    except ImportError:
+        return None
+    return next_fire_time(settings, store)
+
+
+def _local(settings: Settings, moment: dt.datetime) -> str:
+    from zoneinfo import ZoneInfo
+
+    return moment.astimezone(ZoneInfo(settings.newsletter.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@cli.command()
+@click.option("--port", default=1025, show_default=True, help="Port to listen on (127.0.0.1).")
+@click.option(
+    "--dir", "folder", default="outbox", show_default=True,
+    type=click.Path(file_okay=False, path_type=Path), help="Where .eml files go.",
+)
+@pass_ctx
+def mailbox(ctx: Context, port: int, folder: Path) -> None:
+    """A capture SMTP server: every message it receives becomes an .eml file."""
+    import threading
+
+    from .mailbox import Mailbox
+
+    box = Mailbox(folder, port=port, on_message=lambda p: ctx.console.print(f"captured {p}"))
+    try:
+        box.start()
+    except OSError as exc:
+        raise DigestError(f"cannot listen on 127.0.0.1:{port}: {exc}", hint="choose another --port") from None
+    ctx.console.print(f"Capturing mail on 127.0.0.1:{box.port} into {folder}/ (Ctrl-C to stop).")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        box.stop()
+
+
+@cli.command()
+@click.option(
+    "--subscribers", "subscribers_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="Subscriber CSV to import first (default: subscribers.example.csv beside the config's folder).",
+)
+@click.option(
+    "--outbox", type=click.Path(file_okay=False, path_type=Path),
+    help="Where captured messages go (default: outbox/ beside the config).",
+)
+@pass_ctx
+def demo(ctx: Context, subscribers_file: Path | None, outbox: Path | None) -> None:
+    """Run the whole pipeline once into a built-in capture mailbox (nothing leaves this machine)."""
+    from .demo import run_demo
+
+    code = run_demo(ctx.settings, ctx.store, ctx.console, subscribers_file, outbox)
+    if code:
+        raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return its exit code instead of exiting (tests call this in-process)."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="digest", standalone_mode=False)
+    except DigestError as exc:
+        Console(stderr=True, highlight=False, markup=False).print(
+            Text("error:", style="red"), str(exc)
+        )
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0

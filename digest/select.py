@@ -1,0 +1,77 @@
+"""Which stored articles make the issue.
+
+An article qualifies when it was published in the look-back window ending with
+the period; qualifying articles are ranked by source weight, then recency, and
+capped per source and in all. The same story from two sources was merged at
+collection time; here a near-identical title is the last guard.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+
+from .config import Settings, SourceSettings
+from .models import Article
+from .period import period_bounds
+from .store import Store
+
+__all__ = ["select_articles"]
+
+
+def select_articles(settings: Settings, store: Store, period: str) -> list[Article]:
+    """The articles for ``period``, best first, at most ``[select] max_articles``."""
+    _, end = period_bounds(period, settings.newsletter.timezone)
+    start = end - dt.timedelta(days=settings.select.lookback_days)
+    candidates = store.articles_between(start, end)
+    return rank_articles(candidates, settings.sources, settings.select.max_articles,
+                         settings.select.max_per_source)
+
+
+def rank_articles(
+    candidates: Sequence[Article],
+    sources: Sequence[SourceSettings],
+    max_articles: int,
+    max_per_source: int,
+) -> list[Article]:
+    by_name = {s.name: s for s in sources}
+    ranked = sorted(
+        (a for a in candidates if _passes_filters(a, by_name.get(a.source))),
+        key=lambda a: (-_weight(by_name.get(a.source)), -a.published.timestamp(), a.id or 0),
+    )
+    chosen: list[Article] = []
+    per_source: Counter[str] = Counter()
+    seen_titles: set[str] = set()
+    for article in ranked:
+        source = by_name.get(article.source)
+        cap = min(max_per_source, source.max_items) if source and source.max_items else max_per_source
+        title_key = _title_key(article.title)
+        if per_source[article.source] >= cap or title_key in seen_titles:
+            continue
+        chosen.append(article)
+        per_source[article.source] += 1
+        seen_titles.add(title_key)
+        if len(chosen) >= max_articles:
+            break
+    return chosen
+
+
+def _weight(source: SourceSettings | None) -> float:
+    return source.weight if source else 1.0
+
+
+def _passes_filters(article: Article, source: SourceSettings | None) -> bool:
+    if source is None:
+        return True
+    haystack = f"{article.title}\n{article.text}".casefold()
+    if source.include and not any(word.casefold() in haystack for word in source.include):
+        return False
+    return not any(word.casefold() in haystack for word in source.exclude)
+
+
+def _title_key(title: str) -> str:
+    folded = unicodedata.normalize("NFKD", title.casefold())
+    return re.sub(r"[\W_]+", " ", "".join(c for c in folded if not unicodedata.combining(c))).strip()
