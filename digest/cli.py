@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__, pipeline
-from .config import Settings, find_config_path, load_settings
+from .config import Settings, load_settings
 from .errors import DigestError
 from .store import Store
 
@@ -59,7 +59,9 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-period_option = click.option("--period", "period", metavar="P", help="ISO week, e.g. 2026-W48 (default: this week).")
+period_option = click.option(
+    "--period", "period", metavar="P", help="ISO week, e.g. 2026-W48 (default: this week)."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -149,7 +151,10 @@ def approve(ctx: Context, period: str | None) -> None:
 @cli.command()
 @period_option
 @click.option(
-    "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
     help="Folder for email.html, email.txt and email.eml.",
 )
 @pass_ctx
@@ -250,13 +255,17 @@ def subscribers_list(ctx: Context, status: str | None) -> None:
     table = Table("email", "name", "language", "status", "tags")
     rows = ctx.store.subscribers(status)
     for s in rows:
-        table.add_row(*(Text(v) for v in (s.email, s.name, s.language, s.status, ", ".join(s.tags))))
+        table.add_row(
+            *(Text(v) for v in (s.email, s.name, s.language, s.status, ", ".join(s.tags)))
+        )
     ctx.console.print(table)
     ctx.console.print(f"{len(rows)} subscriber(s).")
 
 
 @subscribers.command("export")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout."
+)
 @pass_ctx
 def subscribers_export(ctx: Context, out: Path | None) -> None:
     """Export the list as CSV (spreadsheet-safe)."""
@@ -308,7 +317,10 @@ def status(ctx: Context) -> None:
     else:
         ctx.console.print("Last run: never.")
     next_fire = _next_fire_time(settings, store)
-    ctx.console.print(f"Next run: {_local(settings, next_fire) if next_fire else 'not scheduled (start `digest schedule`)'}")
+    ctx.console.print(
+        "Next run: "
+        + (_local(settings, next_fire) if next_fire else "not scheduled (start `digest schedule`)")
+    )
     issue = store.latest_issue()
     if issue:
         counts = store.delivery_counts(issue.period)
@@ -342,8 +354,12 @@ def _local(settings: Settings, moment: dt.datetime) -> str:
 @cli.command()
 @click.option("--port", default=1025, show_default=True, help="Port to listen on (127.0.0.1).")
 @click.option(
-    "--dir", "folder", default="outbox", show_default=True,
-    type=click.Path(file_okay=False, path_type=Path), help="Where .eml files go.",
+    "--dir",
+    "folder",
+    default="outbox",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where .eml files go.",
 )
 @pass_ctx
 def mailbox(ctx: Context, port: int, folder: Path) -> None:
@@ -356,7 +372,9 @@ def mailbox(ctx: Context, port: int, folder: Path) -> None:
     try:
         box.start()
     except OSError as exc:
-        raise DigestError(f"cannot listen on 127.0.0.1:{port}: {exc}", hint="choose another --port") from None
+        raise DigestError(
+            f"cannot listen on 127.0.0.1:{port}: {exc}", hint="choose another --port"
+        ) from None
     ctx.console.print(f"Capturing mail on 127.0.0.1:{box.port} into {folder}/ (Ctrl-C to stop).")
     try:
         threading.Event().wait()
@@ -368,11 +386,14 @@ def mailbox(ctx: Context, port: int, folder: Path) -> None:
 
 @cli.command()
 @click.option(
-    "--subscribers", "subscribers_file", type=click.Path(dir_okay=False, path_type=Path),
-    help="Subscriber CSV to import first (default: subscribers.example.csv beside the config's folder).",
+    "--subscribers",
+    "subscribers_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Subscriber CSV to import first (default: subscribers.example.csv near the config).",
 )
 @click.option(
-    "--outbox", type=click.Path(file_okay=False, path_type=Path),
+    "--outbox",
+    type=click.Path(file_okay=False, path_type=Path),
     help="Where captured messages go (default: outbox/ beside the config).",
 )
 @pass_ctx
@@ -388,7 +409,9 @@ def demo(ctx: Context, subscribers_file: Path | None, outbox: Path | None) -> No
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return its exit code instead of exiting (tests call this in-process)."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="digest", standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None, prog_name="digest", standalone_mode=False
+        )
     except DigestError as exc:
         Console(stderr=True, highlight=False, markup=False).print(
             Text("error:", style="red"), str(exc)

@@ -367,12 +367,13 @@ def _convert(hint: Any, value: Any, file: Path, where: str, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, file, f"{where}.{key}" if where else key)
+        return _build(typing.cast(type, hint), value, file, f"{where}.{key}" if where else key)
     if origin is tuple and args and dataclasses.is_dataclass(args[0]):
         if not isinstance(value, list):
             raise ConfigError(f"{place} must be a list of tables ([[{key}]])")
         return tuple(
-            _build(args[0], item, file, f"{key}[{i}]") for i, item in enumerate(value)
+            _build(typing.cast(type, args[0]), item, file, f"{key}[{i}]")
+            for i, item in enumerate(value)
         )
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

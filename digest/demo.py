@@ -34,11 +34,18 @@ def run_demo(
     subscribers_file = subscribers_file or _find_example_subscribers(base)
     outbox = outbox or base / "outbox"
     imported = import_csv(store, subscribers_file)
-    console.print(f"Subscribers from {subscribers_file}: {imported.added} added, {imported.updated} updated.")
+    console.print(
+        f"Subscribers from {subscribers_file}: {imported.added} added, {imported.updated} updated."
+    )
 
     with Mailbox(outbox, port=0) as box:
         smtp = dataclasses.replace(
-            settings.smtp, host="127.0.0.1", port=box.port, security="none", username="", password=""
+            settings.smtp,
+            host="127.0.0.1",
+            port=box.port,
+            security="none",
+            username="",
+            password="",
         )
         demo_settings = dataclasses.replace(settings, smtp=smtp)
         console.print(f"Capture mailbox listening on 127.0.0.1:{box.port}, writing to {outbox}/")
@@ -50,12 +57,18 @@ def run_demo(
 
     messages = sorted(outbox.glob("*.eml"))
     console.print("")
-    console.print(f"Messages captured: {len(messages)} in {outbox.resolve()}/ (open them with any mail program)")
+    console.print(
+        f"Messages captured: {len(messages)} in {outbox.resolve()}/ (open them in a mail program)"
+    )
     console.print(f"HTML preview:      {(base / 'preview' / 'email.html').resolve()}")
     console.print(f"Plain-text part:   {(base / 'preview' / 'email.txt').resolve()}")
-    console.print(f"Editable draft:    {pipeline.draft_file(demo_settings, report.period).resolve()}")
+    console.print(
+        f"Editable draft:    {pipeline.draft_file(demo_settings, report.period).resolve()}"
+    )
     errors = [c for c in preview.checks if c.level == "error"]
-    console.print(f"Pre-send checks:   {len(errors)} error(s), {len(preview.checks) - len(errors)} warning(s)")
+    console.print(
+        f"Pre-send checks:   {len(errors)} error(s), {len(preview.checks) - len(errors)} warning(s)"
+    )
     if report.outcome in ("failed",):
         return 1
     if report.outcome == "partial" or report.source_errors:

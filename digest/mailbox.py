@@ -35,7 +35,9 @@ class CaptureHandler:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.on_message = on_message
         self._lock = threading.Lock()
-        existing = [int(m.group(1)) for p in folder.glob("*.eml") if (m := re.match(r"(\d+)-", p.name))]
+        existing = [
+            int(m.group(1)) for p in folder.glob("*.eml") if (m := re.match(r"(\d+)-", p.name))
+        ]
         self._counter = itertools.count(max(existing, default=0) + 1)
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:

@@ -24,9 +24,7 @@ def parse_period(text: str) -> tuple[int, int]:
             pass
         else:
             return year, week
-    raise DigestError(
-        f"not a period: {text!r}", hint="periods are ISO weeks written like 2026-W48"
-    )
+    raise DigestError(f"not a period: {text!r}", hint="periods are ISO weeks written like 2026-W48")
 
 
 def period_of(moment: dt.datetime, timezone: str = "Europe/Paris") -> str:

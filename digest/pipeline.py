@@ -78,7 +78,9 @@ class RunReport:
     recipient_failures: list[str] = field(default_factory=list)
 
 
-def period_or_current(settings: Settings, period: str | None, now: dt.datetime | None = None) -> str:
+def period_or_current(
+    settings: Settings, period: str | None, now: dt.datetime | None = None
+) -> str:
     return period or current_period(settings.newsletter.timezone, now)
 
 
@@ -171,7 +173,7 @@ def draft(
 
 
 def load_issue(settings: Settings, store: Store, period: str | None = None) -> Issue:
-    """The issue for ``period`` as the editor left it: the stored issue with the draft file's edits."""
+    """The issue for ``period`` as the editor left it: stored issue plus the draft file's edits."""
     from .draftfile import draft_path, read_draft
 
     period = period_or_current(settings, period)
@@ -278,7 +280,9 @@ def send(
             hint="review it, then set approved = true in the draft file or run `digest approve`",
         )
     if not issue.items:
-        raise IssueError(f"issue {period} has no articles", hint="run `digest collect` and `digest draft`")
+        raise IssueError(
+            f"issue {period} has no articles", hint="run `digest collect` and `digest draft`"
+        )
     if dry_run:
         return send_issue(settings, store, issue, result.rendered, dry_run=True, progress=progress)
     store.set_issue_status(period, "sending", expect=("draft", "approved", "sending"))
@@ -312,31 +316,52 @@ def run(
         if stored is not None and stored.status == "sent":
             return RunReport(period, "already_sent", f"issue {period} was already sent", run_id)
         row = store.start_run(run_id, period, trigger)
-        report = _run_stages(settings, store, period, run_id, resume=stored is not None and stored.status == "sending")
+        report = _run_stages(
+            settings,
+            store,
+            period,
+            run_id,
+            resume=stored is not None and stored.status == "sending",
+        )
         store.finish_run(row, report.outcome, report.detail)
         return report
 
 
-def _run_stages(settings: Settings, store: Store, period: str, run_id: str, resume: bool) -> RunReport:
+def _run_stages(
+    settings: Settings, store: Store, period: str, run_id: str, resume: bool
+) -> RunReport:
     source_errors: list[str] = []
     if not resume:
         collected = collect(settings, store)
         source_errors = [f"{s.name}: {s.error}" for s in collected.failed]
         if source_errors and settings.run.on_collect_failure == "abort":
-            return RunReport(period, "failed", "collection failed: " + "; ".join(source_errors),
-                             run_id, source_errors=source_errors)
+            return RunReport(
+                period,
+                "failed",
+                "collection failed: " + "; ".join(source_errors),
+                run_id,
+                source_errors=source_errors,
+            )
         drafted = draft(settings, store, period)
         if len(drafted.issue.items) < settings.run.min_articles:
             store.set_issue_status(period, "draft")
             return RunReport(
-                period, "skipped",
-                f"{len(drafted.issue.items)} article(s), fewer than the {settings.run.min_articles} required; kept for next week",
-                run_id, source_errors=source_errors,
+                period,
+                "skipped",
+                f"{len(drafted.issue.items)} article(s), fewer than the "
+                f"{settings.run.min_articles} required; kept for next week",
+                run_id,
+                source_errors=source_errors,
             )
         issue = load_issue(settings, store, period)
         if issue.status != "approved" and not settings.run.send_unreviewed:
-            return RunReport(period, "draft_ready", f"draft {period} is ready for review",
-                             run_id, source_errors=source_errors)
+            return RunReport(
+                period,
+                "draft_ready",
+                f"draft {period} is ready for review",
+                run_id,
+                source_errors=source_errors,
+            )
     try:
         report = send(settings, store, period, unreviewed=settings.run.send_unreviewed)
     except DigestError as exc:
@@ -345,8 +370,16 @@ def _run_stages(settings: Settings, store: Store, period: str, run_id: str, resu
     failures = [f"{address}: {reason}" for address, reason in report.failures]
     outcome: RunOutcome = "sent" if report.complete else "partial"
     detail = f"sent to {sent} subscriber(s)" + (f", {len(failures)} failed" if failures else "")
-    return RunReport(period, outcome, detail, run_id, sent=sent, failed=len(failures),
-                     source_errors=source_errors, recipient_failures=failures)
+    return RunReport(
+        period,
+        outcome,
+        detail,
+        run_id,
+        sent=sent,
+        failed=len(failures),
+        source_errors=source_errors,
+        recipient_failures=failures,
+    )
 
 
 def draft_file(settings: Settings, period: str) -> Path:

@@ -27,8 +27,9 @@ def select_articles(settings: Settings, store: Store, period: str) -> list[Artic
     _, end = period_bounds(period, settings.newsletter.timezone)
     start = end - dt.timedelta(days=settings.select.lookback_days)
     candidates = store.articles_between(start, end)
-    return rank_articles(candidates, settings.sources, settings.select.max_articles,
-                         settings.select.max_per_source)
+    return rank_articles(
+        candidates, settings.sources, settings.select.max_articles, settings.select.max_per_source
+    )
 
 
 def rank_articles(
@@ -47,7 +48,9 @@ def rank_articles(
     seen_titles: set[str] = set()
     for article in ranked:
         source = by_name.get(article.source)
-        cap = min(max_per_source, source.max_items) if source and source.max_items else max_per_source
+        cap = (
+            min(max_per_source, source.max_items) if source and source.max_items else max_per_source
+        )
         title_key = _title_key(article.title)
         if per_source[article.source] >= cap or title_key in seen_titles:
             continue
@@ -74,4 +77,6 @@ def _passes_filters(article: Article, source: SourceSettings | None) -> bool:
 
 def _title_key(title: str) -> str:
     folded = unicodedata.normalize("NFKD", title.casefold())
-    return re.sub(r"[\W_]+", " ", "".join(c for c in folded if not unicodedata.combining(c))).strip()
+    return re.sub(
+        r"[\W_]+", " ", "".join(c for c in folded if not unicodedata.combining(c))
+    ).strip()

@@ -408,7 +408,9 @@ class Store:
                 )
             ).first()
         if existing is None:
-            existing = conn.execute(sa.select(articles.c.id).where(articles.c.url == article.url)).first()
+            existing = conn.execute(
+                sa.select(articles.c.id).where(articles.c.url == article.url)
+            ).first()
         if existing is None and article.fingerprint:
             existing = conn.execute(
                 sa.select(articles.c.id).where(articles.c.fingerprint == article.fingerprint)
@@ -435,7 +437,7 @@ class Store:
             conn.execute(sa.update(articles).where(articles.c.id == article_id).values(**values))
             return article_id, False
         result = conn.execute(sa.insert(articles).values(collected_at=now, **values))
-        return int(result.inserted_primary_key[0]), True
+        return _new_id(result), True
 
     def articles_between(self, start: dt.datetime, end: dt.datetime) -> list[Article]:
         with self.engine.connect() as conn:
@@ -448,14 +450,20 @@ class Store:
 
     def article(self, article_id: int) -> Article | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(articles).where(articles.c.id == article_id)).mappings().first()
+            row = (
+                conn.execute(sa.select(articles).where(articles.c.id == article_id))
+                .mappings()
+                .first()
+            )
             return None if row is None else _article(row)
 
     # -- issues ------------------------------------------------------------------
 
     def issue(self, period: str) -> Issue | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(issues).where(issues.c.period == period)).mappings().first()
+            row = (
+                conn.execute(sa.select(issues).where(issues.c.period == period)).mappings().first()
+            )
             if row is None:
                 return None
             items = conn.execute(
@@ -497,10 +505,10 @@ class Store:
                 "status": issue.status,
             }
             if row is None:
-                issue_id = int(
+                issue_id = _new_id(
                     conn.execute(
                         sa.insert(issues).values(period=issue.period, created_at=now, **fields)
-                    ).inserted_primary_key[0]
+                    )
                 )
             else:
                 issue_id = int(row.id)
@@ -569,7 +577,7 @@ class Store:
                     run_id=run_id, period=period, trigger=trigger, started_at=utcnow(), detail=""
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return _new_id(result)
 
     def finish_run(self, row_id: int, outcome: str, detail: str) -> None:
         with self.engine.begin() as conn:
@@ -581,7 +589,9 @@ class Store:
 
     def last_run(self) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).mappings().first()
+            row = (
+                conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).mappings().first()
+            )
             return None if row is None else dict(row)
 
     def delivery_counts(self, period: str | None = None) -> dict[str, int]:
@@ -592,6 +602,12 @@ class Store:
             )
         with self.engine.connect() as conn:
             return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _article(row: Any) -> Article:
