@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__, pipeline
-from .config import Settings, load_settings
+from .config import Settings, find_config_path, load_settings
 from .errors import DigestError
 from .store import Store
 
@@ -219,6 +219,71 @@ def run(ctx: Context, period: str | None) -> None:
         raise SystemExit(1)
     if report.source_errors or report.recipient_failures or report.outcome == "partial":
         raise SystemExit(PARTIAL)
+
+
+# -- preview, serve, schedule, summarize -------------------------------------------------
+
+
+@cli.command()
+@period_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@pass_ctx
+def preview(ctx: Context, period: str | None, host: str, port: int) -> None:
+    """A local web page of the draft that reloads itself when you edit it."""
+    from .preview import serve_preview
+
+    period = pipeline.period_or_current(ctx.settings, period)
+    pipeline.load_issue(ctx.settings, ctx.store, period)  # fail now, clearly, if there is no draft
+    ctx.console.print(f"Preview of {period} on http://{host}:{port}/ (Ctrl-C to stop).")
+    serve_preview(ctx.settings, ctx.store, period, host=host, port=port)
+
+
+@cli.command()
+@click.option("--host", help="Address to bind (default: [web] host).")
+@click.option("--port", type=int, help="Port to listen on (default: [web] port).")
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None) -> None:
+    """The public web endpoints: one-click unsubscribe and the archive."""
+    from .web import serve as serve_web
+
+    settings = ctx.settings
+    serve_web(settings, ctx.store, host or settings.web.host, port or settings.web.port)
+
+
+@cli.command()
+@pass_ctx
+def schedule(ctx: Context) -> None:
+    """Run `digest run` on the configured weekly schedule, until stopped."""
+    from .schedule import run_scheduler
+
+    run_scheduler(ctx.settings, ctx.store)
+
+
+@cli.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--backend", help="Summarizer to use (default: [summarize] backend).")
+@pass_ctx
+def summarize(ctx: Context, file: Any, backend: str | None) -> None:
+    """JSON lines of articles in (FILE or -), JSON lines of summaries and lessons out."""
+    import dataclasses
+    import os
+
+    from .config import LLMSettings, SummarizeSettings
+    from .summarize.jsonl import summarize_stream
+
+    if find_config_path(ctx.config).is_file():
+        settings = ctx.settings.summarize
+    else:  # trying the summarizer on a text needs no config file
+        llm = LLMSettings(
+            base_url=os.environ.get("DIGEST_LLM_BASE_URL", ""),
+            model=os.environ.get("DIGEST_LLM_MODEL", ""),
+            api_key=os.environ.get("DIGEST_LLM_API_KEY", ""),
+        )
+        settings = SummarizeSettings(llm=llm)
+    if backend:
+        settings = dataclasses.replace(settings, backend=backend)
+    summarize_stream(file, sys.stdout, settings)
 
 
 # -- subscribers ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -355,8 +356,12 @@ class Store:
             return None if row is None else str(row.owner)
 
     @contextmanager
-    def lock(self, name: str, ttl: dt.timedelta = dt.timedelta(minutes=30)) -> Iterator[str]:
-        """Hold lock ``name`` for the block, or raise ``LockedError`` at once."""
+    def lock(self, name: str, ttl: dt.timedelta = dt.timedelta(minutes=2)) -> Iterator[str]:
+        """Hold lock ``name`` for the block, or raise ``LockedError`` at once.
+
+        The lease is short and renewed in the background while the block runs, so
+        a long send keeps its lock and a killed process loses it within ``ttl``.
+        """
         owner = lock_owner()
         if not self.acquire_lock(name, owner, ttl):
             holder = self.lock_holder(name) or "another process"
@@ -364,9 +369,19 @@ class Store:
                 f"{name} is already running ({holder})",
                 hint="wait for it to finish; a crashed holder's lock expires by itself",
             )
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(ttl.total_seconds() / 3):
+                self.renew_lock(name, owner, ttl)
+
+        renewer = threading.Thread(target=renew, name=f"lock:{name}", daemon=True)
+        renewer.start()
         try:
             yield owner
         finally:
+            done.set()
+            renewer.join()
             self.release_lock(name, owner)
 
     # -- sources and articles --------------------------------------------------

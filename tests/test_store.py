@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from digest import store as store_module
 from digest.errors import LockedError, StoreError
 from digest.models import Article, Issue, IssueItem
 from digest.store import SCHEMA_VERSION, Store, meta
@@ -99,3 +101,32 @@ def test_naive_datetimes_are_refused(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'd.db'}")
     with pytest.raises(sa.exc.StatementError):
         store.save_article(article(published=dt.datetime(2026, 1, 1)))
+
+
+def test_a_held_lock_is_renewed_past_its_lease(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    holder, other = Store(url), Store(url)
+    with holder.lock("run", ttl=dt.timedelta(seconds=0.3)):
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # well past the first lease
+            assert not other.acquire_lock("run", "other", dt.timedelta(seconds=1))
+            time.sleep(0.1)
+    assert other.acquire_lock("run", "other", dt.timedelta(seconds=1))
+
+
+def test_an_upgrade_runs_new_migrations_and_keeps_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    Store(url).save_article(article())
+
+    def add_column(conn: sa.Connection) -> None:
+        conn.execute(sa.text("ALTER TABLE articles ADD COLUMN summary_hint TEXT DEFAULT ''"))
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, add_column])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    upgraded = Store(url)
+    assert upgraded.schema_version() == SCHEMA_VERSION + 1
+    with upgraded.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT title, summary_hint FROM articles")).all()
+    assert [tuple(r) for r in rows] == [("Titre", "")]

@@ -1,0 +1,241 @@
+"""The whole path, end to end, through the CLI: real feeds, real SQLite, real SMTP on loopback."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import ROOT, HTTPServer, Route
+
+from digest.cli import main
+from digest.mailbox import Mailbox
+from digest.store import Store, deliveries
+
+ACTIVE_EXAMPLE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
+
+
+def make_config(folder: Path, smtp_port: int, sources: str | None = None, extra: str = "") -> Path:
+    """A copy of the demo configuration in ``folder``, sending to ``smtp_port``."""
+    shutil.copytree(ROOT / "examples" / "feeds", folder / "feeds")
+    shutil.copy(ROOT / "subscribers.example.csv", folder / "subscribers.example.csv")
+    text = (ROOT / "examples" / "digest.toml").read_text(encoding="utf-8")
+    text = text.replace("port = 1025", f"port = {smtp_port}")
+    if sources is not None:
+        head, _, rest = text.partition("[[sources]]")
+        text = head + sources + "\n[collect]" + rest.partition("[collect]")[2]
+    path = folder / "digest.toml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+def captured(box: Mailbox) -> list[email.message.EmailMessage]:
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        for p in sorted(box.handler.folder.glob("*.eml"))
+    ]
+
+
+def test_demo_leaves_one_message_per_active_subscriber_and_runs_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, smtp_port=1)  # the demo brings its own mailbox
+    assert main(["--config", str(config), "demo"]) == 0
+    out = capsys.readouterr().out
+    outbox = tmp_path / "outbox"
+    messages = sorted(outbox.glob("*.eml"))
+    assert len(messages) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    assert str(outbox.resolve()) in out
+    assert (tmp_path / "preview" / "email.html").is_file()
+    recipients = {
+        email.message_from_bytes(p.read_bytes())["X-Digest-Envelope-To"] for p in messages
+    }
+    assert len(recipients) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    assert "oceane" not in " ".join(recipients).lower()  # the unsubscribed one
+
+    assert main(["--config", str(config), "demo"]) == 0
+    assert len(sorted(outbox.glob("*.eml"))) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    assert "already" in capsys.readouterr().out
+
+
+def test_run_twice_in_the_same_week_sends_nothing_the_second_time(
+    tmp_path: Path, smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, smtp_capture.port)
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "subscribers",
+                "import",
+                str(tmp_path / "subscribers.example.csv"),
+            ]
+        )
+        == 0
+    )
+    assert main(["--config", str(config), "run"]) == 0
+    first = captured(smtp_capture)
+    assert len(first) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    message = first[0]
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Ce que cela nous apprend" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+    capsys.readouterr()
+    assert main(["--config", str(config), "run"]) == 0
+    assert "already_sent" in capsys.readouterr().out
+    assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
+
+
+def test_a_failing_source_is_named_the_others_go_on_and_exit_is_2(
+    tmp_path: Path,
+    smtp_capture: Mailbox,
+    http_server: HTTPServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    feed = (ROOT / "examples" / "feeds" / "veille-creative.xml").read_bytes()
+    http_server.routes["/good.xml"] = Route(200, feed, {"Content-Type": "application/rss+xml"})
+    http_server.routes["/broken.xml"] = Route(500, b"oops")
+    sources = (
+        f'[[sources]]\nname = "Bonne source"\nurl = "{http_server.url("/good.xml")}"\n\n'
+        f'[[sources]]\nname = "Source en panne"\nurl = "{http_server.url("/broken.xml")}"\n'
+    )
+    config = make_config(tmp_path, smtp_capture.port, sources=sources)
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "subscribers",
+                "import",
+                str(tmp_path / "subscribers.example.csv"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["--config", str(config), "run"]) == 2
+    captured_io = capsys.readouterr()
+    assert "Source en panne" in captured_io.err
+    assert "500" in captured_io.err
+    assert (
+        len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    )  # the good source still made an issue
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_smtp_server_is_one_clear_line_and_nobody_is_marked_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, closed_port())
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "subscribers",
+                "import",
+                str(tmp_path / "subscribers.example.csv"),
+            ]
+        )
+        == 0
+    )
+    assert main(["--config", str(config), "collect"]) == 0
+    assert main(["--config", str(config), "draft"]) == 0
+    assert main(["--config", str(config), "approve"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "send"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "127.0.0.1" in err
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'digest.db'}")
+    with store.engine.connect() as conn:
+        sent = conn.execute(
+            sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == "sent")
+        ).scalar()
+    assert sent == 0
+
+
+def test_malformed_subscriber_rows_are_reported_by_row_and_good_rows_imported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, 1)
+    csv = tmp_path / "list.csv"
+    csv.write_text(
+        "email,name,language\n"
+        "ana@example.org,Ana,fr\n"
+        "not-an-address,Bob,fr\n"
+        "chloe@example.org,Chloé,fr\n"
+        ",Nobody,fr\n",
+        encoding="utf-8",
+    )
+    assert main(["--config", str(config), "subscribers", "import", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert "row 3" in err and "row 5" in err
+    assert main(["--config", str(config), "subscribers", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "ana@example.org" in out and "chloe@example.org" in out
+    assert "2 subscriber(s)" in out
+
+
+def test_render_writes_html_text_and_the_full_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, 1)
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "subscribers",
+                "import",
+                str(tmp_path / "subscribers.example.csv"),
+            ]
+        )
+        == 0
+    )
+    assert main(["--config", str(config), "collect"]) == 0
+    assert main(["--config", str(config), "draft"]) == 0
+    assert main(["--config", str(config), "render", "--out", str(tmp_path / "out")]) == 0
+    html = (tmp_path / "out" / "email.html").read_text(encoding="utf-8")
+    text = (tmp_path / "out" / "email.txt").read_text(encoding="utf-8")
+    message = email.message_from_bytes(
+        (tmp_path / "out" / "email.eml").read_bytes(), policy=email.policy.default
+    )
+    assert '<html lang="fr"' in html
+    assert "Ce que cela nous apprend" in text
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["To"]
+
+
+def test_the_cli_runs_as_a_subprocess(tmp_path: Path) -> None:
+    config = make_config(tmp_path, 1)
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Sources" in done.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(tmp_path / "nope.toml"), "status"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 1
+    assert "digest init" in missing.stderr
+    assert "Traceback" not in missing.stderr
