@@ -38,8 +38,8 @@ class Context:
         self._settings: Settings | None = None
         self._store: Store | None = None
         # markup off: feed titles, errors and addresses are data, never rich markup
-        self.console = Console(highlight=False, markup=False)
-        self.err = Console(stderr=True, highlight=False, markup=False)
+        self.console = Console(highlight=False, markup=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
     @property
     def settings(self) -> Settings:

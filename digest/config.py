@@ -174,6 +174,12 @@ class SendSettings:
     connections: int = 1
     max_consecutive_failures: int = 20
     retry_window_hours: float = 24.0
+    dkim_selector: str = ""
+    """DKIM selector; with ``dkim_private_key_file``, every message is signed."""
+    dkim_domain: str = ""
+    """The signing domain (``d=``); the sender's domain if empty."""
+    dkim_private_key_file: Path | None = None
+    """PEM private key (RSA, or Ed25519 with PyNaCl); relative to the config file."""
 
 
 @dataclass(frozen=True)

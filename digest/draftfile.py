@@ -115,7 +115,12 @@ each time you save.
 When the draft is ready, set approved = true to allow sending.""",
 }
 
-_HEADING = re.compile(r"^(#{1,6})(?:[ \t]+(.*?))?[ \t#]*$")
+_OFFERED_NOTE = {
+    "fr": "Articles déjà proposés : un article supprimé n'est pas reproposé.",
+    "en": "Articles already proposed: a deleted article is not proposed again.",
+}
+
+_HEADING = re.compile(r"^(#{1,6})(?:[ \t]+(.*))?$")
 _BULLET = re.compile(r"^[ \t]{0,3}(?:[-*+•–]|\d{1,2}[.)])(?:[ \t]+(.*))?$")
 _META = re.compile(r"^<!--\s*digest:(.*)-->$")
 
@@ -138,13 +143,19 @@ def draft_path(settings: Settings, period: str) -> Path:
 # -- fingerprints and normal forms ---------------------------------------------------
 
 
+# Only ASCII whitespace is layout: the no-break spaces of French typography
+# (before « : ; ! ? » and inside « ») are text and must survive a round trip.
+_SPACE = " \t\r\n\f\v"
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return _SPACES.sub(" ", text).strip(_SPACE)
 
 
 def _paragraphs(text: str) -> list[str]:
     """Paragraphs as the file shows them: blank lines separate, line breaks are spaces."""
-    return [p for p in (_one_line(block) for block in re.split(r"\n[ \t]*\n", text)) if p]
+    return [p for p in (_one_line(block) for block in re.split(r"\n[ \t\r\f\v]*\n", text)) if p]
 
 
 def _normal_text(text: str) -> str:
@@ -170,7 +181,9 @@ def item_fingerprint(item: IssueItem) -> str:
 def _toml_string(value: str) -> str:
     # JSON string escapes are valid TOML basic-string escapes; TOML also wants
     # DEL escaped, and "-->" would end the HTML comment holding the value.
-    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f").replace("-->", "--\\u003e")
+    return (
+        json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f").replace("-->", "--\\u003e")
+    )
 
 
 def _toml_datetime(value: dt.datetime) -> str:
@@ -181,7 +194,7 @@ def _toml_datetime(value: dt.datetime) -> str:
 
 def _escape_line(line: str) -> str:
     """Prefix a text line with a backslash where the reader would take it for markup."""
-    if line.startswith(("#", "\\", "<!--", FENCE)) or _BULLET.match(line):
+    if line.startswith(("\\", "<!--")) or _HEADING.match(line) or _BULLET.match(line):
         return "\\" + line
     return line
 
@@ -219,7 +232,7 @@ def format_draft(issue: Issue, offered: Iterable[int] = ()) -> str:
         f"period = {_toml_string(issue.period)}",
         f"language = {_toml_string(issue.language)}",
         f"approved = {'true' if approved else 'false'}",
-        "# Articles already proposed for this issue: a deleted one is not proposed again.",
+        "# " + _OFFERED_NOTE[language],
         f"offered = [{', '.join(str(i) for i in sorted(ids))}]",
         FENCE,
         "",
@@ -322,7 +335,8 @@ class _Reader:
             if item.article_id in seen:
                 raise self.fail(
                     block.meta_line,
-                    f"article {item.article_id} appears twice (first at line {seen[item.article_id]})",
+                    f"article {item.article_id} appears twice "
+                    f"(first at line {seen[item.article_id]})",
                     hint="keep one block per article; delete the copy",
                 )
             seen[item.article_id] = block.meta_line
@@ -415,10 +429,17 @@ class _Reader:
         labels = {label.casefold() for label in LESSONS_LABEL.values()}
         for index in range(first, len(self.lines)):
             number = index + 1
-            line = self.lines[index].rstrip()
-            stripped = line.strip()
+            line = self.lines[index].rstrip(_SPACE)
+            stripped = line.strip(_SPACE)
             block = blocks[-1] if blocks else None
             if comment_from:
+                # A forgotten "-->" would silently swallow the next articles: refuse instead.
+                if _META.match(stripped) or re.match(r"#{1,2}[ \t]", stripped):
+                    raise self.fail(
+                        comment_from,
+                        f"a comment '<!--' opened here is never closed before line {number}",
+                        hint="end the comment with '-->', or delete the '<!--'",
+                    )
                 if "-->" in line:
                     comment_from = 0
                 continue
@@ -440,7 +461,8 @@ class _Reader:
                     if block.meta is not None:
                         raise self.fail(
                             number,
-                            f"a second '<!-- digest: … -->' line in the article at line {block.line}",
+                            "a second '<!-- digest: … -->' line in the article "
+                            f"at line {block.line}",
                             hint="an article block has one; a '## ' line is probably missing above",
                         )
                     block.meta = self._meta(meta.group(1), number)
@@ -473,7 +495,7 @@ class _Reader:
                     block.in_lesson = True
                 elif block.in_lesson:
                     block.lessons[-1] = _one_line(block.lessons[-1] + " " + stripped)
-                elif stripped.strip(" :*_").casefold() in labels:
+                elif stripped.strip(" :*_\u00a0\u202f").casefold() in labels:
                     block.end_paragraph()
                 else:
                     block.add_text(stripped.removeprefix("\\"))
@@ -603,7 +625,11 @@ def merge_draft(generated: Issue, existing: Issue | None, *, refresh: bool = Fal
         else:
             items.append(
                 dataclasses.replace(
-                    new, title=old.title, summary=old.summary, lessons=old.lessons, edited=old.edited
+                    new,
+                    title=old.title,
+                    summary=old.summary,
+                    lessons=old.lessons,
+                    edited=old.edited,
                 )
             )
     if refresh:

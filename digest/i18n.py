@@ -48,12 +48,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
 }
 
 _MONTHS = {
-    "fr": (
-        "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
-    ).split(),
-    "en": (
-        "January February March April May June July August September October November December"
-    ).split(),
+    "fr": [
+        *("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août"),
+        *("septembre", "octobre", "novembre", "décembre"),
+    ],
+    "en": [
+        *("January", "February", "March", "April", "May", "June", "July", "August"),
+        *("September", "October", "November", "December"),
+    ],
 }
 
 
@@ -68,7 +70,7 @@ def strings_for(language: str) -> dict[str, str]:
 
 
 def format_date(value: dt.date | dt.datetime, language: str) -> str:
-    """A date as a reader writes it: ``25 novembre 2026``, ``1er décembre 2026``, ``November 25, 2026``.
+    """A date as readers write it: ``25 novembre 2026``, ``1er mai 2026``, ``May 1, 2026``.
 
     Written by hand rather than through ``locale``: the process locale is global,
     often missing on servers, and not ours to change.

@@ -7,6 +7,7 @@ Times are timezone-aware UTC ``datetime`` objects.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,7 +29,9 @@ __all__ = [
 
 IssueStatus = Literal["draft", "approved", "sending", "sent", "skipped"]
 SubscriberStatus = Literal["active", "unsubscribed", "bounced"]
-DeliveryStatus = Literal["queued", "sending", "sent", "failed_temp", "failed_perm", "uncertain"]
+DeliveryStatus = Literal[
+    "queued", "sending", "sent", "failed_temp", "failed_perm", "uncertain", "skipped"
+]
 
 
 @dataclass(frozen=True)
@@ -149,10 +152,38 @@ class RenderedIssue:
     language: str = "fr"
 
     def personalise(self, name: str, unsubscribe_url: str) -> RenderedEmail:
+        """Fill in one recipient's name and unsubscribe URL (escaped in the HTML).
+
+        With no name, the space before the name marker goes too: « Bonjour, ».
+        The parts between markers are split once per issue and cached, so each
+        recipient costs one join per part rather than a scan of 50 KB of HTML.
+        """
         from html import escape
 
-        html = self.html.replace(NAME_MARKER, escape(name)).replace(
-            UNSUBSCRIBE_MARKER, escape(unsubscribe_url)
-        )
-        text = self.text.replace(NAME_MARKER, name).replace(UNSUBSCRIBE_MARKER, unsubscribe_url)
+        named = bool(name)
+        html = _fill(self._parts("html", named), escape(name), escape(unsubscribe_url))
+        text = _fill(self._parts("text", named), name, unsubscribe_url)
         return RenderedEmail(self.subject, self.preheader, html, text)
+
+    def _parts(self, field_name: str, named: bool) -> list[str]:
+        # Cached in the instance dict: frozen dataclasses forbid attribute assignment,
+        # not a cache the instance's fields never see.
+        cache: dict[tuple[str, bool], list[str]] = self.__dict__.setdefault("_split_cache", {})
+        parts = cache.get((field_name, named))
+        if parts is None:
+            body: str = getattr(self, field_name)
+            if not named:
+                body = body.replace(" " + NAME_MARKER, NAME_MARKER)
+            parts = cache[(field_name, named)] = _MARKERS.split(body)
+        return parts
+
+
+_MARKERS = re.compile(f"({re.escape(NAME_MARKER)}|{re.escape(UNSUBSCRIBE_MARKER)})")
+
+
+def _fill(parts: list[str], name: str, unsubscribe_url: str) -> str:
+    """Join parts split on the markers: odd indexes are markers, replaced by values."""
+    out = parts.copy()
+    for index in range(1, len(out), 2):
+        out[index] = name if out[index] == NAME_MARKER else unsubscribe_url
+    return "".join(out)

@@ -1,0 +1,172 @@
+"""Benchmark: collect 200 feeds, each answering after 300 ms, from a loopback server.
+
+The server runs in a child process (so its work does not share the collector's
+interpreter) and holds every request for LATENCY seconds before answering with
+a feed of ten full-text entries. The collector runs for real: guarded HTTP
+client, parsing, normalisation, deduplication, a SQLite file. Printed: wall
+time, peak memory (resident set of this process), and the ratio of wall time
+to the ideal (one latency: every feed fetched at once, everything else free).
+A second run, against unchanged feeds, shows the cost of conditional requests.
+
+    .venv/bin/python benchmarks/collect.py [--feeds 200] [--concurrency N] [--latency 0.3]
+
+Target (QUALITY.md): under 3 s wall for 200 feeds on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import random
+import resource
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from digest.collect import collect
+from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
+from digest.store import Store
+
+WORDS = (
+    "design studio image atelier code graphic students portfolio motion sound game level "
+    "light colour shape story public museum open source tool review jury school course "
+    "week month year project screen print type layout sketch model render texture camera "
+    "the of and to in for with on by from at as is was are were this that these those it "
+    "team client brief budget deadline award festival exhibition gallery collection archive "
+    "editor writer reader audience community network studio agency startup market price "
+    "video film animation frame scene character voice music score rhythm tempo colourist "
+    "paper ink brush pencil canvas tablet screen pixel vector font letter word line page"
+).split()
+
+
+def feed_body(number: int, entries: int = 10) -> bytes:
+    items = []
+    for entry in range(entries):
+        pick = random.Random(number * 1000 + entry)
+        words = [pick.choice(WORDS) for _ in range(180)]
+        text = f"Feed {number} entry {entry}. " + " ".join(words) + "."
+        items.append(
+            f"<item><title>Feed {number}, story {entry}: {words[0]} {words[1]} {words[2]}</title>"
+            f"<link>https://feed{number}.example/story/{entry}</link>"
+            f"<guid isPermaLink='false'>feed{number}-{entry}</guid>"
+            f"<pubDate>Mon, 23 Nov 2026 0{entry % 10}:00:00 +0000</pubDate>"
+            f"<description><![CDATA[<p>{text}</p>]]></description></item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>Feed {number}</title><link>https://feed{number}.example/</link>"
+        + "".join(items)
+        + "</channel></rss>"
+    ).encode()
+
+
+def serve(latency: float, feeds: int, ready: Connection) -> None:
+    """The slow feed server (child process): every answer waits ``latency`` seconds."""
+    bodies = {f"/feed/{n}": feed_body(n) for n in range(feeds)}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1]
+                etag = f'"{path}"'
+                conditional = any(
+                    line.lower().startswith("if-none-match:") and etag in line for line in lines
+                )
+                await asyncio.sleep(latency)
+                body = b"" if conditional else bodies.get(path, b"")
+                status = "304 Not Modified" if conditional else "200 OK"
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/rss+xml\r\n"
+                    f"ETag: {etag}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        ready.send(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feeds", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.3)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=CollectSettings().concurrency,
+        help="requests in flight (default: the [collect] concurrency default)",
+    )
+    args = parser.parse_args(argv)
+
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.Process(
+        target=serve, args=(args.latency, args.feeds, child), daemon=True
+    )
+    server.start()
+    port = parent.recv()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            base = Path(folder)
+            settings = Settings(
+                path=base / "digest.toml",
+                database=DatabaseSettings(url=f"sqlite:///{base / 'bench.db'}"),
+                sources=tuple(
+                    SourceSettings(
+                        name=f"feed {n}", url=f"http://127.0.0.1:{port}/feed/{n}", full_text="never"
+                    )
+                    for n in range(args.feeds)
+                ),
+                collect=CollectSettings(concurrency=args.concurrency, allow_private=("127.0.0.1",)),
+            )
+            store = Store(settings.database.url)
+            before = peak_rss_mb()
+            ideal = args.latency
+            bound = math.ceil(args.feeds / args.concurrency) * args.latency
+            print(
+                f"{args.feeds} feeds x 10 entries, {args.latency * 1000:.0f} ms latency each, "
+                f"concurrency {args.concurrency}"
+            )
+            print(f"ideal (one latency): {ideal:.2f} s; bound at this concurrency: {bound:.2f} s")
+            for label in ("first run (all new)", "second run (unchanged, conditional)"):
+                start = time.perf_counter()
+                cpu = time.process_time()
+                report = collect(settings, store)
+                wall = time.perf_counter() - start
+                cpu = time.process_time() - cpu
+                statuses = {s.status for s in report.sources}
+                print(
+                    f"{label}: wall {wall:.2f} s, cpu {cpu:.2f} s, "
+                    f"ratio to ideal {wall / ideal:.1f}x, to the concurrency bound "
+                    f"{wall / bound:.2f}x, new {report.new}, statuses {sorted(statuses)}, "
+                    f"failed {len(report.failed)}"
+                )
+            print(f"peak memory: {peak_rss_mb():.0f} MB resident ({before:.0f} MB before the runs)")
+            store.close()
+    finally:
+        server.terminate()
+        server.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Send benchmark: digest's sender against Postfix's own ``smtp-source``, same sink, same run.
+
+    .venv/bin/python benchmarks/send.py                       # 10,000 subscribers
+    .venv/bin/python benchmarks/send.py --subscribers 100000  # the memory figure
+    .venv/bin/python benchmarks/send.py --connections 2       # both sides with 2 sessions
+
+One 10-article issue rendered by ``render_issue`` (about 55 KB of HTML) goes to
+N generated subscribers through Postfix's ``smtp-sink`` on loopback, with the
+delivery ledger in a real SQLite file (every ledger write included). The
+reference is ``smtp-source`` (Postfix's C test client) sending the same number
+of messages of the same size to the same sink with the same number of
+sessions, reusing its connections (``-d``) as digest does.
+
+The send runs in a fresh child process so that its peak memory (max RSS) and
+CPU time are its own, not the set-up's. Needs ``smtp-sink`` and ``smtp-source``
+(Debian package ``postfix``) and root or a user ``nobody`` to run the sink as.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest.config import (  # noqa: E402
+    NewsletterSettings,
+    SendSettings,
+    Settings,
+    SmtpSettings,
+    WebSettings,
+)
+from digest.models import Issue, IssueItem  # noqa: E402
+from digest.store import Store, subscribers  # noqa: E402
+
+PERIOD = "2026-W48"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_issue() -> Issue:
+    items = tuple(
+        IssueItem(
+            article_id=None,
+            position=i,
+            source=f"Source {i % 3}",
+            title=f"Titre de l’article numéro {i} sur la création numérique",
+            url=f"https://exemple.fr/articles/{i}",
+            summary=("Un résumé de deux phrases qui explique l’essentiel de l’article. " * 4).strip(),
+            lessons=tuple(
+                f"Leçon {j} : une idée courte tirée de l’article, en moins de vingt-cinq mots."
+                for j in range(3)
+            ),
+            published=dt.datetime(2026, 11, 24, tzinfo=dt.UTC),
+        )
+        for i in range(10)
+    )
+    return Issue(
+        period=PERIOD,
+        title="La veille n° 48",
+        intro="Bonjour et bienvenue dans la veille de la semaine.",
+        items=items,
+        status="sending",
+    )
+
+
+def settings_for(folder: Path, port: int, connections: int) -> Settings:
+    return Settings(
+        path=folder / "digest.toml",
+        newsletter=NewsletterSettings(from_address="veille@ecole.example"),
+        smtp=SmtpSettings(host="127.0.0.1", port=port),
+        send=SendSettings(connections=connections, max_consecutive_failures=1000),
+        web=WebSettings(base_url="https://digest.ecole.example"),
+        database=__import__("digest.config", fromlist=["DatabaseSettings"]).DatabaseSettings(
+            url=f"sqlite:///{folder / 'digest.db'}"
+        ),
+    )
+
+
+def populate(store: Store, count: int) -> None:
+    """N active subscribers, inserted in bulk (importing is not what we measure here)."""
+    from digest.subscribers import new_token
+    from digest.store import utcnow
+
+    now = utcnow()
+    rows = [
+        {
+            "email": f"lecteur{i:06d}@exemple.fr",
+            "name": f"Lectrice Numéro {i}",
+            "language": "fr",
+            "status": "active",
+            "tags": "",
+            "token": new_token(),
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(count)
+    ]
+    with store.begin() as conn:
+        for start in range(0, count, 20_000):
+            conn.execute(sa.insert(subscribers), rows[start : start + 20_000])
+
+
+def child(folder: Path, port: int, connections: int) -> None:
+    """The measured part: render once, then send_issue over the whole ledger."""
+    from digest.render import render_issue
+    from digest.send import send_issue
+
+    settings = settings_for(folder, port, connections)
+    store = Store(settings.database.url)
+    issue = store.issue(PERIOD)
+    assert issue is not None
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    rendered = render_issue(issue, settings)
+    report = send_issue(settings, store, issue, rendered)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "sent": report.sent,
+                "counts": report.counts,
+                "wall": wall,
+                "cpu": cpu,
+                "peak_mb": peak_kb / 1024,
+                "html_bytes": len(rendered.html.encode()),
+            }
+        )
+    )
+
+
+def message_size(folder: Path, connections: int) -> int:
+    from digest.compose import MessageFactory
+    from digest.render import render_issue
+    from digest.subscribers import sample_subscriber
+
+    settings = settings_for(folder, 25, connections)
+    store = Store(settings.database.url)
+    issue = store.issue(PERIOD)
+    assert issue is not None
+    subscriber, token = sample_subscriber(settings, store)
+    return len(MessageFactory(render_issue(issue, settings), settings).build(subscriber, token))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--child", nargs=2, metavar=("FOLDER", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child[0]), int(args.child[1]), args.connections)
+        return
+
+    for tool in ("smtp-sink", "smtp-source"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} not found: apt-get install postfix (choose 'No configuration')")
+    sink_bin = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    source_bin = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+
+    folder = Path(tempfile.mkdtemp(prefix="digest-bench-"))
+    n, c = args.subscribers, args.connections
+    store = Store(f"sqlite:///{folder / 'digest.db'}")
+    populate(store, n)
+    store.save_issue(make_issue())
+    store.close()
+    size = message_size(folder, c)
+
+    port = free_port()
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    sink = subprocess.Popen([sink_bin, *user, f"127.0.0.1:{port}", "1000"])
+    try:
+        time.sleep(0.3)
+        # Reference: Postfix's C client, same sink, same count, same size, same sessions.
+        started = time.perf_counter()
+        subprocess.run(
+            [source_bin, "-s", str(c), "-d", "-m", str(n), "-l", str(size),
+             "-f", "veille@ecole.example", "-t", "lecteur@exemple.fr", f"127.0.0.1:{port}"],
+            check=True,
+        )
+        reference = n / (time.perf_counter() - started)
+
+        out = subprocess.run(
+            [sys.executable, __file__, "--connections", str(c), "--child", str(folder), str(port)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        stats = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        sink.terminate()
+        sink.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    rate = stats["sent"] / stats["wall"]
+    print(f"subscribers: {n:,}; connections: {c}; message: {size:,} bytes "
+          f"(HTML {stats['html_bytes']:,} bytes)")
+    print(f"ledger: {stats['counts']}")
+    print(f"digest send:  {rate:8.0f} messages/s  ({stats['wall']:.1f} s wall, render included)")
+    print(f"smtp-source:  {reference:8.0f} messages/s  (-s {c} -d, same sink, same size)")
+    print(f"ratio:        {rate / reference:8.2f}  (target >= 0.5)")
+    print(f"CPU:          {stats['cpu'] / stats['sent'] * 1000:8.3f} ms per recipient (target < 1)")
+    print(f"peak memory:  {stats['peak_mb']:8.1f} MB max RSS of the sending process")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,408 @@
+"""One collect run: every source concurrently, each one to a report line.
+
+Per source: skip it if a ``Retry-After`` is still running; load the document
+(HTTP with conditional GET, or a local file); parse it, or discover the feed an
+HTML page announces; keep entries that pass the source's keyword filters;
+fetch full text for new teasers; store articles and fetch state in one
+transaction; report. Network work runs concurrently on one event loop; parsing
+and extraction run in worker threads so they overlap with the network; every
+database write goes through one writer thread, so writes never contend and
+deduplication sees every earlier source's articles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import httpx
+from rich.markup import escape
+from rich.table import Table
+
+from ..config import Settings, SourceSettings
+from ..models import Article
+from ..store import Store, utcnow
+from .dedupe import Candidate, Deduper
+from .fetch import HTML_ACCEPT, Fetcher, FetchError
+from .fulltext import enrich, extract, wants_full_text
+from .normalize import detect_language, fingerprint, fold, is_web_url
+from .parse import Entry, Feed, NotAFeed, parse_feed
+
+__all__ = ["CollectReport", "SourceReport", "collect", "health_table"]
+
+log = logging.getLogger(__name__)
+
+MAX_ENTRIES = 500
+"""Entries read from one feed per run (the newest first, as feeds list them)."""
+MAX_PAGES = 30
+"""Article pages fetched for full text per source per run."""
+
+Status = Literal["ok", "not_modified", "error", "skipped"]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    name: str
+    url: str
+    status: Status
+    new: int
+    updated: int
+    error: str
+    """Empty when healthy; else a one-line reason ("HTTP 404", "timed out after 20s"…)."""
+    consecutive_failures: int
+    flagged: bool
+    """Failing for ``[collect] failing_after`` runs in a row or more."""
+
+
+@dataclass(frozen=True)
+class CollectReport:
+    sources: tuple[SourceReport, ...]
+
+    @property
+    def failed(self) -> list[SourceReport]:
+        return [s for s in self.sources if s.status == "error"]
+
+    @property
+    def new(self) -> int:
+        return sum(s.new for s in self.sources)
+
+    @property
+    def updated(self) -> int:
+        return sum(s.updated for s in self.sources)
+
+
+def collect(
+    settings: Settings,
+    store: Store,
+    *,
+    progress: Callable[[SourceReport], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> CollectReport:
+    """Fetch every configured source once and store what is new; never raises for one source."""
+    run = _Run(settings, store, progress, transport)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run.main())
+    # Called from code already running an event loop: give the run a loop of its own.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run.main()).result()
+
+
+@dataclass(frozen=True)
+class _Document:
+    url: str
+    """The URL (or path) actually read: the feed, after discovery."""
+    body: bytes
+    content_type: str
+    etag: str = ""
+    last_modified: str = ""
+    not_modified: bool = False
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        progress: Callable[[SourceReport], None] | None,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self.settings = settings
+        self.limits = settings.collect
+        self.store = store
+        self.progress = progress
+        self.transport = transport
+        self.now = utcnow()
+        self.deduper = Deduper(store, {s.name: s.weight for s in settings.sources}, self.now)
+
+    async def main(self) -> CollectReport:
+        states = {row["name"]: row for row in self.store.source_states()}
+        self.writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-db")
+        try:
+            async with Fetcher(self.limits, transport=self.transport) as fetcher:
+                self.fetcher = fetcher
+                seen: set[str] = set()
+                tasks = []
+                for source in self.settings.sources:
+                    duplicate = source.name in seen
+                    seen.add(source.name)
+                    state = states.get(source.name, {})
+                    tasks.append(asyncio.create_task(self._source(source, state, duplicate)))
+                for finished in asyncio.as_completed(tasks):
+                    report = await finished
+                    if self.progress is not None:
+                        self.progress(report)
+                reports = [task.result() for task in tasks]
+        finally:
+            self.writer.shutdown(wait=True)
+        return CollectReport(tuple(reports))
+
+    async def _write(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.writer, lambda: function(*args, **kwargs))
+
+    # -- one source --------------------------------------------------------------
+
+    async def _source(
+        self, source: SourceSettings, state: dict[str, Any], duplicate: bool
+    ) -> SourceReport:
+        failures = int(state.get("consecutive_failures") or 0)
+        if duplicate:
+            return self._report(source, "error", error="duplicate source name in the config")
+        retry_after = state.get("retry_after")
+        if retry_after is not None and retry_after > self.now:
+            return self._report(
+                source,
+                "skipped",
+                error=f"rate-limited: next try after {retry_after:%Y-%m-%d %H:%M} UTC",
+                failures=failures,
+            )
+        try:
+            document = await self._load(source, state)
+            feed = None
+            if not document.not_modified:
+                document, feed = await self._parse(source, document, state)
+            status: Status = "ok" if feed is not None else "not_modified"
+            batch = [] if feed is None else await self._batch(source, feed)
+            fetch_state: dict[str, Any] = {
+                "last_fetch_at": self.now,
+                "last_success_at": self.now,
+                "last_status": status,
+                "last_error": None,
+                "consecutive_failures": 0,
+                "retry_after": None,
+            }
+            if feed is not None:
+                fetch_state["etag"] = document.etag or None
+                fetch_state["last_modified"] = document.last_modified or None
+            new, updated = await self._write(
+                self.deduper.save, source.name, document.url, batch, fetch_state
+            )
+            return self._report(source, status, new=new, updated=updated)
+        except (FetchError, NotAFeed, OSError) as exc:
+            error = _one_line(exc)
+            retry = exc.retry_after if isinstance(exc, FetchError) else None
+        except Exception as exc:  # a bug must not cost the other sources their run
+            log.exception("collecting %s failed", source.name)
+            error = f"internal error: {type(exc).__name__}: {_one_line(exc)}"
+            retry = None
+        failures += 1
+        if retry is not None:
+            error += f" (next try after {retry:%Y-%m-%d %H:%M} UTC)"
+        try:
+            await self._write(
+                self.store.record_fetch,
+                source.name,
+                str(state.get("url") or source.url),
+                last_fetch_at=self.now,
+                last_status="error",
+                last_error=error,
+                consecutive_failures=failures,
+                retry_after=retry,
+                new_articles=0,
+            )
+        except Exception:
+            log.exception("recording the failure of %s failed", source.name)
+        return self._report(source, "error", error=error, failures=failures)
+
+    def _report(
+        self,
+        source: SourceSettings,
+        status: Status,
+        *,
+        new: int = 0,
+        updated: int = 0,
+        error: str = "",
+        failures: int = 0,
+    ) -> SourceReport:
+        return SourceReport(
+            name=source.name,
+            url=source.url,
+            status=status,
+            new=new,
+            updated=updated,
+            error=error,
+            consecutive_failures=failures,
+            flagged=failures >= max(1, self.limits.failing_after),
+        )
+
+    # -- loading -------------------------------------------------------------------
+
+    async def _load(self, source: SourceSettings, state: dict[str, Any]) -> _Document:
+        scheme = urlsplit(source.url).scheme.lower()
+        if scheme == "file" or (not scheme or len(scheme) == 1):  # a path (C: on Windows)
+            return await asyncio.to_thread(self._read_file, source.url, state)
+        if scheme not in ("http", "https"):
+            raise FetchError(f"unsupported URL scheme {scheme!r} (http, https or a file path)")
+        return await self._get(source.url, state)
+
+    async def _parse(
+        self, source: SourceSettings, document: _Document, state: dict[str, Any]
+    ) -> tuple[_Document, Feed | None]:
+        """The feed in ``document``, or in the feed an HTML page announces (one level)."""
+        try:
+            return document, await self._parse_document(document)
+        except NotAFeed as exc:
+            if not exc.feeds or document.url != source.url or not is_web_url(source.url):
+                raise
+            feed_url = exc.feeds[0]
+        # A web page announcing its feed: read the feed, conditionally if we know it.
+        document = await self._get(feed_url, state)
+        if document.not_modified:
+            return document, None
+        return document, await self._parse_document(document)
+
+    async def _parse_document(self, document: _Document) -> Feed:
+        return await asyncio.to_thread(
+            parse_feed, document.body, document.url, document.content_type, self.now
+        )
+
+    async def _get(self, url: str, state: dict[str, Any]) -> _Document:
+        # Validators belong to the URL they came from.
+        same = state.get("url") == url
+        response = await self.fetcher.get(
+            url,
+            etag=str(state.get("etag") or "") if same else "",
+            last_modified=str(state.get("last_modified") or "") if same else "",
+        )
+        return _Document(
+            url=url,
+            body=response.body,
+            content_type=response.content_type,
+            etag=response.headers.get("etag", ""),
+            last_modified=response.headers.get("last-modified", ""),
+            not_modified=response.not_modified,
+        )
+
+    def _read_file(self, location: str, state: dict[str, Any]) -> _Document:
+        path = (
+            Path(url2pathname(urlsplit(location).path))
+            if location.startswith("file:")
+            else Path(location)
+        )
+        stat = path.stat()
+        if stat.st_size > self.limits.max_bytes:
+            raise FetchError(
+                f"file larger than {self.limits.max_bytes} bytes ([collect] max_bytes)"
+            )
+        # A file's size and modification time play the part of an ETag.
+        tag = f'"file-{stat.st_size}-{stat.st_mtime_ns}"'
+        if state.get("url") == str(path) and state.get("etag") == tag:
+            return _Document(str(path), b"", "", etag=tag, not_modified=True)
+        return _Document(str(path), path.read_bytes(), "", etag=tag)
+
+    # -- entries -----------------------------------------------------------------------
+
+    async def _batch(self, source: SourceSettings, feed: Feed) -> list[Candidate]:
+        if feed.skipped:
+            log.info("%s: %d entries without a web link skipped", source.name, feed.skipped)
+        entries = [e for e in feed.entries[:MAX_ENTRIES] if _wanted(source, e)]
+        if not entries:
+            return []
+        known = await self._write(
+            self.deduper.known_urls,
+            source.name,
+            [e.url for e in entries],
+            [e.guid for e in entries],
+        )
+        teaser = self.limits.teaser_chars
+        fetch = [
+            i
+            for i, e in enumerate(entries)
+            if e.url not in known
+            and not (e.guid and e.guid in known)
+            and wants_full_text(source.full_text, e, teaser)
+        ][:MAX_PAGES]
+        pages = await asyncio.gather(*(self._full_text(entries[i]) for i in fetch))
+        fetched = set(fetch)
+        for i, entry in zip(fetch, pages, strict=True):
+            entries[i] = entry
+        return [
+            self._candidate(
+                source,
+                entry,
+                partial=i not in fetched and wants_full_text(source.full_text, entry, teaser),
+            )
+            for i, entry in enumerate(entries)
+        ]
+
+    async def _full_text(self, entry: Entry) -> Entry:
+        try:
+            response = await self.fetcher.get(entry.url, accept=HTML_ACCEPT)
+        except FetchError as exc:
+            log.info("full text of %s not fetched: %s", entry.url, exc)
+            return entry
+        kind = response.content_type.lower()
+        if response.not_modified or (kind and "html" not in kind):
+            return entry
+        extracted = await asyncio.to_thread(extract, response.body, response.url)
+        return entry if extracted is None else enrich(entry, response.url, extracted)
+
+    def _candidate(self, source: SourceSettings, entry: Entry, *, partial: bool) -> Candidate:
+        article = Article(
+            source=source.name,
+            url=entry.url,
+            title=entry.title,
+            text=entry.text,
+            published=entry.published or self.now,
+            guid=entry.guid,
+            html=entry.html,
+            author=entry.author,
+            language=detect_language(f"{entry.title}\n{entry.text}", source.language),
+            image_url=entry.image_url,
+            image_alt=entry.image_alt,
+            fingerprint=fingerprint(entry.title, entry.text),
+        )
+        return Candidate(article, dated=entry.published is not None, partial=partial)
+
+
+def _wanted(source: SourceSettings, entry: Entry) -> bool:
+    """The source's keyword filters, on title or text, case- and accent-insensitive."""
+    if not source.include and not source.exclude:
+        return True
+    haystack = fold(f"{entry.title}\n{entry.text}")
+
+    def has(keyword: str) -> bool:
+        return re.search(rf"(?<!\w){re.escape(fold(keyword.strip()))}(?!\w)", haystack) is not None
+
+    if source.include and not any(has(k) for k in source.include):
+        return False
+    return not any(has(k) for k in source.exclude)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join((str(exc) or type(exc).__name__).split())[:300]
+
+
+def health_table(report: CollectReport) -> Table:
+    """A rich ``Table`` of the run, one row per source (for ``digest collect``)."""
+    table = Table(title="Sources", show_lines=False)
+    for column in ("source", "status", "new", "updated", "failures", "error"):
+        table.add_column(
+            column, justify="right" if column in ("new", "updated", "failures") else "left"
+        )
+    style = {"ok": "green", "not_modified": "green", "skipped": "yellow", "error": "red"}
+    for line in report.sources:
+        status = f"[{style[line.status]}]{line.status.replace('_', ' ')}[/]"
+        if line.flagged:
+            status += " [bold red]⚑[/]"
+        table.add_row(
+            escape(line.name),
+            status,
+            str(line.new),
+            str(line.updated),
+            str(line.consecutive_failures),
+            escape(line.error),
+        )
+    return table

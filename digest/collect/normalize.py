@@ -1,0 +1,254 @@
+"""Turning what a feed says into clean, comparable values.
+
+Feeds are written by strangers: titles carry line breaks and control
+characters (which would end up in email headers), HTML carries scripts and
+``onerror`` handlers, links carry tracking parameters, dates lie about the
+future. Each function here makes one kind of value safe and canonical, so the
+rest of digest can trust an ``Article``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import hashlib
+import html
+import re
+import time
+import unicodedata
+from html.parser import HTMLParser
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import nh3
+
+__all__ = [
+    "canonical_url",
+    "clean_title",
+    "detect_language",
+    "fingerprint",
+    "fold",
+    "html_to_text",
+    "is_web_url",
+    "sanitize_html",
+    "text_to_html",
+    "to_utc",
+    "words",
+]
+
+# Query parameters that identify a campaign or a click, never the page.
+_TRACKING_PREFIXES = ("utm_", "mtm_", "pk_", "oly_", "vero_", "__hs", "_hs")
+_TRACKING_NAMES = {
+    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid",
+    "mc_cid", "mc_eid", "mkt_tok", "ref_src", "ref_url", "_ga", "_gl", "s_cid", "xtor", "at_medium",
+    "at_campaign", "spm", "ocid", "cmpid",
+}  # fmt: skip
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def is_web_url(url: str) -> bool:
+    parts = urlsplit(url.strip())
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def canonical_url(url: str, base: str = "") -> str:
+    """``url`` made absolute and comparable: no fragment, tracking parameters or default port."""
+    url = urljoin(base, url.strip()) if base else url.strip()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower().rstrip(".")
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    query = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not _is_tracking(name)
+    ]
+    path = parts.path or "/"
+    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _TRACKING_NAMES or lowered.startswith(_TRACKING_PREFIXES)
+
+
+# -- HTML ------------------------------------------------------------------------
+
+_TAGS = set(nh3.ALLOWED_TAGS) - {"map", "area"}
+_URL_SCHEMES = {"http", "https", "mailto"}
+_URL_ATTRIBUTES = {"href", "src", "cite"}
+
+
+def sanitize_html(fragment: str, base_url: str = "") -> str:
+    """Feed HTML with no script, no ``on*`` handler and no non-web link; links made absolute."""
+    if not fragment.strip():
+        return ""
+
+    def absolute(tag: str, attribute: str, value: str) -> str | None:
+        if attribute not in _URL_ATTRIBUTES:
+            return value
+        if not value.strip():  # an emptied link would otherwise resolve to the page itself
+            return None
+        target = urljoin(base_url, value.strip()) if base_url else value.strip()
+        scheme = urlsplit(target).scheme.lower()
+        return target if scheme in _URL_SCHEMES else None
+
+    return nh3.clean(
+        fragment,
+        tags=_TAGS,
+        clean_content_tags={"script", "style", "noscript", "template"},
+        url_schemes=_URL_SCHEMES,
+        attribute_filter=absolute,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    ).strip()
+
+
+_BLOCKS = {
+    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
+    "table", "tr", "figure", "figcaption", "section", "article", "header", "footer", "hr", "dl",
+    "dt", "dd", "details", "summary",
+}  # fmt: skip
+_SKIPPED = {"script", "style", "noscript", "template", "head", "title"}
+
+
+class _TextCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED:
+            self.skipping += 1
+        elif tag in _BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in _BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment: paragraphs on their own lines, spaces collapsed."""
+    if "<" not in fragment and "&" not in fragment:
+        return _tidy("\n".join(line for line in fragment.splitlines()))
+    collector = _TextCollector()
+    collector.feed(fragment)
+    collector.close()
+    return _tidy("".join(collector.parts))
+
+
+def _tidy(text: str) -> str:
+    text = _strip_controls(text, keep_newlines=True)
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    paragraphs = "\n".join(line for line in lines if line)
+    return paragraphs.strip()
+
+
+def text_to_html(text: str) -> str:
+    """Plain text as HTML paragraphs (escaped)."""
+    return "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n") if p.strip())
+
+
+def _strip_controls(text: str, *, keep_newlines: bool) -> str:
+    kept = []
+    for char in text:
+        if char in "\n\r\u2028\u2029\x85":
+            kept.append("\n" if keep_newlines else " ")
+        elif char == "\t" or unicodedata.category(char) not in ("Cc", "Cs", "Co"):
+            kept.append(char)
+        else:
+            kept.append(" ")
+    return "".join(kept)
+
+
+def clean_title(raw: str, limit: int = 300) -> str:
+    """A one-line title: tags and entities resolved, CR/LF and control characters removed."""
+    text = html_to_text(raw) if ("<" in raw or "&" in raw) else raw
+    text = " ".join(_strip_controls(text, keep_newlines=False).split())
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+# -- comparing texts -------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: what two spellings of the same word share."""
+    if text.isascii():
+        return text.lower()
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text)).casefold()
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(fold(text))
+
+
+def fingerprint(title: str, text: str) -> str:
+    """A hash of the normalised content: the same text, however it is marked up, hashes alike."""
+    body = words(text)
+    if len(body) < 30:  # too short to identify a story by itself
+        body = words(title) + body
+    return hashlib.sha256(" ".join(body).encode("utf-8")).hexdigest()
+
+
+# -- language --------------------------------------------------------------------------
+
+# Frequent function words: a cheap, dependable signal on a few hundred words.
+_STOPWORDS = {
+    "fr": "le la les des du un une et est dans pour que qui sur pas par avec ce cette sont au aux "
+    "il elle ils nous vous leur mais ou plus ont été être aussi comme entre sans",
+    "en": "the and of to in is that for on with as are was by it this be from at or have an "
+    "not which their has were but its they will been also",
+    "de": "der die das und ist nicht ein eine zu den mit von sich des auf für im dem auch es "
+    "sie wird werden bei oder aus nach wie",
+    "es": "el los las y es en que por para con una del se como más pero sus al lo este está "
+    "son también fue ha entre",
+    "it": "il lo gli della che e è per con una del non sono alla nel come anche più dei delle "
+    "questo ha tra",
+}
+_STOPSETS = {lang: set(fold(words_).split()) for lang, words_ in _STOPWORDS.items()}
+
+
+def detect_language(text: str, hint: str = "") -> str:
+    """ISO 639-1 code of ``text``'s language, or ``hint`` when the text is too short to tell."""
+    tokens = words(text[:5000])
+    scores = {lang: sum(1 for t in tokens if t in stop) for lang, stop in _STOPSETS.items()}
+    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
+    (best, top), (_, second) = ranked[0], ranked[1]
+    if top >= 3 and top >= 1.5 * second:
+        return best
+    return hint.lower()
+
+
+# -- dates ----------------------------------------------------------------------------
+
+
+def to_utc(value: time.struct_time | None, now: dt.datetime) -> dt.datetime | None:
+    """A feed date (feedparser gives UTC ``struct_time``) as aware UTC, never after ``now``."""
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromtimestamp(calendar.timegm(value), dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return min(when, now)

@@ -1,0 +1,756 @@
+"""The weekly scheduler: APScheduler wiring, catch-up after downtime, one instance at a time.
+
+Why it is built this way:
+
+- The weekly job lives in a persistent SQLAlchemy job store, referenced by import
+  path (``digest.schedule:scheduled_run``) with the config path as its argument:
+  a restart keeps the stored next run time, and no function object is pickled.
+- The job is (re)written only when it is absent or its trigger changed:
+  ``replace_existing`` at every start would reset the stored next run time and
+  silently drop a run that was missed while the machine was down.
+- ``coalesce`` plus a ``misfire_grace_time`` of hours (the library default is one
+  second, which would skip the week after a reboot at the wrong moment).
+- APScheduler's misfire handling only helps a job stored before the downtime.
+  Our own catch-up at start covers the rest (first start after the fire time, a
+  changed cron, a lost job store): if the latest fire time is within the grace
+  window and nothing ran for its period since, run that period now, once.
+  Several missed weeks give one run: only the latest fire time counts.
+- The unique period in the store (``pipeline.run``) is the real guarantee
+  against double sends, whatever started the run: the scheduler, a manual
+  ``digest run``, a second process.
+- A lease lock in the database (``schedule``) keeps a second scheduler out, on
+  this machine or another; the lease expiring lets a crashed scheduler's lock go.
+
+Time is injected (``now``) wherever a decision is made, so tests check fire
+times, misfires and catch-up on a fake clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+
+from .config import Settings, load_settings
+from .errors import ConfigError, LockedError
+from .notify import notify_editors
+from .period import current_period, period_of
+from .store import Store, deliveries, issues, lock_owner, runs, utcnow
+
+if TYPE_CHECKING:
+    from apscheduler.job import Job
+
+    from .pipeline import RunReport
+
+__all__ = [
+    "JOB_FUNC",
+    "JOB_ID",
+    "LOCK_NAME",
+    "DigestCronTrigger",
+    "JsonLogFormatter",
+    "Scheduler",
+    "StartPlan",
+    "configure_logging",
+    "cron_trigger",
+    "jobstore_url",
+    "latest_fire_time",
+    "next_fire_time",
+    "plan_start",
+    "run_and_notify",
+    "run_scheduler",
+    "scheduled_run",
+]
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "digest-weekly-run"
+JOB_FUNC = "digest.schedule:scheduled_run"
+CATCH_UP_ID = "digest-catch-up"
+JOBSTORE_TABLE = "digest_schedule_jobs"
+LOCK_NAME = "schedule"
+LOCK_TTL = dt.timedelta(minutes=5)
+RENEW_EVERY = 60.0  # seconds; several renewals fit in one lease
+
+# Lock owners held by schedulers of this process (to tell a dead holder with our pid).
+_LIVE_OWNERS: set[str] = set()
+
+# The scheduler running in this process, for the job function: it hands the
+# scheduler's stop event to the run (a SIGTERM during a send lets the messages in
+# flight finish, then returns, resumable) and asks it for a follow-up run when a
+# send is left unfinished.
+_active: Scheduler | None = None
+
+FOLLOW_UP_ID = "digest-follow-up"
+FOLLOW_UP_DELAY = dt.timedelta(minutes=15)
+"""When a send stopped with nothing scheduled to retry (server down): try again after this."""
+
+
+# -- the trigger ----------------------------------------------------------------------------
+
+
+class DigestCronTrigger(CronTrigger):
+    """A cron trigger that fires once for a wall-clock time the clocks go through twice.
+
+    When clocks fall back (last Sunday of October in Europe), 02:30 happens twice;
+    APScheduler's ``CronTrigger`` fires at both. A weekly run is meant once: we
+    keep the first occurrence, as cron does. (A time skipped when clocks spring
+    forward fires an hour later, at 03:30, which is what we want too.)
+    """
+
+    def get_next_fire_time(
+        self, previous_fire_time: dt.datetime | None, now: dt.datetime
+    ) -> dt.datetime | None:
+        fire: dt.datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        while fire is not None and _is_repeat(fire):  # at most one hour of repeats
+            after = fire.astimezone(dt.UTC) + dt.timedelta(seconds=1)
+            fire = super().get_next_fire_time(None, after)
+        return fire
+
+
+def _is_repeat(moment: dt.datetime) -> bool:
+    """True for the second occurrence of an ambiguous local time (``fold=1``)."""
+    first = moment.replace(fold=0)
+    return moment.fold == 1 and first.utcoffset() != moment.utcoffset()
+
+
+def cron_trigger(settings: Settings) -> DigestCronTrigger:
+    """The trigger ``[schedule] cron`` and ``timezone`` describe; a clear error if wrong."""
+    where = f"{settings.path}: [schedule]"
+    grace_window(settings)  # checked with the rest of [schedule], before anything starts
+    try:
+        zone = ZoneInfo(settings.schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{where} timezone: unknown time zone {settings.schedule.timezone!r}",
+            hint="use an IANA name such as Europe/Paris",
+        ) from None
+    try:
+        return DigestCronTrigger.from_crontab(settings.schedule.cron, timezone=zone)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where} cron: {settings.schedule.cron!r} is not a crontab expression ({exc})",
+            hint="five fields: minute hour day-of-month month day-of-week, e.g. '0 7 * * mon'",
+        ) from None
+
+
+def grace_window(settings: Settings) -> dt.timedelta:
+    """How late a run may still start; long enough to survive a reboot at fire time."""
+    hours = settings.schedule.misfire_grace_hours
+    if hours * 3600 < 1:
+        raise ConfigError(
+            f"{settings.path}: [schedule] misfire_grace_hours must be more than 0, got {hours}",
+            hint="a few hours lets a run missed during a reboot still happen (default 12)",
+        )
+    return dt.timedelta(hours=hours)
+
+
+def latest_fire_time(
+    trigger: CronTrigger, now: dt.datetime, window: dt.timedelta
+) -> dt.datetime | None:
+    """The last fire time in ``(now - window, now]``, or None.
+
+    Cron triggers only look forward, so this walks forward from the start of
+    the window; arithmetic is done in UTC so a fold is never lost.
+    """
+    now = now.astimezone(dt.UTC)
+    fire = trigger.get_next_fire_time(None, now - window)
+    latest = None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire.astimezone(dt.UTC) + dt.timedelta(seconds=1))
+    return latest
+
+
+def scheduled_period(settings: Settings, now: dt.datetime) -> str:
+    """The period a run at ``now`` is for: that of the fire time it belongs to.
+
+    A run started late (within the grace window) is still for the week it was
+    scheduled in, even if midnight on Sunday has passed since.
+    """
+    fire = latest_fire_time(cron_trigger(settings), now, grace_window(settings))
+    zone = settings.newsletter.timezone
+    return period_of(fire, zone) if fire is not None else current_period(zone, now)
+
+
+# -- where the job lives ----------------------------------------------------------------------
+
+
+def jobstore_url(settings: Settings) -> str:
+    """The job store's database: its own SQLite file beside a SQLite database, else the same one.
+
+    A separate file keeps APScheduler's writes out of the main database's single
+    writer slot during a long send; on PostgreSQL the job table simply sits in
+    the configured database, with everything else.
+    """
+    url = settings.database.url
+    if not url.startswith("sqlite"):
+        return url
+    path = url.removeprefix("sqlite:///")
+    if not url.startswith("sqlite:///") or path in ("", ":memory:"):
+        return "sqlite://"  # an in-memory main database: nothing outlives the process anyway
+    database = Path(path)
+    own = database.with_name(database.stem + "-schedule" + (database.suffix or ".db"))
+    return f"sqlite:///{own}"
+
+
+def _jobstore_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        def pragmas(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        sa.event.listen(engine, "connect", pragmas)
+    return engine
+
+
+def next_fire_time(settings: Settings, store: Store) -> dt.datetime | None:
+    """The stored next run time in the schedule's time zone, or None if nothing is scheduled.
+
+    Reads the job table directly: ``digest status`` must not start (or need) a
+    scheduler, and must not create a job store where there is none.
+    """
+    url = jobstore_url(settings)
+    if url == "sqlite://":
+        return None
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    engine = store.engine if url == store.url else sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(JOBSTORE_TABLE):
+                return None
+            table = sa.table(JOBSTORE_TABLE, sa.column("id"), sa.column("next_run_time"))
+            stamp = conn.execute(
+                sa.select(table.c.next_run_time).where(table.c.id == JOB_ID)
+            ).scalar()
+    finally:
+        if engine is not store.engine:
+            engine.dispose()
+    if stamp is None:
+        return None  # no job, or a paused one
+    return dt.datetime.fromtimestamp(float(stamp), ZoneInfo(settings.schedule.timezone))
+
+
+# -- deciding what to do at start ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """What a starting scheduler does, decided from the clock and the store."""
+
+    next_run_time: dt.datetime | None
+    """The weekly job's next run time: the stored one if still ahead, else the next fire time."""
+    catch_up_period: str | None
+    """A period whose fire time passed within the grace window and has not run: run it now."""
+    reason: str
+
+
+def plan_start(
+    settings: Settings,
+    store: Store,
+    *,
+    now: dt.datetime,
+    stored_next_run: dt.datetime | None,
+    trigger: CronTrigger | None = None,
+) -> StartPlan:
+    """Decide the catch-up and the weekly job's next run time at ``now``.
+
+    The stored next run time is kept while it is ahead: a restart changes
+    nothing. One in the past is replaced by the next fire time, because the
+    catch-up decided here, not APScheduler's misfire logic, runs what was missed
+    (that way a missed week runs once even when the job store is fresh).
+    """
+    trigger = trigger or cron_trigger(settings)
+    now = now.astimezone(dt.UTC)
+    if stored_next_run is not None and stored_next_run > now:
+        next_run: dt.datetime | None = stored_next_run
+    else:
+        next_run = trigger.get_next_fire_time(None, now + dt.timedelta(seconds=1))
+
+    fire = latest_fire_time(trigger, now, grace_window(settings))
+    if fire is None:
+        return StartPlan(next_run, None, "no fire time within the grace window")
+    period = period_of(fire, settings.newsletter.timezone)
+    issue = store.issue(period)
+    if issue is not None and issue.status == "sent":
+        return StartPlan(next_run, None, f"{period} was already sent")
+    if issue is not None and issue.status == "sending":
+        # Stopped mid-send (SIGTERM, crash): finish it; the ledger skips who already got it.
+        return StartPlan(next_run, period, f"the send of {period} was interrupted: resuming")
+    if _finished_run_since(store, period, fire):
+        return StartPlan(next_run, None, f"{period} already ran since {fire.isoformat()}")
+    late = now - fire.astimezone(dt.UTC)
+    return StartPlan(next_run, period, f"{period} was due {late} ago and has not run")
+
+
+def _finished_run_since(store: Store, period: str, since: dt.datetime) -> bool:
+    """A run of ``period`` that started at or after ``since`` and finished.
+
+    An unfinished one (the process died mid-run) does not count: catching up
+    resumes it, and the delivery ledger makes resuming safe.
+    """
+    with store.engine.connect() as conn:
+        found = conn.execute(
+            sa.select(runs.c.id)
+            .where(
+                runs.c.period == period,
+                runs.c.started_at >= since.astimezone(dt.UTC),
+                runs.c.outcome.is_not(None),
+            )
+            .limit(1)
+        ).first()
+    return found is not None
+
+
+# -- the job ------------------------------------------------------------------------------------
+
+
+def scheduled_run(config_path: str, period: str | None = None, trigger: str = "schedule") -> None:
+    """The job the scheduler fires: load the config afresh, run once, tell the editors.
+
+    Loading the config at each run means an edited ``[run] notify`` list or
+    policy applies without restarting the scheduler.
+    """
+    settings = load_settings(config_path)
+    store = Store(settings.database.url)
+    scheduler = _active
+    try:
+        report = run_and_notify(
+            settings,
+            store,
+            period=period or scheduled_period(settings, utcnow()),
+            trigger=trigger,
+            stop=scheduler._stopping if scheduler else None,
+        )
+        if scheduler is not None:
+            scheduler.follow_up(store, report.period)
+    finally:
+        store.close()
+
+
+def run_and_notify(
+    settings: Settings,
+    store: Store,
+    *,
+    period: str | None = None,
+    trigger: str = "manual",
+    now: dt.datetime | None = None,
+    stop: threading.Event | None = None,
+) -> RunReport:
+    """``pipeline.run`` followed by the editors' report (or alert); never raises.
+
+    A draft waiting for review is mailed with its preview attached. Anything
+    raised by the run becomes a ``failed`` report and an alert, so a scheduler
+    keeps going next week. ``stop``, once set, ends a send after the messages
+    in flight (when ``pipeline.run`` accepts it).
+    """
+    from . import pipeline
+
+    period = period or pipeline.period_or_current(settings, None, now)
+    log.info("run starting: period %s, trigger %s", period, trigger, extra={"period": period})
+    extra: dict[str, Any] = {}
+    if stop is not None and "stop" in inspect.signature(pipeline.run).parameters:
+        extra["stop"] = stop
+    try:
+        report = pipeline.run(settings, store, period=period, trigger=trigger, now=now, **extra)
+    except LockedError as exc:
+        # Not a failure: the run in progress (manual or scheduled) sends this period.
+        report = pipeline.RunReport(period, "skipped", f"another run is in progress: {exc}")
+    except Exception as exc:  # the run's bug must not kill the scheduler; it is reported
+        log.exception("run for %s raised", period, extra={"period": period})
+        report = pipeline.RunReport(period, "failed", f"{type(exc).__name__}: {exc}")
+    level = logging.ERROR if report.outcome in ("failed", "partial") else logging.INFO
+    log.log(
+        level,
+        "run %s period %s: %s: %s",
+        report.run_id or "-",
+        report.period,
+        report.outcome,
+        report.detail,
+        extra={"run_id": report.run_id, "period": report.period, "outcome": report.outcome},
+    )
+    # A no-op is not news, nor is a retry that still leaves some for later.
+    if report.outcome != "already_sent" and not (
+        trigger == "retry" and report.outcome == "partial"
+    ):
+        preview = None
+        if report.outcome == "draft_ready":
+            preview = _preview_html(settings, store, period)
+        notify_editors(settings, report, attachment_html=preview)
+    return report
+
+
+def _preview_html(settings: Settings, store: Store, period: str) -> str | None:
+    """The draft as a subscriber would see it, for the editors' email; None if it cannot render."""
+    from . import pipeline
+
+    try:
+        rendered = pipeline.render(settings, store, period).rendered
+        return rendered.personalise("", settings.web.base_url).html
+    except Exception as exc:  # the notification still goes, without the attachment
+        log.warning("could not render the preview of %s for the editors: %s", period, exc)
+        return None
+
+
+# -- the scheduler ------------------------------------------------------------------------------
+
+
+class Scheduler:
+    """APScheduler around one weekly job, holding the ``schedule`` lock while it runs.
+
+    ``start`` takes the lock (or raises ``LockedError``), writes the job if it is
+    absent or changed, plans the catch-up and starts firing; ``serve`` renews
+    the lease until ``stop``; ``close`` waits for a run in progress and lets go.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.now = now or utcnow
+        self.trigger = cron_trigger(settings)
+        self.owner = lock_owner()
+        self.plan: StartPlan | None = None
+        self._stopping = threading.Event()
+        self._lost_lock = False
+        self._aps: BackgroundScheduler | None = None
+
+    @property
+    def aps(self) -> BackgroundScheduler:
+        if self._aps is None:
+            raise RuntimeError("the scheduler is not started")
+        return self._aps
+
+    def start(self) -> StartPlan:
+        _release_if_dead_here(self.store)
+        if not self.store.acquire_lock(LOCK_NAME, self.owner, LOCK_TTL):
+            holder = self.store.lock_holder(LOCK_NAME) or "another process"
+            raise LockedError(
+                f"another `digest schedule` is already running ({holder})",
+                hint="stop it first; if it crashed, its lock expires within "
+                f"{int(LOCK_TTL.total_seconds() // 60)} minutes",
+            )
+        _LIVE_OWNERS.add(self.owner)
+        global _active
+        _active = self
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> StartPlan:
+        grace = int(grace_window(self.settings).total_seconds())
+        self._aps = BackgroundScheduler(
+            jobstores={
+                "default": SQLAlchemyJobStore(
+                    engine=_jobstore_engine(jobstore_url(self.settings)),
+                    tablename=JOBSTORE_TABLE,
+                ),
+                "memory": MemoryJobStore(),
+            },
+            # One worker: a catch-up and the weekly job never run side by side.
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+            timezone=ZoneInfo(self.settings.schedule.timezone),
+        )
+        self.aps.start(paused=True)  # job store open, nothing fires until we have decided
+        job = self._ensure_job()
+        plan = plan_start(
+            self.settings,
+            self.store,
+            now=self.now(),
+            stored_next_run=job.next_run_time,
+            trigger=self.trigger,
+        )
+        if plan.next_run_time != job.next_run_time:
+            job.modify(next_run_time=plan.next_run_time)
+        if plan.catch_up_period:
+            log.info("catching up: %s", plan.reason, extra={"period": plan.catch_up_period})
+            self.aps.add_job(
+                JOB_FUNC,
+                DateTrigger(run_date=utcnow()),
+                id=CATCH_UP_ID,
+                jobstore="memory",  # if we die first, the next start plans it again
+                kwargs={
+                    "config_path": str(self.settings.path),
+                    "period": plan.catch_up_period,
+                    "trigger": "catch-up",
+                },
+                replace_existing=True,
+            )
+        else:
+            log.info("no catch-up: %s", plan.reason)
+        self.plan = plan
+        self.aps.resume()
+        return plan
+
+    def _ensure_job(self) -> Job:
+        """The weekly job, written only if absent or changed (never blindly replaced)."""
+        args = [str(self.settings.path)]
+        grace = int(grace_window(self.settings).total_seconds())
+        job = self.aps.get_job(JOB_ID)
+        if job is None:
+            log.info("adding the weekly job: %s", self.settings.schedule.cron)
+            return self.aps.add_job(
+                JOB_FUNC, self.trigger, id=JOB_ID, args=args, name="weekly digest run"
+            )
+        if _trigger_key(job.trigger) != _trigger_key(self.trigger):
+            log.info("the schedule changed to %s: rescheduling", self.settings.schedule.cron)
+            job = self.aps.reschedule_job(JOB_ID, trigger=self.trigger)
+        if list(job.args) != args or job.misfire_grace_time != grace or job.func_ref != JOB_FUNC:
+            job = self.aps.modify_job(JOB_ID, func=JOB_FUNC, args=args, misfire_grace_time=grace)
+        return job
+
+    def follow_up(self, store: Store, period: str) -> dt.datetime | None:
+        """Plan another run of ``period`` if its send is unfinished; return when.
+
+        Deferred recipients (4xx) are due again at their ``next_attempt_at``; a
+        send stopped by a server that was down is retried after
+        ``FOLLOW_UP_DELAY``. Follow-ups end with the retry window
+        (``[send] retry_window_hours`` from the period's first run); after that
+        the issue waits for an editor's ``digest send``.
+        """
+        issue = store.issue(period)
+        if issue is None or issue.status != "sending" or self._stopping.is_set():
+            return None
+        now = utcnow()
+        first_run, next_retry = _send_times(store, period)
+        deadline = (first_run or now) + dt.timedelta(hours=self.settings.send.retry_window_hours)
+        when = max(next_retry or now + FOLLOW_UP_DELAY, now + dt.timedelta(seconds=30))
+        if when > deadline:
+            log.warning(
+                "the send of %s is unfinished and its retry window is over: run `digest send`",
+                period,
+                extra={"period": period},
+            )
+            return None
+        self.aps.add_job(
+            JOB_FUNC,
+            DateTrigger(run_date=when),
+            id=FOLLOW_UP_ID,
+            jobstore="memory",  # a restart's catch-up resumes an unfinished send anyway
+            kwargs={"config_path": str(self.settings.path), "period": period, "trigger": "retry"},
+            replace_existing=True,
+        )
+        log.info("the send of %s is unfinished: next attempt at %s", period, when.isoformat())
+        return when
+
+    def serve(self, renew_every: float = RENEW_EVERY) -> None:
+        """Block, renewing the lock's lease, until ``stop`` (or the lease is lost)."""
+        while not self._stopping.wait(renew_every):
+            if not self.store.renew_lock(LOCK_NAME, self.owner, LOCK_TTL):
+                self._lost_lock = True
+                log.error("lost the schedule lock (lease expired?): stopping")
+                return
+            # APScheduler sleeps on a monotonic clock, which stands still while the
+            # machine is suspended: a week-long sleep would wake up late, maybe past
+            # the grace window. A nudge each minute makes it look at the wall clock.
+            self.aps.wakeup()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Stop firing, wait for a run in progress to finish, release the lock."""
+        global _active
+        self._stopping.set()  # a send in progress finishes its messages in flight
+        if self._aps is not None and self._aps.running:
+            # Pause, then let a job-processing pass in progress end (it holds this lock):
+            # APScheduler 3 fails to remove a finished one-off job if shut down mid-pass.
+            self._aps.pause()
+            with self._aps._jobstores_lock:
+                pass
+            self._aps.shutdown(wait=True)
+        if _active is self:
+            _active = None
+        if not self._lost_lock:
+            self.store.release_lock(LOCK_NAME, self.owner)
+        _LIVE_OWNERS.discard(self.owner)
+
+
+def _release_if_dead_here(store: Store) -> None:
+    """Free the lock of a scheduler that died on this machine, without waiting for its lease.
+
+    Owners read ``host:pid:nonce``. Same host and no such process, or our own pid
+    with another nonce (a container restarted as pid 1): its holder is gone, so
+    systemd's restart after a crash does not have to wait out the lease.
+    """
+    holder = store.lock_holder(LOCK_NAME)
+    if holder is None:
+        return
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return
+    pid = int(pid_text)
+    if pid == os.getpid():
+        # Another process cannot have our pid: unless a scheduler of this very process
+        # holds it, the holder is a previous life of ours.
+        dead = holder not in _LIVE_OWNERS
+    else:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            dead = True
+        except PermissionError:  # alive, owned by another user
+            dead = False
+        else:
+            dead = False
+    if dead:
+        log.warning("releasing the schedule lock of %s, which is no longer running", holder)
+        store.release_lock(LOCK_NAME, holder)
+
+
+def _send_times(store: Store, period: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """When ``period`` first ran, and the earliest retry due among its deferred deliveries."""
+    with store.engine.connect() as conn:
+        first_run = conn.execute(
+            sa.select(sa.func.min(runs.c.started_at)).where(runs.c.period == period)
+        ).scalar()
+        next_retry = conn.execute(
+            sa.select(sa.func.min(deliveries.c.next_attempt_at))
+            .join(issues, issues.c.id == deliveries.c.issue_id)
+            .where(issues.c.period == period, deliveries.c.status == "failed_temp")
+        ).scalar()
+    # min() loses the column type on some backends: re-attach UTC to naive results.
+    return _aware(first_run), _aware(next_retry)
+
+
+def _aware(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _trigger_key(trigger: Any) -> tuple[str, str, str]:
+    return (type(trigger).__name__, str(trigger), str(getattr(trigger, "timezone", "")))
+
+
+def run_scheduler(
+    settings: Settings,
+    store: Store,
+    *,
+    now: Callable[[], dt.datetime] | None = None,
+) -> None:
+    """``digest schedule``: run the weekly job until SIGTERM or SIGINT (blocking).
+
+    A signal stops the firing and waits for a run in progress to finish; a
+    second signal interrupts at once (the delivery ledger keeps that resumable).
+    """
+    scheduler = Scheduler(settings, store, now=now)
+    # Handlers first: a signal during start-up still stops cleanly and frees the lock.
+    with _signals_stop(scheduler):
+        plan = scheduler.start()
+        log.info(
+            "scheduler started (%s, %s); next run %s",
+            settings.schedule.cron,
+            settings.schedule.timezone,
+            plan.next_run_time.isoformat() if plan.next_run_time else "never",
+        )
+        try:
+            scheduler.serve()
+        finally:
+            log.info("scheduler stopping: waiting for a run in progress, if any")
+            scheduler.close()
+    if scheduler._lost_lock:
+        raise LockedError(
+            "the schedule lock was lost (the lease expired, another scheduler took over)",
+            hint="check for a second `digest schedule` and restart this one if needed",
+        )
+
+
+@contextmanager
+def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
+    """SIGTERM and SIGINT ask the scheduler to stop; a second one interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled in the main thread
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            raise KeyboardInterrupt
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        scheduler.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# -- logs ------------------------------------------------------------------------------------------
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors; run id and period as fields."""
+
+    FIELDS = ("run_id", "period", "outcome")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in self.FIELDS:
+            value = getattr(record, name, None)
+            if value:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(fmt: str = "plain", level: int = logging.INFO) -> None:
+    """Plain lines with timestamps (the default), or JSON lines (``--log-format json``)."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonLogFormatter())
+    elif fmt == "plain":
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    else:
+        raise ConfigError(f"unknown log format {fmt!r}", hint="use plain or json")
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

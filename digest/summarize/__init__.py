@@ -1,0 +1,280 @@
+"""Summaries and lessons: the ``Summarizer`` protocol, the backend registry, the checks.
+
+Backends are plugins found through the ``digest.summarizers`` entry-point group,
+the built-in ones registered exactly as a third-party package would register its
+own (``pyproject.toml``)::
+
+    [project.entry-points."digest.summarizers"]
+    extractive = "digest.summarize.extractive:ExtractiveSummarizer"
+    openai = "digest.summarize.llm:OpenAISummarizer"
+
+An entry point names a class (or any callable) taking the ``SummarizeSettings``
+and returning an object with a ``name`` and a ``summarize(article) -> Summary``.
+
+``summarize_article`` is what the pipeline calls: cache lookup, backend, grounding
+checks, fallback to the offline default when a backend fails, cache store. Only
+the offline default may raise (``SummarizerError``: nothing to summarize), so an
+issue never loses an article because a remote model misbehaved.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..config import SummarizeSettings
+from ..errors import SummarizerError
+from ..models import Article, Lesson, Summary
+from .grounding import Evidence
+from .text import MAX_CHARS
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "NothingToSummarize",
+    "Summarizer",
+    "available_backends",
+    "cache_key",
+    "check_grounding",
+    "get_summarizer",
+    "summarize_article",
+    "summary_from_dict",
+    "summary_to_dict",
+]
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "digest.summarizers"
+
+CACHE_VERSION = "1"
+"""Bump when a backend's output changes for the same input, to ignore old cache rows."""
+
+MAX_SUMMARY_WORDS = 80
+"""A summary is asked for in one or two sentences; longer than this, the offline one is used."""
+
+MAX_LESSON_WORDS = 35
+"""Lessons are asked for in at most 25 words; longer than this, one is dropped."""
+
+# Used only for names that no installed entry point provides (an editable install
+# made before an entry point was added); entry points always win.
+_BUILTIN = {
+    "extractive": "digest.summarize.extractive:ExtractiveSummarizer",
+    "openai": "digest.summarize.llm:OpenAISummarizer",
+}
+
+
+class NothingToSummarize(SummarizerError):
+    """The article has no text or no sentence of prose: skip it (not a failure of ours)."""
+
+
+@runtime_checkable
+class Summarizer(Protocol):
+    """A backend: an article in, a summary with lessons and their evidence out."""
+
+    name: str
+
+    def summarize(self, article: Article) -> Summary:
+        """Raise ``SummarizerError`` when there is nothing to summarize."""
+        ...
+
+
+@functools.cache
+def _factories() -> dict[str, Callable[[], Any]]:
+    """Backend loaders by name; scanning installed packages costs ~10 ms, so once a process."""
+    found: dict[str, Callable[[], Any]] = {
+        name: functools.partial(_load, target) for name, target in _BUILTIN.items()
+    }
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load
+    return found
+
+
+def _load(target: str) -> Any:
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can be used, sorted."""
+    return sorted(_factories())
+
+
+def get_summarizer(settings: SummarizeSettings) -> Summarizer:
+    """The backend named by ``settings.backend``, built with ``settings``."""
+    factories = _factories()
+    factory = factories.get(settings.backend)
+    if factory is None:
+        raise SummarizerError(
+            f"unknown summarizer backend {settings.backend!r}",
+            hint=f"set [summarize] backend to one of: {', '.join(sorted(factories))}",
+        )
+    try:
+        backend: Summarizer = factory()(settings)
+    except SummarizerError:
+        raise
+    except Exception as exc:  # a broken plugin is the user's install to fix
+        raise SummarizerError(
+            f"summarizer backend {settings.backend!r} cannot be loaded: {exc}",
+            hint="reinstall the package that provides it, or choose another backend",
+        ) from exc
+    return backend
+
+
+def cache_key(article: Article, settings: SummarizeSettings) -> str:
+    """A hash of the article's content and every setting that changes the result."""
+    payload = {
+        "v": CACHE_VERSION,
+        "title": article.title,
+        "text": article.text,
+        "language": article.language,
+        "backend": settings.backend,
+        "sentences": settings.summary_sentences,
+        "lessons": settings.max_lessons,
+    }
+    if settings.backend != "extractive":  # the API key is not part of the result
+        payload["llm"] = [settings.llm.base_url, settings.llm.model]
+    raw = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def summary_to_dict(summary: Summary) -> dict[str, Any]:
+    return {
+        "summary": summary.summary,
+        "lessons": [
+            {"text": x.text, "quote": x.quote, "start": x.start, "end": x.end}
+            for x in summary.lessons
+        ],
+        "backend": summary.backend,
+        "grounded": summary.grounded,
+        "checks": dict(summary.checks),
+    }
+
+
+def summary_from_dict(value: dict[str, Any]) -> Summary:
+    return Summary(
+        summary=str(value["summary"]),
+        lessons=tuple(
+            Lesson(str(x["text"]), str(x["quote"]), int(x["start"]), int(x["end"]))
+            for x in value["lessons"]
+        ),
+        backend=str(value["backend"]),
+        grounded=bool(value["grounded"]),
+        checks={str(k): bool(v) for k, v in value.get("checks", {}).items()},
+    )
+
+
+def summarize_article(
+    article: Article, settings: SummarizeSettings, store: Store | None = None
+) -> Summary:
+    """Summary and lessons of one article, checked against it; cached when ``store`` is given.
+
+    Raises ``SummarizerError`` for an unknown backend or when the article has nothing
+    to summarize (no text, no sentence of prose): the caller skips that article.
+    """
+    from .extractive import ExtractiveSummarizer
+
+    key = cache_key(article, settings)
+    if store is not None:
+        cached = store.cached_summary(key)
+        if cached is not None:
+            try:
+                return summary_from_dict(cached)
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignoring an unreadable cached summary %s", key[:12])
+    backend = get_summarizer(settings)
+    offline = ExtractiveSummarizer(settings)
+    try:
+        result = backend.summarize(article)
+        if not isinstance(result, Summary):
+            raise SummarizerError(
+                f"{backend.name!r} returned {type(result).__name__}, not a Summary"
+            )
+    except NothingToSummarize:
+        raise
+    except Exception as exc:
+        if backend.name == offline.name:
+            raise  # the offline default failing is a bug to see, not to hide
+        # Any failure of another backend (a remote model timing out, a broken
+        # plugin): this article gets the offline default, the issue goes on.
+        log.warning(
+            "summarizer %r failed on %r (%s); using the offline default",
+            backend.name,
+            article.title,
+            exc,
+        )
+        result = offline.summarize(article)
+    result = check_grounding(result, article, offline, settings)
+    if store is not None and result.backend == settings.backend:
+        store.cache_summary(key, summary_to_dict(result))
+    return result
+
+
+def check_grounding(
+    summary: Summary, article: Article, offline: Any, settings: SummarizeSettings
+) -> Summary:
+    """Apply the grounding checks; drop what fails and top up from ``offline``.
+
+    ``checks`` records what the backend's own output passed: ``summary_facts``,
+    ``summary_length``, ``lessonN_quote``, ``lessonN_facts``, ``lessonN_length`` and
+    ``lessons_count`` (at least two lessons survived). ``grounded`` is true when
+    everything returned passes the checks, after the repairs.
+    """
+    text = article.text
+    head = Evidence(text[:MAX_CHARS])
+    whole = Evidence(text) if len(text) > MAX_CHARS else head
+
+    def unsupported(claim: str, local: Evidence | None = None) -> list[str]:
+        # Nearest evidence first (a lesson's own quote), then the article's head, then
+        # all of it: a 200,000-word article is only scanned for what is not found sooner.
+        missing = local.unsupported(claim) if local is not None else ["?"]
+        if missing:
+            missing = head.unsupported(claim)
+        if missing and whole is not head:
+            missing = whole.unsupported(claim)
+        return missing
+
+    checks: dict[str, bool] = {}
+    summary_text = summary.summary.strip()
+    checks["summary_facts"] = bool(summary_text) and not unsupported(summary_text)
+    checks["summary_length"] = len(summary_text.split()) <= MAX_SUMMARY_WORDS
+    if not (checks["summary_facts"] and checks["summary_length"]):
+        summary_text = offline.summarize(article).summary
+
+    lessons: list[Lesson] = []
+    for k, lesson in enumerate(summary.lessons, 1):
+        span = None
+        if 0 <= lesson.start < lesson.end <= len(text) and text[lesson.start : lesson.end] == (
+            lesson.quote
+        ):
+            span = (lesson.start, lesson.end)
+        elif lesson.quote.strip():
+            span = whole.locate(lesson.quote)
+        quote_ok = span is not None
+        facts_ok = bool(lesson.text.strip()) and not unsupported(
+            lesson.text, Evidence(text[span[0] : span[1]]) if span else None
+        )
+        length_ok = len(lesson.text.split()) <= MAX_LESSON_WORDS
+        checks[f"lesson{k}_quote"] = quote_ok
+        checks[f"lesson{k}_facts"] = facts_ok
+        checks[f"lesson{k}_length"] = length_ok
+        if span is not None and facts_ok and length_ok:
+            lessons.append(Lesson(lesson.text.strip(), text[span[0] : span[1]], *span))
+
+    wanted = max(2, min(4, settings.max_lessons))
+    checks["lessons_count"] = len(lessons) >= 2
+    if len(lessons) < 2:
+        avoid = [x.quote for x in lessons] + [summary_text]
+        extra = offline.lessons(article, wanted - len(lessons), avoid)
+        lessons = sorted(lessons + extra, key=lambda x: x.start)[:wanted]
+    backend = summary.backend
+    grounded = all(x.start >= 0 for x in lessons) and not unsupported(summary_text)
+    return Summary(summary_text, tuple(lessons[:wanted]), backend, grounded, checks)

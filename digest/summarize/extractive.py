@@ -1,0 +1,426 @@
+"""The offline default: an extractive summary and lessons, deterministic, no network.
+
+How it reads an article:
+
+1. Sentences with their offsets (``text.split_sentences``), words stemmed with
+   Snowball, stop words of the article's language removed, TF-IDF weights computed
+   over the article's own sentences.
+2. Centrality by LexRank: sentences that share vocabulary with many others score
+   high; a few power iterations over the cosine-similarity graph.
+3. The summary: news puts its point first, but its first sentence is often a
+   hook (« La vidéo est devenue virale. ») or a quote. So the summary is chosen
+   among the leading sentences by centrality, closeness to the title and
+   position, and capped in length (``summary_sentences``, about 55 words).
+4. Lessons: central sentences from the whole article (a weaker position prior),
+   diversified by maximal marginal relevance, never a summary sentence, trimmed
+   to at most about 25 words at clause boundaries, returned in document order
+   with the offsets of their text in the article.
+
+Every output is a span of the article, so it is grounded by construction.
+The weights below were set on the first half of the OrangeSum validation sample
+and checked on the other half (``benchmarks/summaries.py``). One choice goes
+against ROUGE: a 70-word cap scores a little higher than 55, but a newsletter
+summary of 70 words no longer reads as « one or two sentences ».
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from ..config import SummarizeSettings
+from ..models import Article, Lesson, Summary
+from . import NothingToSummarize
+from .text import (
+    Sentence,
+    clean_display,
+    detect_language,
+    mask_markup,
+    split_sentences,
+    stem_words,
+    stop_words,
+    words,
+)
+
+__all__ = ["ExtractiveSummarizer", "Params"]
+
+MAX_SENTENCES = 200
+"""Sentences ranked at most (the first ones): bounds the quadratic similarity graph."""
+
+LESSON_WORDS = 25
+
+
+@dataclass(frozen=True)
+class Params:
+    """Ranking weights; the defaults are the tuned ones (see the module docstring)."""
+
+    lead_window: int = 6
+    """The summary is chosen among the first this many prose sentences."""
+    w_centrality: float = 1.0
+    w_title: float = 2.0
+    w_position: float = 1.0
+    position_scale: float = 1.0
+    summary_words: int = 55
+    """The summary's length cap, in words (a second sentence is added only within it)."""
+    second_threshold: float = 0.0
+    """A second sentence must score at least this fraction of the first."""
+    hook_penalty: float = 0.3
+    min_summary_words: int = 12
+    lesson_position: float = 0.3
+    lesson_title: float = 0.3
+    mmr_lambda: float = 0.7
+    lesson_overflow: float = 0.5
+    lesson_speech: float = 0.3
+
+
+@dataclass
+class _Analysis:
+    text: str
+    language: str
+    sentences: list[Sentence]
+    word_counts: list[int]
+    vectors: list[dict[str, float]]
+    centrality: list[float]
+    title_similarity: list[float]
+
+
+class ExtractiveSummarizer:
+    """The default backend: see the module docstring."""
+
+    name = "extractive"
+
+    def __init__(self, settings: SummarizeSettings | None = None, params: Params | None = None):
+        self.settings = settings or SummarizeSettings()
+        self.params = params or Params()
+
+    def summarize(self, article: Article) -> Summary:
+        analysis = analyse(article)
+        summary_ids = choose_summary(analysis, self.settings.summary_sentences, self.params)
+        count = max(2, min(4, self.settings.max_lessons))
+        lessons = choose_lessons(analysis, count, set(summary_ids), self.params)
+        # Lines without final punctuation (bullets) get a period, to read as sentences.
+        summary = " ".join(_punctuated(_display(analysis, i)) for i in summary_ids)
+        return Summary(summary=summary, lessons=tuple(lessons), backend=self.name, grounded=True)
+
+    def lessons(self, article: Article, count: int, avoid: list[str]) -> list[Lesson]:
+        """Up to ``count`` lessons whose sentences do not overlap the spans in ``avoid``.
+
+        Used to top up another backend's lessons when some failed the grounding checks.
+        """
+        analysis = analyse(article)
+        taken = {
+            i
+            for i, s in enumerate(analysis.sentences)
+            if any(_overlaps(clean_display(s.text), quote) for quote in avoid)
+        }
+        return choose_lessons(analysis, count, taken, self.params)
+
+
+def _overlaps(sentence: str, shown: str) -> bool:
+    """Whether a shown text (maybe cut, with « … ») and a sentence share their words."""
+    shown = " ".join(shown.split()).rstrip("…").strip().lower()
+    sentence = sentence.lower()
+    return bool(shown) and (shown in sentence or sentence in shown)
+
+
+def analyse(article: Article) -> _Analysis:
+    """Sentences, TF-IDF vectors and LexRank centrality of an article."""
+    text = article.text or ""
+    if not text.strip():
+        raise NothingToSummarize(
+            f"nothing to summarize: {article.title or 'the article'!r} has no text",
+            hint="the feed gave a title only; enable full-text fetching for this source",
+        )
+    language = (article.language or "")[:2].lower() or detect_language(text)
+    sentences = _usable(split_sentences(text), article.title)
+    if not sentences:
+        raise NothingToSummarize(
+            f"nothing to summarize: {article.title or 'the article'!r} has no sentence of prose",
+            hint="check that the source gives the article's text, not only its title",
+        )
+    sentences = sentences[:MAX_SENTENCES]
+    stops = stop_words(language)
+    masked = [mask_markup(s.text) for s in sentences]
+    token_lists = [_terms(m, stops, language) for m in masked]
+    word_counts = [len(m.split()) for m in masked]
+    vectors = _tfidf(token_lists)
+    idf = _idf(token_lists)
+    title_vector = _normalise(
+        {t: c * idf.get(t, 0.0) for t, c in Counter(_terms(article.title, stops, language)).items()}
+    )
+    title_similarity = [_dot(v, title_vector) for v in vectors]
+    return _Analysis(
+        text, language, sentences, word_counts, vectors, _lexrank(vectors), title_similarity
+    )
+
+
+def _usable(sentences: list[Sentence], title: str) -> list[Sentence]:
+    """Prose sentences; lines without final punctuation only if there is nothing else.
+
+    A line equal to the title is dropped: feeds often repeat it as the text's first line.
+    """
+    title_key = " ".join(words(title))
+    kept = [s for s in sentences if " ".join(words(s.text)) != title_key or not title_key]
+    prose = [s for s in kept if s.complete and len(s.text.split()) >= 3]
+    if prose:
+        return prose
+    lines = [s for s in kept if len(s.text.split()) >= 4]
+    return lines if sum(len(s.text.split()) for s in lines) >= 8 else []
+
+
+def _terms(text: str, stops: frozenset[str], language: str) -> list[str]:
+    tokens = [t for t in words(text) if t not in stops and (len(t) > 1 or t.isdigit())]
+    return stem_words(tokens, language)
+
+
+def _idf(token_lists: list[list[str]]) -> dict[str, float]:
+    df: Counter[str] = Counter()
+    for tokens in token_lists:
+        df.update(set(tokens))
+    n = len(token_lists)
+    return {t: math.log((n + 1) / (d + 1)) + 1.0 for t, d in df.items()}
+
+
+def _tfidf(token_lists: list[list[str]]) -> list[dict[str, float]]:
+    idf = _idf(token_lists)
+    return [
+        _normalise({t: (1.0 + math.log(c)) * idf[t] for t, c in Counter(tokens).items()})
+        for tokens in token_lists
+    ]
+
+
+def _normalise(vector: dict[str, float]) -> dict[str, float]:
+    norm = math.sqrt(sum(w * w for w in vector.values()))
+    return {t: w / norm for t, w in vector.items()} if norm else {}
+
+
+def _dot(a: dict[str, float], b: dict[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(w * b.get(t, 0.0) for t, w in a.items())
+
+
+def _lexrank(vectors: list[dict[str, float]], damping: float = 0.85) -> list[float]:
+    """Continuous LexRank (Erkan & Radev 2004), normalised so the top sentence is 1."""
+    n = len(vectors)
+    if n == 1:
+        return [1.0]
+    postings: dict[str, list[tuple[int, float]]] = {}
+    for i, vector in enumerate(vectors):
+        for term, weight in vector.items():
+            postings.setdefault(term, []).append((i, weight))
+    edges: list[dict[int, float]] = [{} for _ in range(n)]
+    for entries in postings.values():
+        for a in range(len(entries)):
+            i, wi = entries[a]
+            row = edges[i]
+            for b in range(a + 1, len(entries)):
+                j, wj = entries[b]
+                row[j] = row.get(j, 0.0) + wi * wj
+    out: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # j -> [(i, weight)] symmetric
+    for i, row in enumerate(edges):
+        for j, w in row.items():
+            out[i].append((j, w))
+            out[j].append((i, w))
+    degree = [sum(w for _, w in links) for links in out]
+    rank = [1.0 / n] * n
+    for _ in range(20):
+        new = [(1.0 - damping) / n] * n
+        dangling = sum(rank[i] for i in range(n) if degree[i] == 0) * damping / n
+        for i, links in enumerate(out):
+            if degree[i]:
+                share = damping * rank[i] / degree[i]
+                for j, w in links:
+                    new[j] += share * w
+        new = [r + dangling for r in new]
+        delta = sum(abs(a - b) for a, b in zip(new, rank, strict=True))
+        rank = new
+        if delta < 1e-4:
+            break
+    top = max(rank)
+    return [r / top for r in rank]
+
+
+# -- choosing ---------------------------------------------------------------------------
+
+_HOOK_START = re.compile(r"^\s*[«\"“—–-]")
+_SPEECH = re.compile(r"[«»\"“”]")
+
+
+def _summary_score(a: _Analysis, i: int, p: Params) -> float:
+    score = (
+        p.w_centrality * a.centrality[i]
+        + p.w_title * a.title_similarity[i]
+        + p.w_position / (1.0 + i / p.position_scale)
+    )
+    text = a.sentences[i].text.rstrip("»”\"' )")
+    if text.endswith("?"):
+        score -= p.hook_penalty  # a summary answers; it does not ask
+    if _HOOK_START.match(a.sentences[i].text):
+        score -= p.hook_penalty
+    if a.word_counts[i] < p.min_summary_words:
+        score -= p.hook_penalty
+    return score
+
+
+def choose_summary(a: _Analysis, sentences: int, p: Params) -> list[int]:
+    """Indexes of the summary's sentences, in document order."""
+    window = range(min(p.lead_window, len(a.sentences)))
+    scores = {i: _summary_score(a, i, p) for i in window}
+    first = max(window, key=lambda i: (scores[i], -i))
+    chosen = [first]
+    total = a.word_counts[first]
+    while len(chosen) < max(1, sentences):
+        options = [
+            i
+            for i in window
+            if i not in chosen
+            and total + a.word_counts[i] <= p.summary_words
+            and scores[i] >= p.second_threshold * scores[first]
+        ]
+        if not options:
+            break
+        best = max(
+            options,
+            key=lambda i: (
+                scores[i] - 0.5 * max(_dot(a.vectors[i], a.vectors[c]) for c in chosen),
+                -i,
+            ),
+        )
+        chosen.append(best)
+        total += a.word_counts[best]
+    return sorted(chosen)
+
+
+def choose_lessons(a: _Analysis, count: int, exclude: set[int], p: Params) -> list[Lesson]:
+    """Up to ``count`` lessons by centrality, position and novelty, in document order."""
+    n = len(a.sentences)
+
+    def score(i: int) -> float:
+        # A lesson reads best as a whole sentence of plain statement: long sentences
+        # (to be cut) and direct speech (a voice, not a lesson) rank lower.
+        overflow = max(0, a.word_counts[i] - LESSON_WORDS) / LESSON_WORDS
+        speech = 1.0 if _SPEECH.search(a.sentences[i].text) else 0.0
+        return (
+            a.centrality[i]
+            + p.lesson_title * a.title_similarity[i]
+            + p.lesson_position / (1.0 + i / 3.0)
+            - p.lesson_overflow * min(1.0, overflow)
+            - p.lesson_speech * speech
+        )
+
+    def fit(i: int) -> bool:
+        text = a.sentences[i].text.rstrip("»”\"' )")
+        return a.word_counts[i] >= 6 and not text.endswith(("?", ":"))
+
+    pool = [i for i in range(n) if i not in exclude and fit(i)]
+    if len(pool) < count:
+        pool += [
+            i for i in range(n) if i not in exclude and i not in pool and a.word_counts[i] >= 4
+        ]
+    relevance = {i: score(i) for i in pool}
+    # Highest similarity of each candidate to what is already taken (summary, lessons).
+    overlap = {
+        i: max((_dot(a.vectors[i], a.vectors[j]) for j in exclude), default=0.0) for i in pool
+    }
+    chosen: list[int] = []
+    while pool and len(chosen) < count:
+        best = max(
+            pool,
+            key=lambda i: (p.mmr_lambda * relevance[i] - (1 - p.mmr_lambda) * overlap[i], -i),
+        )
+        pool.remove(best)
+        if overlap[best] > 0.8:
+            continue  # a near-repeat of the summary or of a chosen lesson
+        chosen.append(best)
+        for i in pool:
+            overlap[i] = max(overlap[i], _dot(a.vectors[i], a.vectors[best]))
+    return [_lesson(a, i) for i in sorted(chosen)]
+
+
+def _display(a: _Analysis, i: int) -> str:
+    sentence = a.sentences[i]
+    if a.word_counts[i] <= 60:
+        return clean_display(sentence.text)
+    start, end = trim_span(a.text, sentence.start, sentence.end, 45)
+    return _as_text(a.text[start:end], cut=end < sentence.end)
+
+
+def _punctuated(text: str) -> str:
+    return text if text.rstrip("»”\"')] ")[-1:] in (".", "!", "?", "…") else text + "."
+
+
+def _lesson(a: _Analysis, i: int) -> Lesson:
+    sentence = a.sentences[i]
+    start, end = trim_span(a.text, sentence.start, sentence.end, LESSON_WORDS)
+    quote = a.text[start:end]
+    return Lesson(
+        _as_text(quote, cut=end < sentence.end or start > sentence.start), quote, start, end
+    )
+
+
+def _as_text(quote: str, cut: bool) -> str:
+    text = _balance(clean_display(quote))
+    if cut:
+        text = text.rstrip(" ,;:—–-") + "…"
+    return text[:1].upper() + text[1:]
+
+
+def _balance(text: str) -> str:
+    """Close or drop a quotation mark that a cut left open (display only, not the quote)."""
+    if text.count('"') % 2:
+        text = text[1:].lstrip() if text.startswith('"') else text + '"'
+    opened, closed = text.count("«"), text.count("»")
+    if opened > closed:
+        text = text[1:].lstrip() if text.startswith("«") else text + " »"
+    elif closed > opened:
+        text = text.rstrip()[:-1].rstrip() if text.rstrip().endswith("»") else "« " + text
+    return text
+
+
+_CLAUSE_END = re.compile(r"[,;:)]$|^[—–]$")
+
+
+def trim_span(text: str, start: int, end: int, limit: int) -> tuple[int, int]:
+    """The longest part of ``text[start:end]`` of at most ``limit`` words cut at clauses.
+
+    Prefer a prefix ending at a clause boundary (a comma, semicolon, colon, dash);
+    else a run of whole clauses inside the sentence; else the first ``limit`` words.
+    """
+    tokens = []
+    for match in re.finditer(r"\S+", text[start:end]):
+        tokens.append((match.start(), match.end()))
+        if len(tokens) > 4 * limit:  # a run-on « sentence » of a whole page: its start will do
+            break
+    else:
+        if len(tokens) <= limit:
+            return start, end
+    # Boundaries: token indexes after which a clause ends.
+    boundaries = [
+        k for k, (s, e) in enumerate(tokens) if _CLAUSE_END.search(text[start + s : start + e])
+    ]
+    minimum = max(6, (2 * limit) // 5)
+    prefixes = [k for k in boundaries if minimum - 1 <= k < limit]
+    if prefixes:
+        k = prefixes[-1]
+        return start, start + tokens[k][1] - (1 if text[start + tokens[k][1] - 1] in ",;:" else 0)
+    starts = [0] + [k + 1 for k in boundaries]
+    ends = boundaries + [len(tokens) - 1]
+    best: tuple[int, int] | None = None
+    for a in starts:
+        for b in ends:
+            if (
+                b >= a
+                and minimum <= b - a + 1 <= limit
+                and (best is None or b - a > best[1] - best[0])
+            ):
+                best = (a, b)
+    if best is not None:
+        a, b = best
+        s, e = start + tokens[a][0], start + tokens[b][1]
+        while e > s and text[e - 1] in ",;:—– ":
+            e -= 1
+        return s, e
+    return start, start + tokens[limit - 1][1]

@@ -1,0 +1,59 @@
+"""Whole-output golden files: the sample issue's ``email.html`` and ``email.txt``.
+
+Any change to the templates, the typography or the toolchain (mjml-python,
+premailer) shows here as a diff to review. After an intended change, refresh with
+
+    DIGEST_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render_golden.py
+
+and read the diff of ``tests/golden/`` before committing it.
+
+Rendering has no volatile parts (no clock, no random ids: the date comes from the
+issue's period), so the normalisation only evens out line ends and trailing spaces.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import pytest
+from render_sample import sample_issue, sample_settings
+
+from digest.render import render_issue
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+# Read at import: the autouse fixture clears DIGEST_* variables before each test runs.
+UPDATE = os.environ.get("DIGEST_UPDATE_GOLDEN") == "1"
+
+
+def normalise(text: str) -> str:
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@pytest.fixture(scope="module")
+def rendered():  # type: ignore[no-untyped-def]
+    settings = sample_settings(logo_url="https://exemple.org/logo.png", logo_alt="Institut")
+    return render_issue(sample_issue(3), settings)
+
+
+@pytest.mark.parametrize("name", ["email.html", "email.txt"])
+def test_matches_golden_file(name: str, rendered) -> None:  # type: ignore[no-untyped-def]
+    actual = normalise(rendered.html if name.endswith(".html") else rendered.text)
+    path = GOLDEN / name
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+        return
+    assert path.exists(), f"no golden file {path}: run DIGEST_UPDATE_GOLDEN=1 pytest {__file__}"
+    expected = normalise(path.read_text(encoding="utf-8"))
+    if actual != expected:
+        diff = difflib.unified_diff(
+            expected.splitlines(), actual.splitlines(), f"golden/{name}", "rendered", lineterm=""
+        )
+        shown = "\n".join(list(diff)[:80])
+        pytest.fail(
+            f"{name} differs from tests/golden/{name}; if intended, refresh with "
+            f"DIGEST_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render_golden.py\n{shown}"
+        )

@@ -1,0 +1,419 @@
+"""The offline summarizer, the registry, the cache and ``summarize_stream``."""
+
+# ruff: noqa: E501  (article fixtures are prose, kept one paragraph a line)
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from dataclasses import replace
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import digest.summarize as summarize
+from digest.config import SummarizeSettings
+from digest.errors import DigestError, SummarizerError
+from digest.models import Article, Summary
+from digest.store import Store
+from digest.summarize import (
+    ENTRY_POINT_GROUP,
+    NothingToSummarize,
+    Summarizer,
+    available_backends,
+    get_summarizer,
+    summarize_article,
+)
+from digest.summarize.extractive import ExtractiveSummarizer
+from digest.summarize.grounding import locate_quote, unsupported_facts
+from digest.summarize.jsonl import summarize_stream
+from digest.summarize.text import split_sentences
+
+# Written for these tests: the shape of the institute's news (a hook, facts, figures,
+# quotes, a heading, a closing paragraph).
+FRENCH = """Les écoles de design face à l’IA générative
+Publié le 3 mars 2026 - 3 min de lecture
+
+Les outils d’image générative entrent dans les écoles. Le réseau Créa+, qui regroupe 14 écoles de design en France, a annoncé lundi qu’il formera tous ses étudiants à ces outils dès la rentrée 2026. La décision fait suite à une enquête menée auprès de 1.200 diplômés : 68 % d’entre eux disent utiliser une IA générative au moins une fois par semaine dans leur travail.
+« Nos étudiants doivent savoir s’en servir, mais surtout savoir quand ne pas s’en servir », explique Mme Laure Dumas, directrice pédagogique du réseau. Les cours porteront sur la pratique des outils, sur le droit d’auteur et sur l’impact environnemental des modèles.
+Un marché du travail qui change
+Selon l’enquête, les studios recrutent désormais des profils capables de combiner direction artistique et maîtrise des outils. Les agences interrogées citent la rapidité de production comme premier bénéfice, mais s’inquiètent de l’uniformisation des styles visuels.
+Le coût reste un frein : les licences professionnelles représentent près de 300 euros par étudiant et par an, une somme que les écoles comptent partager avec des partenaires industriels.
+Les syndicats d’illustrateurs, de leur côté, demandent que les écoles enseignent aussi la rémunération des artistes dont les œuvres ont servi à entraîner les modèles.
+"""
+
+ENGLISH = (
+    "The studio announced on Monday that it would lay off 200 employees. "
+    "The company said the decision followed a drop in sales of its latest game. "
+    "Analysts had expected cuts after a difficult year for the whole games industry. "
+    "Unions criticised the lack of consultation and asked for a meeting with the board. "
+    "The studio will keep its Montreal office open and continue to hire artists there."
+)
+
+
+def article(
+    text: str, title: str = "Les écoles de design face à l’IA générative", language: str = ""
+) -> Article:
+    return Article(
+        source="test",
+        url="https://example.org/a",
+        title=title,
+        text=text,
+        published=dt.datetime(2026, 3, 3, tzinfo=dt.UTC),
+        language=language,
+    )
+
+
+def assert_spans(result: Summary, text: str) -> None:
+    """Every lesson points at its own words in the article."""
+    for lesson in result.lessons:
+        assert 0 <= lesson.start < lesson.end <= len(text)
+        assert text[lesson.start : lesson.end] == lesson.quote
+        assert locate_quote(lesson.quote, text) is not None
+        assert unsupported_facts(lesson.text, text) == []
+    assert unsupported_facts(result.summary, text) == []
+
+
+# -- the offline default ---------------------------------------------------------------
+
+
+def test_french_article_gets_a_short_grounded_summary_and_lessons_in_document_order() -> None:
+    result = summarize_article(article(FRENCH), SummarizeSettings())
+    assert result.backend == "extractive"
+    assert result.grounded is True
+    assert all(result.checks.values()), result.checks
+    summary_sentences = split_sentences(result.summary)
+    assert 1 <= len(summary_sentences) <= 2
+    assert len(result.summary.split()) <= 60
+    assert result.summary in " ".join(FRENCH.split()) or all(
+        s.text in FRENCH for s in summary_sentences
+    )
+    assert 2 <= len(result.lessons) <= 3
+    starts = [x.start for x in result.lessons]
+    assert starts == sorted(starts)
+    for lesson in result.lessons:
+        assert len(lesson.text.split()) <= 26  # « at most about 25 words »
+        assert lesson.quote not in result.summary  # no lesson repeats the summary
+    assert_spans(result, FRENCH)
+    # Headings, bylines and reading times are not prose.
+    everything = result.summary + " ".join(x.text for x in result.lessons)
+    assert "min de lecture" not in everything
+    assert "Un marché du travail qui change" not in everything
+
+
+def test_the_summary_skips_a_hook_for_the_sentence_that_carries_the_news() -> None:
+    text = (
+        "La vidéo est devenue virale. "
+        "Elle montre un robot dessinateur conçu par des étudiants de l’école Créa+ de Lyon, "
+        "qui réalise un portrait en moins de trois minutes. "
+        "Le projet a été présenté mardi au salon du design numérique. "
+        "Les visiteurs ont fait la queue pendant des heures pour poser devant la machine."
+    )
+    result = summarize_article(
+        article(text, title="Un robot dessinateur conçu par des étudiants"),
+        SummarizeSettings(summary_sentences=1),
+    )
+    assert result.summary.startswith("Elle montre un robot dessinateur")
+    assert len(split_sentences(result.summary)) == 1
+    two = summarize_article(article(FRENCH), SummarizeSettings(summary_sentences=2))
+    assert "14 écoles" in two.summary
+
+
+def test_settings_bound_the_number_of_lessons() -> None:
+    four = summarize_article(article(FRENCH), SummarizeSettings(max_lessons=4))
+    two = summarize_article(article(FRENCH), SummarizeSettings(max_lessons=2))
+    assert len(four.lessons) == 4 and len(two.lessons) == 2
+    assert len({x.quote for x in four.lessons}) == 4
+    many = summarize_article(article(FRENCH), SummarizeSettings(max_lessons=9))
+    assert len(many.lessons) == 4
+
+
+def test_the_result_is_deterministic() -> None:
+    first = ExtractiveSummarizer().summarize(article(FRENCH))
+    second = ExtractiveSummarizer().summarize(article(FRENCH))
+    assert first == second
+
+
+def test_long_sentences_are_trimmed_at_a_clause_boundary() -> None:
+    long_sentence = (
+        "Le conseil régional, qui finance depuis 2019 la plupart des formations aux métiers du jeu vidéo "
+        "dans les écoles publiques de la région, a décidé de doubler son budget, de créer trois "
+        "nouveaux diplômes et d’ouvrir un incubateur pour les jeunes studios indépendants."
+    )
+    text = (
+        "Une annonce attendue. "
+        + "Le secteur recrute. " * 2
+        + long_sentence
+        + " Les écoles applaudissent la mesure annoncée hier."
+    )
+    result = ExtractiveSummarizer(SummarizeSettings(summary_sentences=1)).summarize(
+        article(text, title="Jeu vidéo")
+    )
+    trimmed = [x for x in result.lessons if "conseil régional" in x.quote]
+    assert trimmed, result
+    lesson = trimmed[0]
+    assert len(lesson.text.split()) <= 25
+    assert lesson.text.endswith("…")
+    assert text[lesson.start : lesson.end] == lesson.quote
+    assert lesson.quote.rstrip()[-1] not in ",;:"
+
+
+def test_english_articles_are_handled_in_english() -> None:
+    result = summarize_article(article(ENGLISH, title="Studio lays off 200"), SummarizeSettings())
+    assert "200 employees" in result.summary
+    assert len(result.lessons) >= 2
+    assert_spans(result, ENGLISH)
+
+
+# -- bad input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   \n\t ", "Les écoles de design face à l’IA générative", "Bonjour."]
+)
+def test_nothing_to_summarize_is_a_clear_error(text: str) -> None:
+    with pytest.raises(NothingToSummarize) as info:
+        summarize_article(article(text), SummarizeSettings())
+    assert isinstance(info.value, SummarizerError) and isinstance(info.value, DigestError)
+    assert "nothing to summarize" in str(info.value)
+
+
+def test_one_sentence_becomes_the_summary_with_no_invented_lessons() -> None:
+    text = "Le ministère a annoncé mardi un plan de 3 millions d'euros pour les écoles d'art numérique."
+    result = summarize_article(article(text), SummarizeSettings())
+    assert result.summary == text
+    assert result.lessons == ()
+    assert result.checks["lessons_count"] is False
+
+
+def test_a_text_that_is_only_a_quote() -> None:
+    text = (
+        "« Nous voulons que chaque étudiant sache utiliser les outils de création numérique, "
+        "et qu'il comprenne aussi leurs limites », a déclaré la ministre."
+    )
+    result = summarize_article(article(text), SummarizeSettings())
+    assert result.summary == text
+    assert_spans(result, text)
+
+
+def test_a_huge_article_is_capped_and_still_answers() -> None:
+    text = (FRENCH + "\n") * 900  # ≈ 200,000 words
+    assert len(text.split()) > 180_000
+    result = summarize_article(article(text), SummarizeSettings())
+    assert len(result.lessons) >= 2
+    assert all(x.end <= 60_000 for x in result.lessons)
+    assert_spans(result, text)
+
+
+def test_another_language_gets_a_sensible_extract() -> None:
+    text = (
+        "Die Regierung hat am Dienstag eine Reform der Kunsthochschulen angekündigt. "
+        "Der Minister sagte, dass die Reform im Jahr 2026 beginnen soll. "
+        "Die Studierenden kritisieren den Plan scharf. "
+        "Sie fordern mehr Gespräche mit den Hochschulen. "
+        "Eine Demonstration ist für Samstag in Berlin geplant."
+    )
+    result = summarize_article(article(text, title="Reform"), SummarizeSettings())
+    assert result.summary.startswith("Die Regierung")
+    assert len(result.lessons) >= 2
+    assert_spans(result, text)
+
+
+def test_html_remnants_are_not_shown_and_quotes_still_point_at_the_text() -> None:
+    text = (
+        "<p>Le <b>festival</b> Ars Electronica ouvre ses portes à Linz cette semaine.</p>"
+        "<p>Plus de 1&nbsp;000 artistes y présentent des œuvres interactives.</p><ul>"
+        "<li>Des ateliers de création sonore sont proposés aux étudiants.</li>"
+        "<li>Une exposition consacrée à l'IA générative attire les foules.</li></ul>"
+    )
+    result = summarize_article(article(text, title="Ars Electronica"), SummarizeSettings())
+    shown = result.summary + " ".join(x.text for x in result.lessons)
+    assert "<" not in shown and "&nbsp;" not in shown and "&amp;" not in shown
+    assert result.grounded and all(result.checks.values()), result.checks
+    assert_spans(result, text)
+
+
+def test_all_caps_and_bullet_lists() -> None:
+    caps = (
+        "LE GOUVERNEMENT ANNONCE UN PLAN POUR LE NUMÉRIQUE. LES ÉCOLES D'ART RECEVRONT 3 MILLIONS "
+        "D'EUROS. LES SYNDICATS SALUENT UNE BONNE NOUVELLE. LA MESURE ENTRERA EN VIGUEUR EN 2026."
+    )
+    result = summarize_article(article(caps, title="PLAN"), SummarizeSettings())
+    assert result.grounded and len(result.lessons) >= 2
+    assert_spans(result, caps)
+
+    bullets = (
+        "Les points clés de la réforme\n"
+        "- Les écoles d'art recevront un financement renforcé\n"
+        "- Les étudiants pourront suivre des stages en entreprise\n"
+        "- Un label qualité sera créé pour les formations numériques\n"
+        "- Les enseignants seront formés à l'IA générative\n"
+    )
+    result = summarize_article(article(bullets, title="Réforme"), SummarizeSettings())
+    assert not result.summary.startswith("-") and "- " not in result.summary
+    assert all(not x.text.startswith("-") for x in result.lessons)
+    assert len(result.lessons) >= 2
+    assert_spans(result, bullets)
+
+
+# -- registry ----------------------------------------------------------------------------
+
+
+def test_backends_are_found_by_name() -> None:
+    backend = get_summarizer(SummarizeSettings())
+    assert isinstance(backend, Summarizer)
+    assert backend.name == "extractive"
+    assert {"extractive", "openai"} <= set(available_backends())
+
+
+def test_the_builtin_backend_is_registered_as_an_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    assert names.get("extractive") == "digest.summarize.extractive:ExtractiveSummarizer"
+    # Every built-in that pyproject.toml declares points where the fallback table does.
+    for name, target in summarize._BUILTIN.items():
+        assert names.get(name, target) == target
+
+
+def test_a_third_party_entry_point_is_used(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    plugin = EntryPoint(
+        name="house-style",
+        value="digest.summarize.extractive:ExtractiveSummarizer",
+        group=ENTRY_POINT_GROUP,
+    )
+    monkeypatch.setattr(summarize, "entry_points", lambda group: [plugin])
+    summarize._factories.cache_clear()  # entry points are scanned once a process
+    request.addfinalizer(summarize._factories.cache_clear)
+    assert "house-style" in available_backends()
+    assert get_summarizer(SummarizeSettings(backend="house-style")).name == "extractive"
+
+
+def test_an_unknown_backend_lists_the_available_ones() -> None:
+    with pytest.raises(SummarizerError) as info:
+        get_summarizer(SummarizeSettings(backend="gpt-magic"))
+    assert "gpt-magic" in str(info.value)
+    assert "extractive" in str(info.value) and "openai" in str(info.value)
+
+
+@pytest.mark.parametrize("failure", ["raises", "returns junk"])
+def test_a_failing_plugin_falls_back_to_the_offline_default(
+    monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    class Broken:
+        name = "broken"
+
+        def __init__(self, settings: SummarizeSettings) -> None:
+            pass
+
+        def summarize(self, article: Article) -> Any:
+            if failure == "raises":
+                raise RuntimeError("model crashed")
+            return {"summary": "not a Summary"}
+
+    monkeypatch.setattr(summarize, "_factories", lambda: {"broken": lambda: Broken})
+    result = summarize_article(article(FRENCH), SummarizeSettings(backend="broken"))
+    assert result.backend == "extractive"
+    assert len(result.lessons) >= 2
+    # Nothing to summarize stays that, whichever backend says it.
+    with pytest.raises(NothingToSummarize):
+        summarize_article(article(""), SummarizeSettings(backend="broken"))
+
+
+# -- cache -------------------------------------------------------------------------------
+
+
+def test_results_are_cached_by_content_and_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    settings = SummarizeSettings()
+    first = summarize_article(article(FRENCH), settings, store)
+
+    def fail(self: ExtractiveSummarizer, article: Article) -> Summary:
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(ExtractiveSummarizer, "summarize", fail)
+    assert summarize_article(article(FRENCH), settings, store) == first
+    # Another text or other settings: not the cached result.
+    with pytest.raises(AssertionError):
+        summarize_article(article(FRENCH + " Une phrase de plus."), settings, store)
+    with pytest.raises(AssertionError):
+        summarize_article(article(FRENCH), replace(settings, max_lessons=2), store)
+
+
+# -- JSON lines --------------------------------------------------------------------------
+
+
+def test_summarize_stream_writes_one_line_per_article() -> None:
+    lines = [
+        json.dumps({"title": "Design et IA", "text": FRENCH}),
+        "",
+        json.dumps({"title": "Studio", "text": ENGLISH, "language": "en"}),
+        json.dumps({"title": "Vide", "text": ""}),
+    ]
+    out = io.StringIO()
+    count = summarize_stream(io.StringIO("\n".join(lines) + "\n"), out, SummarizeSettings())
+    assert count == 3
+    results = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(results) == 3
+    for result, text in zip(results[:2], [FRENCH, ENGLISH], strict=True):
+        assert set(result) >= {"summary", "lessons", "backend", "grounded", "evidence"}
+        assert result["backend"] == "extractive" and result["grounded"] is True
+        assert all(isinstance(x, str) for x in result["lessons"])
+        for evidence in result["evidence"]:
+            assert text[evidence["start"] : evidence["end"]] == evidence["quote"]
+    assert results[2]["line"] == 4 and "nothing to summarize" in results[2]["error"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [("{not json", "not JSON"), ('["a list"]', '"text"'), ('{"title": "no text"}', '"text"')],
+)
+def test_a_bad_line_is_an_error_naming_it(bad: str, words: str) -> None:
+    good = json.dumps({"title": "Studio", "text": ENGLISH})
+    out = io.StringIO()
+    with pytest.raises(SummarizerError) as info:
+        summarize_stream(io.StringIO(good + "\n" + bad + "\n"), out, SummarizeSettings())
+    assert "line 2" in str(info.value) and words in str(info.value)
+    assert len(out.getvalue().splitlines()) == 1  # what came before was written
+
+
+def test_digest_summarize_works_on_a_pipe() -> None:
+    import subprocess
+    import sys
+
+    lines = (
+        json.dumps({"title": "Studio", "text": ENGLISH})
+        + "\n"
+        + json.dumps({"title": "Design", "text": FRENCH})
+        + "\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "summarize", "-"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["backend"] for r in results] == ["extractive", "extractive"]
+    assert "200 employees" in results[0]["summary"]
+    assert all(len(r["lessons"]) >= 2 and r["grounded"] for r in results)
+
+
+def test_a_run_on_page_without_punctuation_is_cut_not_repeated() -> None:
+    text = "le studio crée des images pour les écoles de design, " * 30_000
+    result = summarize_article(article(text, title="Run-on"), SummarizeSettings())
+    assert len(result.summary.split()) <= 46
+    assert all(len(x.text.split()) <= 26 for x in result.lessons)
+    assert all(x.quote not in result.summary.rstrip("…") for x in result.lessons)
+    assert_spans(result, text)

@@ -1,0 +1,392 @@
+"""The ``openai`` backend against a real HTTP server on loopback that speaks the API.
+
+The server gives canned chat-completions replies, malformed JSON, 400s, 500s and
+replies too slow for the timeout; every failure must end in the offline default,
+never in an empty result, and every lesson kept must be grounded in the article.
+"""
+
+# ruff: noqa: E501  (article fixtures are prose, kept one paragraph a line)
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest.config import LLMSettings, SummarizeSettings, load_settings
+from digest.errors import SummarizerError
+from digest.mailbox import free_port
+from digest.models import Article
+from digest.store import Store
+from digest.summarize import get_summarizer, summarize_article
+from digest.summarize.grounding import unsupported_facts
+from digest.summarize.llm import SCHEMA
+
+TEXT = (
+    "Le studio lyonnais Pixel Nord a présenté mardi un court métrage réalisé en six semaines "
+    "avec une équipe de 12 personnes. "
+    "Le film mêle animation traditionnelle et images générées, retouchées image par image par les artistes. "
+    "« L’outil nous a fait gagner du temps sur les décors, pas sur l’histoire », explique la réalisatrice Inès Morel. "
+    "Le budget total atteint 180.000 euros, soit trois fois moins qu’une production classique. "
+    "Les écoles d’animation de la région suivent l’expérience de près."
+)
+TITLE = "Pixel Nord mêle animation et IA générative"
+
+GOOD = {
+    "summary": "Pixel Nord a réalisé en six semaines, avec 12 personnes, un court métrage qui mêle "
+    "animation traditionnelle et images générées.",
+    "lessons": [
+        {
+            "lesson": "Les outils génératifs accélèrent la fabrication des décors, mais l’écriture reste humaine.",
+            "quote": "L'outil nous a fait gagner du temps sur les décors, pas sur l'histoire",  # ' for ’
+        },
+        {
+            "lesson": "Les images générées demandent encore un vrai travail de retouche par les artistes.",
+            "quote": "retouchées image par image par les artistes",
+        },
+        {
+            "lesson": "Un budget de 180 000 euros montre que de petites équipes peuvent produire un film.",
+            "quote": "le budget total atteint 180.000 euros",  # case differs
+        },
+    ],
+}
+
+
+def article(text: str = TEXT, title: str = TITLE, language: str = "") -> Article:
+    return Article(
+        source="test",
+        url="https://example.org/pixel",
+        title=title,
+        text=text,
+        published=dt.datetime(2026, 3, 3, tzinfo=dt.UTC),
+        language=language,
+    )
+
+
+def completion(content: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": "test-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    ).encode()
+
+
+Reply = Callable[[dict[str, Any]], tuple[int, bytes] | None]
+
+
+@dataclass
+class FakeLLM:
+    """An OpenAI-compatible endpoint; ``replies`` are used in order, the last one repeats."""
+
+    base_url: str
+    replies: list[Reply] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def settings(self, **llm: Any) -> SummarizeSettings:
+        values = {
+            "base_url": self.base_url,
+            "model": "test-model",
+            "api_key": "sk-test",
+            "timeout": 5.0,
+        }
+        values.update(llm)
+        return SummarizeSettings(backend="openai", llm=LLMSettings(**values))
+
+    def handle(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length", "0"))
+        body = json.loads(request.rfile.read(length))
+        self.bodies.append(body)
+        self.headers.append(dict(request.headers.items()))
+        reply = self.replies[min(len(self.bodies), len(self.replies)) - 1]
+        answer = reply(body)
+        if answer is None:  # too slow: the client gives up first
+            self.release.wait(10)
+            answer = (200, completion(json.dumps(GOOD)))
+        status, payload = answer
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(payload)))
+            request.end_headers()
+            request.wfile.write(payload)
+        except OSError:
+            pass  # the client timed out and closed the connection
+
+
+def ok(content: dict[str, Any] | str) -> Reply:
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    return lambda body: (200, completion(text))
+
+
+def status(code: int) -> Reply:
+    return lambda body: (code, b'{"error": {"message": "boom"}}')
+
+
+def hang(body: dict[str, Any]) -> None:
+    return None
+
+
+@pytest.fixture
+def llm(http_server: Any) -> Iterator[FakeLLM]:
+    fake = FakeLLM(http_server.url("/v1"))
+    http_server.routes["/v1/chat/completions"] = fake.handle
+    yield fake
+    fake.release.set()
+
+
+def assert_grounded(result: Any, text: str = TEXT) -> None:
+    assert result.summary.strip()
+    assert len(result.lessons) >= 2
+    for lesson in result.lessons:
+        assert text[lesson.start : lesson.end] == lesson.quote
+        assert unsupported_facts(lesson.text, text) == []
+    assert unsupported_facts(result.summary, text) == []
+
+
+def test_a_good_reply_is_used_and_its_quotes_are_located(llm: FakeLLM) -> None:
+    llm.replies = [ok(GOOD)]
+    result = summarize_article(article(), llm.settings())
+    assert result.backend == "openai"
+    assert result.summary == GOOD["summary"]
+    assert [x.text for x in result.lessons] == [x["lesson"] for x in GOOD["lessons"]]
+    assert result.grounded and all(result.checks.values()), result.checks
+    assert (
+        result.lessons[0].quote
+        == "L’outil nous a fait gagner du temps sur les décors, pas sur l’histoire"
+    )
+    assert result.lessons[2].quote == "Le budget total atteint 180.000 euros"
+    assert_grounded(result)
+
+    (body,) = llm.bodies
+    assert body["model"] == "test-model"
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"] == SCHEMA
+    system, user = body["messages"]
+    assert (
+        system["role"] == "system" and "métiers du numérique et de la création" in system["content"]
+    )
+    assert "mot pour mot" in system["content"]
+    assert TEXT in user["content"] and TITLE in user["content"]
+    assert llm.headers[0]["Authorization"] == "Bearer sk-test"
+
+
+def test_an_english_article_gets_an_english_prompt(llm: FakeLLM) -> None:
+    text = (
+        "The studio Pixel North released a short film made in six weeks by a team of 12 people. "
+        "The film mixes hand-drawn animation and generated images retouched by the artists. "
+        "Its budget was three times lower than a classic production."
+    )
+    llm.replies = [
+        ok(
+            {
+                "summary": "Pixel North made a short film in six weeks.",
+                "lessons": [
+                    {
+                        "lesson": "Generated images still need retouching.",
+                        "quote": "generated images retouched by the artists",
+                    },
+                    {
+                        "lesson": "Small teams can produce films.",
+                        "quote": "made in six weeks by a team of 12 people",
+                    },
+                ],
+            }
+        )
+    ]
+    result = summarize_article(article(text, title="Pixel North"), llm.settings())
+    assert result.backend == "openai"
+    system = llm.bodies[0]["messages"][0]["content"]
+    assert "digital and creative" in system and "word for word" in system
+    assert_grounded(result, text)
+
+
+def test_a_server_without_json_schema_gets_json_object(llm: FakeLLM) -> None:
+    def picky(body: dict[str, Any]) -> tuple[int, bytes]:
+        if body["response_format"]["type"] == "json_schema":
+            return 400, b'{"error": {"message": "response_format json_schema is not supported"}}'
+        return 200, completion(json.dumps(GOOD))
+
+    llm.replies = [picky]
+    backend = get_summarizer(llm.settings())
+    assert backend.summarize(article()).backend == "openai"
+    assert [b["response_format"]["type"] for b in llm.bodies] == ["json_schema", "json_object"]
+    backend.summarize(article())  # the same backend remembers the server's limits
+    assert [b["response_format"]["type"] for b in llm.bodies][2:] == ["json_object"]
+
+
+def test_a_model_that_refuses_temperature_is_asked_without_it(llm: FakeLLM) -> None:
+    def reasoning_model(body: dict[str, Any]) -> tuple[int, bytes]:
+        if "temperature" in body:
+            return (
+                400,
+                b'{"error": {"message": "Unsupported value: \'temperature\' does not support 0"}}',
+            )
+        return 200, completion(json.dumps(GOOD))
+
+    llm.replies = [reasoning_model]
+    assert summarize_article(article(), llm.settings()).backend == "openai"
+    assert ["temperature" in b for b in llm.bodies] == [True, False]
+    assert all(b["response_format"]["type"] == "json_schema" for b in llm.bodies)
+
+
+def test_malformed_json_is_retried_once_then_the_offline_default_answers(llm: FakeLLM) -> None:
+    llm.replies = [ok('{"summary": "Pixel Nord a présenté'), ok("Voici le résumé : Pixel Nord…")]
+    result = summarize_article(article(), llm.settings())
+    assert len(llm.bodies) == 2
+    assert result.backend == "extractive"
+    assert_grounded(result)
+
+
+def test_one_bad_answer_then_a_good_one(llm: FakeLLM) -> None:
+    llm.replies = [ok({"summary": "", "lessons": "none"}), ok(GOOD)]
+    result = summarize_article(article(), llm.settings())
+    assert len(llm.bodies) == 2
+    assert result.backend == "openai"
+
+
+def test_a_fenced_json_answer_is_accepted(llm: FakeLLM) -> None:
+    llm.replies = [ok("```json\n" + json.dumps(GOOD, ensure_ascii=False) + "\n```")]
+    assert summarize_article(article(), llm.settings()).backend == "openai"
+
+
+@pytest.mark.parametrize("code", [500, 503, 429])
+def test_server_errors_fall_back_to_the_offline_default(llm: FakeLLM, code: int) -> None:
+    llm.replies = [status(code)]
+    result = summarize_article(article(), llm.settings())
+    assert len(llm.bodies) == 2
+    assert result.backend == "extractive"
+    assert_grounded(result)
+
+
+def test_a_refusal_is_not_retried(llm: FakeLLM) -> None:
+    llm.replies = [status(401)]
+    result = summarize_article(article(), llm.settings())
+    assert len(llm.bodies) == 1
+    assert result.backend == "extractive"
+
+
+def test_timeouts_fall_back_to_the_offline_default(llm: FakeLLM) -> None:
+    llm.replies = [hang]
+    result = summarize_article(article(), llm.settings(timeout=0.3))
+    assert len(llm.bodies) == 2
+    assert result.backend == "extractive"
+    assert_grounded(result)
+
+
+def test_a_server_that_is_down_falls_back_to_the_offline_default() -> None:
+    settings = SummarizeSettings(
+        backend="openai",
+        llm=LLMSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", timeout=2.0),
+    )
+    result = summarize_article(article(), settings)
+    assert result.backend == "extractive"
+    assert_grounded(result)
+
+
+def test_ungrounded_lessons_are_dropped_and_replaced_from_the_offline_default(llm: FakeLLM) -> None:
+    reply = {
+        "summary": GOOD["summary"],
+        "lessons": [
+            {
+                "lesson": "Le studio a été racheté par Netflix.",
+                "quote": "Pixel Nord a été racheté par Netflix",
+            },
+            {
+                "lesson": "Le film a coûté 2 millions d'euros.",
+                "quote": "Le budget total atteint 180.000 euros",
+            },
+            GOOD["lessons"][1],
+        ],
+    }
+    llm.replies = [ok(reply)]
+    result = summarize_article(article(), llm.settings())
+    assert result.backend == "openai"
+    texts = [x.text for x in result.lessons]
+    assert GOOD["lessons"][1]["lesson"] in texts
+    assert not any("Netflix" in t or "2 millions" in t for t in texts)
+    assert len(result.lessons) >= 2
+    assert result.checks["lesson1_quote"] is False
+    assert result.checks["lesson2_quote"] is True and result.checks["lesson2_facts"] is False
+    assert result.checks["lessons_count"] is False  # the backend's own lessons were too few
+    assert result.grounded is True  # after the repair, everything shown is grounded
+    assert_grounded(result)
+
+
+def test_a_summary_with_an_invented_fact_is_replaced(llm: FakeLLM) -> None:
+    reply = dict(GOOD, summary="Pixel Nord sortira son film en 2027 chez Gaumont.")
+    llm.replies = [ok(reply)]
+    result = summarize_article(article(), llm.settings())
+    assert result.checks["summary_facts"] is False
+    assert "2027" not in result.summary and "Gaumont" not in result.summary
+    assert result.summary in " ".join(TEXT.split()) or result.summary.split(".")[0] in TEXT
+    assert_grounded(result)
+
+
+def test_the_cache_saves_a_second_request_but_not_a_fallback(llm: FakeLLM, tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    llm.replies = [ok(GOOD)]
+    first = summarize_article(article(), llm.settings(), store)
+    second = summarize_article(article(), llm.settings(), store)
+    assert first == second and len(llm.bodies) == 1
+    # Another model is another result; the API key is not part of the key.
+    summarize_article(article(), llm.settings(model="other-model"), store)
+    assert len(llm.bodies) == 2
+    summarize_article(article(), llm.settings(api_key="sk-rotated"), store)
+    assert len(llm.bodies) == 2
+    # A fallback result is not cached: the next run asks the model again.
+    llm.replies = [status(500)]
+    text = TEXT + " Une avant-première est prévue."
+    assert summarize_article(article(text), llm.settings(), store).backend == "extractive"
+    before = len(llm.bodies)
+    summarize_article(article(text), llm.settings(), store)
+    assert len(llm.bodies) == before + 2
+
+
+def test_missing_settings_say_which_variables_to_set() -> None:
+    with pytest.raises(SummarizerError) as info:
+        get_summarizer(SummarizeSettings(backend="openai"))
+    assert "DIGEST_LLM_BASE_URL" in str(info.value) and "DIGEST_LLM_MODEL" in str(info.value)
+
+
+def test_the_environment_configures_the_backend(llm: FakeLLM, tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text('[summarize]\nbackend = "openai"\n', encoding="utf-8")
+    settings = load_settings(
+        config,
+        {
+            "DIGEST_LLM_BASE_URL": llm.base_url,
+            "DIGEST_LLM_MODEL": "env-model",
+            "DIGEST_LLM_API_KEY": "sk-env",
+        },
+    )
+    llm.replies = [ok(GOOD)]
+    assert summarize_article(article(), settings.summarize).backend == "openai"
+    assert llm.bodies[0]["model"] == "env-model"
+    assert llm.headers[0]["Authorization"] == "Bearer sk-env"
+
+
+def test_a_summary_that_is_too_long_is_replaced(llm: FakeLLM) -> None:
+    long_summary = " ".join([GOOD["summary"]] * 5)
+    llm.replies = [ok(dict(GOOD, summary=long_summary))]
+    result = summarize_article(article(), llm.settings())
+    assert result.checks["summary_length"] is False
+    assert len(result.summary.split()) <= 60
+    assert [x.text for x in result.lessons] == [x["lesson"] for x in GOOD["lessons"]]
