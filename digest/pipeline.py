@@ -135,15 +135,14 @@ def build_issue(settings: Settings, store: Store, period: str) -> Issue:
 
 
 def issue_title(period: str, language: str, timezone: str) -> str:
-    from .i18n import format_date
-
-    start, _ = period_bounds(period, timezone)
+    """The default title, « Semaine du 23 novembre 2026 »: editors usually write their own."""
     from zoneinfo import ZoneInfo
 
+    from .i18n import format_date, strings_for
+
+    start, _ = period_bounds(period, timezone)
     monday = start.astimezone(ZoneInfo(timezone)).date()
-    if language == "fr":
-        return f"Semaine du {format_date(monday, 'fr')}"
-    return f"Week of {format_date(monday, language)}"
+    return strings_for(language)["week_of"].format(date=format_date(monday, language))
 
 
 def draft(

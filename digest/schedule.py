@@ -75,6 +75,7 @@ __all__ = [
     "jobstore_url",
     "latest_fire_time",
     "next_fire_time",
+    "notify_run",
     "plan_start",
     "run_and_notify",
     "run_scheduler",
@@ -392,15 +393,24 @@ def run_and_notify(
         report.detail,
         extra={"run_id": report.run_id, "period": report.period, "outcome": report.outcome},
     )
-    # A no-op is not news, nor is a retry that still leaves some for later.
-    if report.outcome != "already_sent" and not (
-        trigger == "retry" and report.outcome == "partial"
-    ):
-        preview = None
-        if report.outcome == "draft_ready":
-            preview = _preview_html(settings, store, period)
-        notify_editors(settings, report, attachment_html=preview)
+    notify_run(settings, store, report, trigger=trigger)
     return report
+
+
+def notify_run(
+    settings: Settings, store: Store, report: RunReport, *, trigger: str = "manual"
+) -> bool:
+    """Email the editors about ``report`` when it is news; return whether an email went.
+
+    A no-op ("already sent") is not news, nor is a retry that still leaves
+    recipients for later. A draft waiting for review goes with its preview.
+    """
+    if report.outcome == "already_sent" or (trigger == "retry" and report.outcome == "partial"):
+        return False
+    preview = None
+    if report.outcome == "draft_ready":
+        preview = _preview_html(settings, store, report.period)
+    return notify_editors(settings, report, attachment_html=preview)
 
 
 def _preview_html(settings: Settings, store: Store, period: str) -> str | None:

@@ -159,16 +159,18 @@ class StoryIndex:
     def add(
         self, article_id: int, source: str, title: str, text: str, published: dt.datetime
     ) -> None:
-        story = _Story.of(source, title, text, published)
+        self.add_story(article_id, _Story.of(source, title, text, published))
+
+    def add_story(self, article_id: int, story: _Story) -> None:
         self.stories[article_id] = story
         for key in story.blocking_keys():
             self.by_title.setdefault(key, set()).add(article_id)
         for value in sorted(story.sketch)[:8]:
             self.by_hash.setdefault(value, set()).add(article_id)
 
-    def find(self, source: str, title: str, text: str, published: dt.datetime) -> int | None:
+    def find(self, story: _Story) -> int | None:
         """A stored story from another source that this one near-duplicates, if any."""
-        story = _Story.of(source, title, text, published)
+        source, published = story.source, story.published
         candidates: set[int] = set()
         for key in story.blocking_keys():
             candidates |= self.by_title.get(key, set())
@@ -216,6 +218,7 @@ class Deduper:
         self.weights = weights
         self.now = now
         self._index: StoryIndex | None = None
+        self._stories: dict[int, _Story] = {}
 
     def known_urls(self, source: str, urls: list[str], guids: list[str]) -> set[str]:
         """Which of these entries are already stored (so their pages need no fetching)."""
@@ -294,9 +297,11 @@ class Deduper:
                 conn.execute(sa.insert(sources).values(name=source, url=url, **state))
         if self._index is not None:
             for row, article in indexed:
-                self._index.add(
-                    int(row["id"]), article.source, row["title"], row["text"], article.published
+                story = self._stories.pop(id(article), None) or _Story.of(
+                    article.source, row["title"], row["text"], article.published
                 )
+                self._index.add_story(int(row["id"]), story)
+        self._stories.clear()
         return len(inserts), updated
 
     def _outweighs(self, source: str, other: str) -> bool:
@@ -342,9 +347,9 @@ class Deduper:
             return found
         if self._index is None:
             self._index = StoryIndex.load(conn, self.now - WINDOW)
-        article_id = self._index.find(
-            article.source, article.title, article.text, article.published
-        )
+        story = _Story.of(article.source, article.title, article.text, article.published)
+        self._stories[id(article)] = story  # indexed as is once stored
+        article_id = self._index.find(story)
         if article_id is None:
             return None
         row = (

@@ -163,16 +163,14 @@ def text_to_html(text: str) -> str:
     return "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n") if p.strip())
 
 
+_LINE_BREAKS = re.compile("[\r\n\u2028\u2029\x85]")
+# C0 and C1 control characters (tab aside) and lone surrogates.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff]")
+
+
 def _strip_controls(text: str, *, keep_newlines: bool) -> str:
-    kept = []
-    for char in text:
-        if char in "\n\r\u2028\u2029\x85":
-            kept.append("\n" if keep_newlines else " ")
-        elif char == "\t" or unicodedata.category(char) not in ("Cc", "Cs", "Co"):
-            kept.append(char)
-        else:
-            kept.append(" ")
-    return "".join(kept)
+    text = _LINE_BREAKS.sub("\n" if keep_newlines else " ", text)
+    return _CONTROLS.sub(" ", text)
 
 
 def clean_title(raw: str, limit: int = 300) -> str:

@@ -138,8 +138,9 @@ def _entry(raw: Any, feed_url: str, now: dt.datetime) -> Entry | None:
     link = _web_link(raw, feed_url)
     if not link:
         return None
-    body, is_html = _content(raw)
-    safe_html = sanitize_html(body if is_html else text_to_html(body), link)
+    body, is_html, base = _content(raw)
+    # Relative links in content are relative to the feed (or its xml:base), not the entry.
+    safe_html = sanitize_html(body if is_html else text_to_html(body), base or feed_url)
     text = html_to_text(safe_html)
     title = clean_title(str(raw.get("title", "")))
     if not title:
@@ -178,17 +179,19 @@ def _web_link(raw: Any, feed_url: str) -> str:
     return ""
 
 
-def _content(raw: Any) -> tuple[str, bool]:
-    """The fullest body the entry has, and whether it is HTML."""
+def _content(raw: Any) -> tuple[str, bool, str]:
+    """The fullest body the entry has, whether it is HTML, and its base URL."""
     options = list(raw.get("content", []))
     if raw.get("summary_detail"):
         options.append(raw["summary_detail"])
     elif raw.get("summary"):
         options.append({"value": raw["summary"], "type": "text/html"})
     if not options:
-        return "", True
+        return "", True, ""
     best = max(options, key=lambda c: len(c.get("value", "") or ""))
-    return str(best.get("value", "") or ""), "html" in str(best.get("type", "text/html"))
+    kind = str(best.get("type", "text/html") or "text/html")
+    base = str(best.get("base", "") or "")
+    return str(best.get("value", "") or ""), "html" in kind, base if is_web_url(base) else ""
 
 
 def _image(raw: Any, safe_html: str, base: str) -> tuple[str, str]:
