@@ -31,7 +31,7 @@ from digest.collect import collect
 from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
 from digest.store import Store
 
-WORDS = (
+_WORDS_TEXT = (
     "design studio image atelier code graphic students portfolio motion sound game level "
     "light colour shape story public museum open source tool review jury school course "
     "week month year project screen print type layout sketch model render texture camera "
@@ -40,7 +40,8 @@ WORDS = (
     "editor writer reader audience community network studio agency startup market price "
     "video film animation frame scene character voice music score rhythm tempo colourist "
     "paper ink brush pencil canvas tablet screen pixel vector font letter word line page"
-).split()
+)
+WORDS = _WORDS_TEXT.split()
 
 
 def feed_body(number: int, entries: int = 10) -> bytes:

@@ -145,15 +145,35 @@ def timing(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def shape(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Lengths, counts and grounding of what ``summarize_article`` returns."""
+    results = [summarize_article(article_of(r), SummarizeSettings()) for r in rows]
+    lessons = [x for result in results for x in result.lessons]
+    return {
+        "summary words (mean)": statistics.mean(len(r.summary.split()) for r in results),
+        "lessons per article (mean)": len(lessons) / len(results),
+        "lesson words (mean)": statistics.mean(len(x.text.split()) for x in lessons),
+        "lesson words (max)": max(len(x.text.split()) for x in lessons),
+        "share of lessons cut at a clause (%)": 100
+        * sum(x.text.endswith("…") for x in lessons)
+        / len(lessons),
+        "share of articles grounded, every check passed (%)": 100
+        * sum(r.grounded and all(r.checks.values()) for r in results)
+        / len(results),
+    }
+
+
 def print_table(title: str, rows: list[dict[str, Any]], systems: dict[str, list[str]]) -> None:
     print(f"\n## {title} ({len(rows)} pairs): ROUGE F1 × 100 (R1 / R2 / RL)\n")
-    header = "| system | " + " | ".join(SCORERS) + " |"
-    print(header)
-    print("|" + "---|" * (len(SCORERS) + 1))
+    print("| system | " + " | ".join(SCORERS) + " | words (mean) |")
+    print("|" + "---|" * (len(SCORERS) + 2))
     for name, outputs in systems.items():
         table = scores(outputs, rows)
         cells = [" / ".join(f"{v:.2f}" for v in table[label]) for label in SCORERS]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        length = statistics.mean(len(o.split()) for o in outputs)
+        print(f"| {name} | " + " | ".join(cells) + f" | {length:.1f} |")
+    reference = statistics.mean(len(r["abstract"].split()) for r in rows)
+    print(f"\nReference abstracts: {reference:.1f} words on average.")
 
 
 def tune(rows: list[dict[str, Any]]) -> None:
@@ -200,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         ("held-out half", slice(half, None)),
     ):
         print_table(title, rows[part], {name: out[part] for name, out in outputs.items()})
+    print("\n## Summaries and lessons, as the newsletter shows them\n")
+    for label, value in shape(rows).items():
+        print(f"- {label}: {value:.2f}")
     mean_words = statistics.mean(len(r["article"].split()) for r in rows)
     print(f"\n## Time: summarize_article, extractive (sample articles: {mean_words:.0f} words)\n")
     for label, value in timing(rows).items():

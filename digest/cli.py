@@ -7,10 +7,11 @@ and only here; "done, but some sources or recipients failed" is exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,24 +185,63 @@ def _print_checks(ctx: Context, checks: Sequence[Any]) -> None:
 @click.option("--to", "to", metavar="ADDR", help="A test send to this one address only.")
 @click.option("--dry-run", is_flag=True, help="Show who would get it; send nothing.")
 @click.option("--force", is_flag=True, help="Send although pre-send checks report errors.")
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Also send to recipients whose earlier attempt may or may not have gone out.",
+)
 @pass_ctx
-def send(ctx: Context, period: str | None, to: str | None, dry_run: bool, force: bool) -> None:
+def send(
+    ctx: Context,
+    period: str | None,
+    to: str | None,
+    dry_run: bool,
+    force: bool,
+    resend_uncertain: bool,
+) -> None:
     """Send the approved issue to every active subscriber, once each (resumable)."""
     if to:
         pipeline.send_test(ctx.settings, ctx.store, period, to)
         ctx.console.print(f"Test message sent to {to}.")
         return
-    report = pipeline.send(ctx.settings, ctx.store, period, dry_run=dry_run, force=force)
+    with _send_progress(ctx) as progress:
+        report = pipeline.send(
+            ctx.settings,
+            ctx.store,
+            period,
+            dry_run=dry_run,
+            force=force,
+            resend_uncertain=resend_uncertain,
+            progress=progress,
+        )
     _print_send(ctx, report)
     if report.failures:
         raise SystemExit(PARTIAL)
 
 
+@contextlib.contextmanager
+def _send_progress(ctx: Context) -> Iterator[Callable[[Any], None] | None]:
+    """A progress bar with rate and ETA on a terminal; nothing otherwise (the summary says it)."""
+    if not ctx.console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("sending", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=ctx.console) as bar:
+        task = bar.add_task("send", total=None)
+        yield lambda p: bar.update(task, completed=p.done, total=p.total)
+
+
 def _print_send(ctx: Context, report: Any) -> None:
-    counts = ", ".join(f"{status}: {n}" for status, n in sorted(report.counts.items()))
-    ctx.console.print(f"Deliveries: {counts or 'none'}.")
+    ctx.console.print(report.summary())
     for address, reason in report.failures:
         ctx.err.print(f"failed: {address}: {reason}")
+    for address in report.uncertain:
+        ctx.err.print(
+            f"uncertain: {address}: may have been delivered; `digest send --resend-uncertain` "
+            "sends again"
+        )
 
 
 @cli.command()
@@ -209,7 +249,10 @@ def _print_send(ctx: Context, report: Any) -> None:
 @pass_ctx
 def run(ctx: Context, period: str | None) -> None:
     """collect → draft → send, once per period (running it again does nothing)."""
+    from .schedule import notify_run
+
     report = pipeline.run(ctx.settings, ctx.store, period=period)
+    notify_run(ctx.settings, ctx.store, report)
     ctx.console.print(f"{report.period}: {report.outcome}: {report.detail}")
     for error in report.source_errors:
         ctx.err.print(f"source failed: {error}")
@@ -235,7 +278,9 @@ def preview(ctx: Context, period: str | None, host: str, port: int) -> None:
 
     period = pipeline.period_or_current(ctx.settings, period)
     pipeline.load_issue(ctx.settings, ctx.store, period)  # fail now, clearly, if there is no draft
-    ctx.console.print(f"Preview of {period} on http://{host}:{port}/ (Ctrl-C to stop).")
+    ctx.console.print(
+        f"Starting the preview of {period} on http://{host}:{port}/ (Ctrl-C to stop)."
+    )
     serve_preview(ctx.settings, ctx.store, period, host=host, port=port)
 
 
@@ -252,11 +297,19 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 
 
 @cli.command()
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    show_default=True,
+    help="Log lines as plain text or as JSON lines.",
+)
 @pass_ctx
-def schedule(ctx: Context) -> None:
+def schedule(ctx: Context, log_format: str) -> None:
     """Run `digest run` on the configured weekly schedule, until stopped."""
-    from .schedule import run_scheduler
+    from .schedule import configure_logging, run_scheduler
 
+    configure_logging(log_format, logging.DEBUG if ctx.verbose else logging.INFO)
     run_scheduler(ctx.settings, ctx.store)
 
 
@@ -381,6 +434,8 @@ def status(ctx: Context) -> None:
         )
     else:
         ctx.console.print("Last run: never.")
+    holder = store.lock_holder("schedule")
+    ctx.console.print(f"Scheduler: {'running (' + holder + ')' if holder else 'not running'}")
     next_fire = _next_fire_time(settings, store)
     ctx.console.print(
         "Next run: "

@@ -24,6 +24,7 @@ Why that is still a correct message:
 
 from __future__ import annotations
 
+import base64
 import binascii
 import datetime as dt
 import email.utils
@@ -76,15 +77,30 @@ def _qp(data: str) -> bytes:
     if not data:
         return b""
     text = data.replace("\r\n", "\n").replace("\r", "\n")
-    out = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
-    out = out.replace(b"\r\n.", b"\r\n=2E").replace(b"\r\nFrom ", b"\r\n=46rom ")
-    if out.startswith(b"."):
-        out = b"=2E" + out[1:]
-    elif out.startswith(b"From "):
-        out = b"=46rom " + out[5:]
+    out = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    if b"\n." in out or b"\nFrom " in out or out.startswith((b".", b"From ")):
+        out = b"\n".join(part for line in out.split(b"\n") for part in _safe_start(line))
+    out = out.replace(b"\n", CRLF)
     if not out.endswith(CRLF):
         out += b"=" + CRLF  # soft line break: the next segment continues this line
     return out
+
+
+def _safe_start(line: bytes) -> list[bytes]:
+    """A QP line that starts with neither ``.`` nor ``From ``, split to stay within 76."""
+    if line.startswith(b"."):
+        line = b"=2E" + line[1:]
+    elif line.startswith(b"From "):
+        line = b"=46rom " + line[5:]
+    else:
+        return [line]
+    if len(line) <= 76:
+        return [line]
+    cut = 75
+    escape = line.rfind(b"=", cut - 2, cut)
+    if escape != -1:
+        cut = escape  # never split an =XX escape
+    return [line[:cut] + b"=", *_safe_start(line[cut:])]
 
 
 def _segments(body: str) -> list[bytes | str]:
@@ -108,21 +124,38 @@ def _encode_header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
-def _phrase(display: str, header_name: str) -> str:
-    """A display name as a quoted string, or RFC 2047 encoded words if not ASCII."""
+def _phrase(display: str) -> str:
+    """A display name as a quoted string, or RFC 2047 encoded words if not ASCII.
+
+    Written out rather than ``email.header.Header``, which costs ~100 µs a call:
+    base64 words of at most 45 UTF-8 bytes (72 characters, RFC 2047's limit is
+    75), one per line, never splitting a character.
+    """
     if display.isascii():
         return '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    header = Header(display, "utf-8", maxlinelen=76, header_name=header_name)
-    return header.encode(linesep="\r\n")
+    words: list[bytes] = []
+    chunk = b""
+    for char in display:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 45:
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
 
-def _address(display: str, address: str, header_name: str) -> bytes:
+def _address(display: str, address: str) -> bytes:
     """``"Name" <address>`` with the name encoded if needed (no CRLF at the end)."""
     display = one_line(display)
     if not display:
         return address.encode("utf-8")
     # An internationalised address (RFC 6531) goes out as raw UTF-8 with SMTPUTF8.
-    return f"{_phrase(display, header_name)} <{address}>".encode()
+    phrase = _phrase(display)
+    last_line = phrase.rpartition("\n")[2]
+    # Fold before the address rather than run past 78 characters (with "From: ").
+    space = " " if len(last_line) + len(address) + 12 <= 78 else "\r\n "
+    return f"{phrase}{space}<{address}>".encode()
 
 
 def _domain(address: str) -> str:
@@ -158,7 +191,7 @@ class MessageFactory:
         self._boundary = f"=_digest_{secrets.token_hex(8)}".encode()
 
         head = [
-            b"From: " + _address(news.from_name, self.sender, "From") + CRLF,
+            b"From: " + _address(news.from_name, self.sender) + CRLF,
             _encode_header("Subject", rendered.subject),
         ]
         if news.reply_to:
@@ -211,7 +244,7 @@ class MessageFactory:
         if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+", list_id):
             raise ConfigError(f"[newsletter] list_id: not a valid list identifier: {list_id!r}")
         title = one_line(title)
-        return (f"{_phrase(title, 'List-Id')} <{list_id}>" if title else f"<{list_id}>").encode()
+        return (f"{_phrase(title)} <{list_id}>" if title else f"<{list_id}>").encode()
 
     def unsubscribe_url(self, token: str) -> str:
         return self._unsubscribe_base + token
@@ -246,7 +279,7 @@ class MessageFactory:
                 + self.domain.encode()
                 + b">"
                 + CRLF,
-                b"To: " + _address(name, address, "To") + CRLF,
+                b"To: " + _address(name, address) + CRLF,
                 self._head_before,
                 b"List-Unsubscribe: <"
                 + url.encode()
@@ -303,6 +336,13 @@ class _DkimSigner:
                 "[send] DKIM needs both dkim_selector and dkim_private_key_file",
                 hint="set both, or neither to send unsigned",
             )
+        try:
+            import dkim  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "[send] DKIM signing needs the dkimpy package",
+                hint="pip install 'dkimpy>=1.1,<2', or unset dkim_selector",
+            ) from None
         path = key_file if key_file.is_absolute() else settings.base_dir / key_file
         try:
             key = path.read_bytes()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
-from .errors import DigestError, IssueError, SummarizerError
+from .errors import DigestError, IssueError
 from .models import Issue, IssueItem, RenderedIssue
 from .period import current_period, period_bounds
 from .select import select_articles
@@ -100,13 +101,14 @@ def collect(
 
 def build_issue(settings: Settings, store: Store, period: str) -> Issue:
     """A fresh machine-made issue for ``period``: the selected articles, summarized."""
-    from .summarize import summarize_article
+    from .summarize import NothingToSummarize, get_summarizer, summarize_article
 
+    get_summarizer(settings.summarize)  # a misconfigured backend fails here, not per article
     items: list[IssueItem] = []
     for article in select_articles(settings, store, period):
         try:
             summary = summarize_article(article, settings.summarize, store)
-        except SummarizerError as exc:
+        except NothingToSummarize as exc:
             log.warning("skipping %s: %s", article.url, exc)
             continue
         items.append(
@@ -262,7 +264,9 @@ def send(
     dry_run: bool = False,
     force: bool = False,
     unreviewed: bool = False,
+    resend_uncertain: bool = False,
     progress: Callable[..., None] | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Send the approved issue to every active subscriber, once each; resumable."""
     from .send import send_issue
@@ -285,7 +289,15 @@ def send(
     if dry_run:
         return send_issue(settings, store, issue, result.rendered, dry_run=True, progress=progress)
     store.set_issue_status(period, "sending", expect=("draft", "approved", "sending"))
-    report = send_issue(settings, store, issue, result.rendered, progress=progress)
+    report = send_issue(
+        settings,
+        store,
+        issue,
+        result.rendered,
+        progress=progress,
+        resend_uncertain=resend_uncertain,
+        stop=stop,
+    )
     if report.complete:
         store.set_issue_status(period, "sent", expect=("sending",))
     return report
@@ -301,6 +313,7 @@ def run(
     period: str | None = None,
     trigger: str = "manual",
     now: dt.datetime | None = None,
+    stop: threading.Event | None = None,
 ) -> RunReport:
     """collect → draft → send, once per period whatever happens.
 
@@ -315,19 +328,26 @@ def run(
         if stored is not None and stored.status == "sent":
             return RunReport(period, "already_sent", f"issue {period} was already sent", run_id)
         row = store.start_run(run_id, period, trigger)
-        report = _run_stages(
-            settings,
-            store,
-            period,
-            run_id,
-            resume=stored is not None and stored.status == "sending",
-        )
-        store.finish_run(row, report.outcome, report.detail)
+        outcome, detail = "failed", "the run stopped on an unexpected error"
+        try:
+            resume = stored is not None and stored.status == "sending"
+            report = _run_stages(settings, store, period, run_id, resume, stop)
+            outcome, detail = report.outcome, report.detail
+        except DigestError as exc:
+            detail = str(exc)
+            raise
+        finally:  # a run that raised still gets its outcome, or status would say "running"
+            store.finish_run(row, outcome, detail)
         return report
 
 
 def _run_stages(
-    settings: Settings, store: Store, period: str, run_id: str, resume: bool
+    settings: Settings,
+    store: Store,
+    period: str,
+    run_id: str,
+    resume: bool,
+    stop: threading.Event | None,
 ) -> RunReport:
     source_errors: list[str] = []
     if not resume:
@@ -362,7 +382,7 @@ def _run_stages(
                 source_errors=source_errors,
             )
     try:
-        report = send(settings, store, period, unreviewed=settings.run.send_unreviewed)
+        report = send(settings, store, period, unreviewed=settings.run.send_unreviewed, stop=stop)
     except DigestError as exc:
         return RunReport(period, "failed", str(exc), run_id, source_errors=source_errors)
     sent = report.counts.get("sent", 0)

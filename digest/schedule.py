@@ -452,6 +452,7 @@ class Scheduler:
         self._stopping = threading.Event()
         self._lost_lock = False
         self._aps: BackgroundScheduler | None = None
+        self._jobstore_engine: sa.Engine | None = None
 
     @property
     def aps(self) -> BackgroundScheduler:
@@ -479,11 +480,11 @@ class Scheduler:
 
     def _start(self) -> StartPlan:
         grace = int(grace_window(self.settings).total_seconds())
+        self._jobstore_engine = _jobstore_engine(jobstore_url(self.settings))
         self._aps = BackgroundScheduler(
             jobstores={
                 "default": SQLAlchemyJobStore(
-                    engine=_jobstore_engine(jobstore_url(self.settings)),
-                    tablename=JOBSTORE_TABLE,
+                    engine=self._jobstore_engine, tablename=JOBSTORE_TABLE
                 ),
                 "memory": MemoryJobStore(),
             },
@@ -600,6 +601,9 @@ class Scheduler:
             with self._aps._jobstores_lock:
                 pass
             self._aps.shutdown(wait=True)
+        if self._jobstore_engine is not None:
+            # Its main loop queries the job store once more after shutting it down.
+            self._jobstore_engine.dispose()
         if _active is self:
             _active = None
         if not self._lost_lock:
@@ -675,8 +679,9 @@ def run_scheduler(
 ) -> None:
     """``digest schedule``: run the weekly job until SIGTERM or SIGINT (blocking).
 
-    A signal stops the firing and waits for a run in progress to finish; a
-    second signal interrupts at once (the delivery ledger keeps that resumable).
+    A signal stops the firing; a send in progress finishes its messages in
+    flight and the run returns, resumable. A second signal exits at once, as
+    ``kill -9`` would: the delivery ledger is built to survive that.
     """
     scheduler = Scheduler(settings, store, now=now)
     # Handlers first: a signal during start-up still stops cleanly and frees the lock.
@@ -710,9 +715,13 @@ def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
+        name = signal.Signals(signum).name
         if len(received) > 1:
-            raise KeyboardInterrupt
-        log.info("received %s: stopping", signal.Signals(signum).name)
+            # Not an exception: worker threads would still be joined at exit.
+            log.warning("received %s again: exiting now; the next start resumes", name)
+            logging.shutdown()
+            os._exit(128 + signum)
+        log.info("received %s: stopping after the run in progress, if any", name)
         scheduler.stop()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}

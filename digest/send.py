@@ -52,7 +52,7 @@ from .compose import MessageFactory
 from .config import Settings, SmtpSettings
 from .errors import DeliveryError, IssueError
 from .models import Issue, RenderedIssue, Subscriber
-from .store import Store, deliveries, subscribers, utcnow
+from .store import Store, UTCDateTime, deliveries, subscribers, utcnow
 
 __all__ = [
     "Failure",
@@ -223,6 +223,10 @@ class SmtpTransport:
                 f"cannot reach SMTP server {self.where}: {exc}",
                 hint="check [smtp] host, port and security (or DIGEST_SMTP_HOST/PORT/SECURITY)",
             ) from None
+        with suppress(OSError, AttributeError):
+            # Commands are small writes each awaiting a reply: Nagle's algorithm
+            # would hold the tail of each message back waiting for an ACK.
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
         self.smtp = smtp
 
     def _login(self, smtp: smtplib.SMTP) -> None:
@@ -295,7 +299,8 @@ class SmtpTransport:
         smtp = self.smtp
         assert smtp is not None
         try:
-            options: list[str] = []
+            options = ""
+            smtp.command_encoding = "ascii"
             if smtputf8:
                 if not smtp.has_extn("smtputf8"):
                     return Outcome(
@@ -303,16 +308,26 @@ class SmtpTransport:
                         "the server does not accept addresses "
                         "with non-ASCII characters (no SMTPUTF8)",
                     )
-                options = ["SMTPUTF8", "BODY=8BITMIME"]
-            code, reply = smtp.mail(sender, options)
-            if code != 250:
-                return self._refused("MAIL FROM", code, reply, sender_refused=True)
-            code, reply = smtp.rcpt(recipient)
-            if code not in (250, 251):
-                return self._refused("RCPT TO", code, reply, bounce=code >= 500)
-            code, reply = smtp.docmd("DATA")
-            if code != 354:
-                return self._refused("DATA", code, reply)
+                options = " SMTPUTF8 BODY=8BITMIME"
+                smtp.command_encoding = "utf-8"
+            # Commands written out rather than mail()/rcpt(): those re-parse each
+            # address with email.utils, a cost per recipient for validated addresses.
+            commands = f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+            if smtp.has_extn("pipelining"):
+                # RFC 2920: the three commands in one write, then their three
+                # replies in order: one round trip instead of three.
+                smtp.send(commands)
+                replies = [smtp.getreply() for _ in range(3)]
+            else:
+                replies = []
+                for command in commands.splitlines():
+                    smtp.send(command + "\r\n")
+                    replies.append(smtp.getreply())
+                    if replies[-1][0] not in (250, 251):
+                        break
+            refusal = self._check_envelope(replies)
+            if refusal is not None:
+                return refusal
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             return Outcome("requeue", f"connection lost before the message was sent: {exc}")
@@ -333,6 +348,28 @@ class SmtpTransport:
         if code == 250:
             return Outcome("sent", _reply(code, reply))
         return self._refused("end of DATA", code, reply, after_data=True)
+
+    def _check_envelope(self, replies: list[tuple[int, bytes]]) -> Outcome | None:
+        """None if MAIL, RCPT and DATA were accepted (354), else the outcome to record."""
+        stages = ("MAIL FROM", "RCPT TO", "DATA")
+        for index, (code, reply) in enumerate(replies):
+            accepted = code == 354 if index == 2 else code in (250, 251)
+            if accepted:
+                continue
+            if len(replies) == 3 and replies[2][0] == 354:
+                # Pipelined, and the server still opened DATA after a refusal:
+                # close it with an empty message so the session stays in step.
+                assert self.smtp is not None
+                self.smtp.send(b".\r\n")
+                self.smtp.getreply()
+            return self._refused(
+                stages[index],
+                code,
+                reply,
+                sender_refused=index == 0,
+                bounce=index == 1 and code >= 500,
+            )
+        return None
 
     def _refused(
         self,
@@ -376,6 +413,49 @@ class Due(NamedTuple):
     language: str
     token: str
     attempts: int
+
+
+class Finished(NamedTuple):
+    row: Due
+    status: str
+    detail: str
+    retry_at: dt.datetime | None = None
+    bounce: bool = False
+
+
+# The per-message statements, written once: built per call, SQLAlchemy's statement
+# construction and cache-key work would cost more than SQLite itself.
+def _sql(text: str) -> sa.TextClause:
+    return sa.text(text).bindparams(
+        *(
+            sa.bindparam(name, type_=UTCDateTime())
+            for name in ("now", "retry_at")
+            if f":{name}" in text
+        )
+    )
+
+
+_SQL_SENT = _sql(
+    "UPDATE deliveries SET status = 'sent', updated_at = :now, sent_at = :now, "
+    "next_attempt_at = NULL, last_error = NULL WHERE id = :id AND status = 'sending'"
+)
+_SQL_FINISH = _sql(
+    "UPDATE deliveries SET status = :status, updated_at = :now, next_attempt_at = :retry_at, "
+    "last_error = :error WHERE id = :id AND status = 'sending'"
+)
+_SQL_BOUNCE = _sql(
+    "UPDATE subscribers SET status = 'bounced', updated_at = :now "
+    "WHERE id = :sid AND status = 'active'"
+)
+_SQL_START = _sql(
+    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = :now "
+    "WHERE id = :id AND status IN ('queued', 'failed_temp') AND EXISTS "
+    "(SELECT 1 FROM subscribers WHERE subscribers.id = :sid AND subscribers.status = 'active')"
+)
+_SQL_SKIP = _sql(
+    "UPDATE deliveries SET status = 'skipped', updated_at = :now, next_attempt_at = NULL, "
+    "last_error = 'no longer subscribed' WHERE id = :id AND status IN ('queued', 'failed_temp')"
+)
 
 
 class Ledger:
@@ -449,27 +529,47 @@ class Ledger:
                 )
 
     def due(self, after_id: int, limit: int) -> list[Due]:
+        """The next rows to send after ``after_id``: queued ones and retries now due.
+
+        Two queries rather than one with OR: each walks the (issue, status)
+        index in id order and stops at ``limit``; the OR form made SQLite
+        collect and sort every remaining row for each batch (quadratic).
+        """
         now = utcnow()
-        query = (
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.subscriber_id,
-                subscribers.c.email,
-                subscribers.c.name,
-                subscribers.c.language,
-                subscribers.c.token,
-                deliveries.c.attempts,
-            )
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(self._due_clause(now), deliveries.c.id > after_id)
-            .order_by(deliveries.c.id)
-            .limit(limit)
+        columns = (
+            deliveries.c.id,
+            deliveries.c.subscriber_id,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.language,
+            subscribers.c.token,
+            deliveries.c.attempts,
         )
-        if self.pg:
-            # Several senders (one per machine) can share an issue's queue.
-            query = query.with_for_update(of=deliveries, skip_locked=True)
+        queued = deliveries.c.status == "queued"
+        retries = sa.and_(
+            deliveries.c.status == "failed_temp",
+            deliveries.c.next_attempt_at.is_not(None),
+            deliveries.c.next_attempt_at <= now,
+        )
+        rows: list[Due] = []
         with self._tx() as conn:
-            return [Due(*row) for row in conn.execute(query)]
+            for condition in (queued, retries):
+                query = (
+                    sa.select(*columns)
+                    .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                    .where(
+                        deliveries.c.issue_id == self.issue_id,
+                        condition,
+                        deliveries.c.id > after_id,
+                    )
+                    .order_by(deliveries.c.id)
+                    .limit(limit)
+                )
+                if self.pg:
+                    # Several senders (one per machine) can share an issue's queue.
+                    query = query.with_for_update(of=deliveries, skip_locked=True)
+                rows.extend(Due(*row) for row in conn.execute(query))
+        return sorted(rows)[:limit]
 
     def _due_clause(self, now: dt.datetime) -> sa.ColumnElement[bool]:
         return sa.and_(
@@ -489,65 +589,43 @@ class Ledger:
             query = sa.select(sa.func.count()).where(self._due_clause(utcnow()))
             return int(conn.execute(query).scalar_one())
 
-    def start(self, row: Due) -> bool:
-        """Mark ``row`` as being sent, unless its subscriber left (then ``skipped``)."""
-        now = utcnow()
-        active = sa.exists(
-            sa.select(subscribers.c.id).where(
-                subscribers.c.id == row.subscriber_id, subscribers.c.status == "active"
-            )
-        )
-        with self._tx() as conn:
-            started = conn.execute(
-                sa.update(deliveries)
-                .where(
-                    deliveries.c.id == row.id,
-                    deliveries.c.status.in_(("queued", "failed_temp")),
-                    active,
-                )
-                .values(status="sending", attempts=deliveries.c.attempts + 1, updated_at=now)
-            ).rowcount
-            if started:
-                return True
-            conn.execute(
-                sa.update(deliveries)
-                .where(
-                    deliveries.c.id == row.id,
-                    deliveries.c.status.in_(("queued", "failed_temp")),
-                )
-                .values(
-                    status="skipped",
-                    updated_at=now,
-                    next_attempt_at=None,
-                    last_error="no longer subscribed",
-                )
-            )
-            return False
+    def step(self, done: Finished | None, start: Due | None) -> str:
+        """Record ``done``'s outcome and/or mark ``start`` as being sent, in one transaction.
 
-    def finish(
-        self, row: Due, status: str, detail: str, retry_at: dt.datetime | None, bounce: bool
-    ) -> None:
+        ``start`` is only marked if its subscriber is still active (else it
+        becomes ``skipped``) and nobody else took it; returns ``"started"``,
+        ``"skipped"`` or ``"taken"`` (``""`` without ``start``). The sender calls it
+        twice per message (start, then outcome), so that a crash between two
+        recipients leaves nobody ``uncertain``.
+        """
         now = utcnow()
-        values: dict[str, Any] = {
-            "status": status,
-            "updated_at": now,
-            "next_attempt_at": retry_at,
-            "last_error": None if status == "sent" else detail,
-        }
-        if status == "sent":
-            values["sent_at"] = now
+        result = ""
         with self._tx() as conn:
-            conn.execute(
-                sa.update(deliveries)
-                .where(deliveries.c.id == row.id, deliveries.c.status == "sending")
-                .values(**values)
-            )
-            if bounce:
-                conn.execute(
-                    sa.update(subscribers)
-                    .where(subscribers.c.id == row.subscriber_id, subscribers.c.status == "active")
-                    .values(status="bounced", updated_at=now)
-                )
+            if done is not None:
+                if done.status == "sent":
+                    conn.execute(_SQL_SENT, {"id": done.row.id, "now": now})
+                else:
+                    conn.execute(
+                        _SQL_FINISH,
+                        {
+                            "id": done.row.id,
+                            "now": now,
+                            "status": done.status,
+                            "retry_at": done.retry_at,
+                            "error": done.detail,
+                        },
+                    )
+                if done.bounce:
+                    conn.execute(_SQL_BOUNCE, {"sid": done.row.subscriber_id, "now": now})
+            if start is not None:
+                params = {"id": start.id, "sid": start.subscriber_id, "now": now}
+                if conn.execute(_SQL_START, params).rowcount:
+                    result = "started"
+                elif conn.execute(_SQL_SKIP, {"id": start.id, "now": now}).rowcount:
+                    result = "skipped"
+                else:
+                    result = "taken"  # another sender got there first (shared queue)
+        return result
 
     def counts(self) -> dict[str, int]:
         with self._tx() as conn:
@@ -667,41 +745,47 @@ def _worker(
     queue_lock: threading.Lock,
     ledger: Ledger,
     factory: MessageFactory,
-    settings: Settings,
+    transport: SmtpTransport,
+    window: float,
     pacer: _Pacer,
 ) -> None:
-    transport = SmtpTransport(settings.smtp, _local_hostname(settings))
-    window = settings.send.retry_window_hours
+    """Send from ``queue`` over ``transport`` (kept open for the next batch)."""
     try:
         while not run.stop.is_set():
             with queue_lock:
                 if not queue:
-                    return
+                    break
                 row = queue.pop(0)
             pacer.wait(run.stop)
             if run.stop.is_set():
-                return
+                break
             if transport.smtp is None:
                 _connect(transport, run)
             message = factory.build(
                 Subscriber(email=row.email, name=row.name, language=row.language), row.token
             )
-            if not ledger.start(row):
+            started = ledger.step(None, row)
+            if started == "skipped":
                 with run.lock:
                     run.report.skipped += 1
                 run.record("skipped", row.email, "no longer subscribed")
+            if started != "started":
                 continue
-            outcome = transport.send(
-                factory.sender, row.email, message, factory.needs_smtputf8(row.email)
-            )
-            _settle(run, ledger, row, outcome, window)
+            try:
+                outcome = transport.send(
+                    factory.sender, row.email, message, factory.needs_smtputf8(row.email)
+                )
+            except DeliveryError as exc:  # our sender refused: not this recipient's doing
+                ledger.step(Finished(row, "queued", exc.message), None)
+                raise
+            # Committed at once: the window in which a crash leaves this recipient
+            # ``uncertain`` is only the time between the server's answer and this line.
+            ledger.step(_settle(run, row, outcome, window), None)
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
         with run.lock:
             if run.fatal is None:
                 run.fatal = exc
         run.stop.set()
-    finally:
-        transport.close()
 
 
 def _connect(transport: SmtpTransport, run: _Run) -> None:
@@ -719,39 +803,31 @@ def _connect(transport: SmtpTransport, run: _Run) -> None:
                 raise
 
 
-def _settle(run: _Run, ledger: Ledger, row: Due, outcome: Outcome, window: float) -> None:
+def _settle(run: _Run, row: Due, outcome: Outcome, window: float) -> Finished:
+    """What to record for ``row`` after ``outcome``; counts it in the report."""
     status, detail = outcome.status, outcome.detail
-    now = utcnow()
     retry_at = None
     if status == "requeue":
-        if row.attempts + 1 >= MAX_REQUEUES:
-            status = "failed_temp"
-        else:
+        if row.attempts + 1 < MAX_REQUEUES:
             # Not accepted by the server: back in the queue, as if never tried.
-            with ledger._tx() as conn:
-                conn.execute(
-                    sa.update(deliveries)
-                    .where(deliveries.c.id == row.id, deliveries.c.status == "sending")
-                    .values(status="queued", updated_at=now, last_error=detail)
-                )
             log.warning("%s: %s; will retry", row.email, detail)
             run.record("requeue", row.email, detail)
-            return
+            return Finished(row, "queued", detail)
+        status = "failed_temp"
     if status == "failed_temp":
-        retry_at = retry_time(row.attempts + 1, window, now)
+        retry_at = retry_time(row.attempts + 1, window, utcnow())
         if retry_at is None:
             detail = f"{detail} (gave up after {row.attempts + 1} attempts)"
-    ledger.finish(row, status, detail, retry_at, outcome.bounce)
     with run.lock:
         if status == "sent":
             run.report.sent += 1
-        if status in ("sent", "failed_temp", "failed_perm", "uncertain"):
-            run.report.attempted += 1
+        run.report.attempted += 1
         if status == "failed_perm" or (status == "failed_temp" and retry_at is None):
             run.report.failures.append(Failure(row.email, detail))
     if status != "sent":
         log.warning("%s: %s: %s", row.email, status, detail)
     run.record(status, row.email, detail)
+    return Finished(row, status, detail, retry_at, outcome.bounce)
 
 
 @contextmanager
@@ -830,8 +906,9 @@ def send_issue(
             fatal = run.fatal
             if isinstance(fatal, DeliveryError):
                 sent = report.counts.get("sent", 0)
+                where = f"{sent} sent so far, nobody else" if sent else "nobody"
                 raise SendAborted(
-                    f"{fatal.message}; {sent} sent so far, nobody else was marked sent",
+                    f"{fatal.message}; {where} was marked sent or failed",
                     report,
                     hint=fatal.hint or "fix it and run `digest send` again: it resumes",
                 ) from None
@@ -886,6 +963,28 @@ def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Setting
     """Feed due rows to the sending threads, batch by batch."""
     pacer = _Pacer(settings.send.rate)
     connections = max(1, settings.send.connections)
+    window = settings.send.retry_window_hours
+    transports = [
+        SmtpTransport(settings.smtp, _local_hostname(settings)) for _ in range(connections)
+    ]
+    try:
+        _feed(run, ledger, factory, transports, window, pacer)
+    finally:
+        for transport in transports:
+            transport.close()
+    if run.stop.is_set() and not run.report.stopped and run.fatal is None:
+        run.report.stopped = "interrupted; run `digest send` again to resume"
+
+
+def _feed(
+    run: _Run,
+    ledger: Ledger,
+    factory: MessageFactory,
+    transports: list[SmtpTransport],
+    window: float,
+    pacer: _Pacer,
+) -> None:
+    connections = len(transports)
     after_id = 0
     passes_without_work = 0
     while not run.stop.is_set():
@@ -902,23 +1001,21 @@ def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Setting
         queue = list(batch)
         queue_lock = threading.Lock()
         if connections == 1:
-            _worker(run, queue, queue_lock, ledger, factory, settings, pacer)
+            _worker(run, queue, queue_lock, ledger, factory, transports[0], window, pacer)
         else:
             threads = [
                 threading.Thread(
                     target=_worker,
-                    args=(run, queue, queue_lock, ledger, factory, settings, pacer),
+                    args=(run, queue, queue_lock, ledger, factory, transport, window, pacer),
                     name=f"digest-send-{i}",
                     daemon=True,
                 )
-                for i in range(min(connections, len(queue)))
+                for i, transport in enumerate(transports[: len(queue)])
             ]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-    if run.stop.is_set() and not run.report.stopped and run.fatal is None:
-        run.report.stopped = "interrupted; run `digest send` again to resume"
 
 
 def _finish_report(report: SendReport, ledger: Ledger) -> None:

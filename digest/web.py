@@ -177,7 +177,7 @@ class _App:
         with self.store.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(issues.c.period, issues.c.title, issues.c.sent_at)
-                .where(issues.c.status == "sent")
+                .where(issues.c.status.in_(["sending", "sent"]))
                 .order_by(issues.c.period.desc())
             ).all()
         if not rows:
@@ -210,7 +210,7 @@ class _App:
             if period in self._archive:
                 return self._archive[period]
         issue = self.store.issue(period)
-        if issue is None or issue.status != "sent":
+        if issue is None or issue.status not in ("sending", "sent"):
             return None
         from .render import render_issue
 

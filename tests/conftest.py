@@ -98,7 +98,8 @@ def http_server() -> Iterator[HTTPServer]:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits up to one interval, once per test.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield HTTPServer(server, routes, requests)
     server.shutdown()

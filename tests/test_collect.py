@@ -12,6 +12,7 @@ import datetime as dt
 import gzip
 import http.server
 import random
+import shutil
 import socket
 import threading
 import time
@@ -33,11 +34,12 @@ LONG = (
     "faits précis et des chiffres que les lecteurs de la veille attendent chaque semaine. "
 ) * 6
 RSS_TYPE = {"Content-Type": "application/rss+xml; charset=utf-8"}
-VOCABULARY = (
+_VOCABULARY_TEXT = (
     "le la les des une pour dans avec design atelier école studio image son jeu vidéo projet "
     "étudiant création numérique écran couleur lumière forme récit public exposition ville "
     "musée logiciel libre code graphiste illustrateur métier formation semaine mois année"
-).split()
+)
+VOCABULARY = _VOCABULARY_TEXT.split()
 
 
 def unique_text(seed: str, count: int = 90) -> str:
@@ -145,13 +147,13 @@ RSS091 = b"""<?xml version="1.0"?><rss version="0.91"><channel><title>Old</title
 <item><title>An RSS 0.91 entry</title><link>https://old.example/a</link>
 <description>Old but still readable.</description></item></channel></rss>"""
 
-ATOM = """<?xml version="1.0" encoding="utf-8"?>
+ATOM = f"""<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom"><title>Atom</title><id>urn:x</id>
 <updated>2026-11-21T10:00:00Z</updated>
 <entry><id>urn:atom:1</id><title>Une entrée Atom en français</title>
 <link rel="alternate" href="https://atom.example/entree"/>
 <published>2026-11-21T10:00:00+01:00</published><author><name>Alice</name></author>
-<content type="html">&lt;p&gt;{text}&lt;/p&gt;</content></entry></feed>""".format(text=LONG)
+<content type="html">&lt;p&gt;{LONG}&lt;/p&gt;</content></entry></feed>"""
 
 
 def test_reads_rss_atom_and_local_files(
@@ -490,8 +492,12 @@ def test_gzip_bomb_and_huge_bodies_stop_at_the_cap(
         gzip.compress(rss(item("Compressed fine", "https://z.example/1"))),
         {"Content-Type": "application/rss+xml", "Content-Encoding": "gzip"},
     )
+    http_server.routes["/corrupt"] = Route(
+        200, b"\x1f\x8bnot really gzip", {"Content-Encoding": "gzip"}
+    )
     settings = make_settings(
         tmp_path,
+        source("corrupt", http_server.url("/corrupt")),
         source("bomb", http_server.url("/bomb")),
         source("endless", http_server.url("/endless")),
         source("declared", http_server.url("/declared")),
@@ -502,6 +508,7 @@ def test_gzip_bomb_and_huge_bodies_stop_at_the_cap(
     for name in ("bomb", "endless", "declared"):
         assert report[name].error == "response larger than 1000000 bytes ([collect] max_bytes)"
     assert report["gzip-ok"].new == 1
+    assert report["corrupt"].error == "corrupt compressed response"
     assert sum(written) < 50_000_000  # we hung up long before the end
 
 
@@ -556,7 +563,7 @@ def second_host() -> Iterator[HTTPServer]:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield HTTPServer(server, routes, requests)  # type: ignore[arg-type]
     server.shutdown()
     server.server_close()
@@ -763,6 +770,33 @@ def test_teasers_get_their_full_text_once(
     assert "Paragraphe 11" in stored(store)[0].text + stored(store)[1].text
 
 
+def test_article_pages_are_fetched_a_few_at_a_time_per_host(
+    tmp_path: Path, http_server: HTTPServer, store: Store
+) -> None:
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def slow_page(request: http.server.BaseHTTPRequestHandler) -> None:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        request.send_response(404)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    teasers = []
+    for n in range(10):
+        http_server.routes[f"/page{n}"] = slow_page
+        teasers.append(item(f"Teaser {n}", http_server.url(f"/page{n}"), description="Court."))
+    http_server.routes["/feed"] = feed_route(rss(*teasers))
+    settings = make_settings(tmp_path, source("t", http_server.url("/feed"), full_text="auto"))
+    assert collect(settings, store).new == 10
+    assert state["peak"] <= 4
+
+
 # -- deduplication across sources ------------------------------------------------------------
 
 
@@ -953,3 +987,80 @@ def test_health_table_lists_every_source(tmp_path: Path, store: Store) -> None:
     console.print(health_table(report))
     text = console.export_text()
     assert "missing [x]" in text and "error" in text and "No such file" in text
+
+
+# -- TLS through the guard ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, list[str]]]:
+    """An HTTPS feed server on 127.0.0.1 whose certificate names only ``localhost``."""
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    hosts: list[str] = []
+    body = rss(item("Over TLS", "https://tls.example/1"))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            hosts.append(self.headers.get("Host", ""))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    yield server.server_address[1], cert, hosts
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_keeps_the_host_name_while_connecting_to_the_checked_address(
+    tmp_path: Path, store: Store, tls_server: tuple[int, Path, list[str]]
+) -> None:
+    import ssl
+
+    import httpx
+
+    from digest.collect.guard import GuardedTransport, parse_allow_list
+
+    port, cert, hosts = tls_server
+    allowed = ("127.0.0.1", "::1")
+    transport = GuardedTransport(
+        parse_allow_list(allowed), httpx.Limits(), ssl.create_default_context(cafile=str(cert))
+    )
+    settings = make_settings(
+        tmp_path,
+        source("by-name", f"https://localhost:{port}/feed"),
+        # The control: the certificate does not name the address, so TLS checks fail there.
+        source("by-address", f"https://127.0.0.1:{port}/feed"),
+        allow_private=allowed,
+    )
+    report = by_name(collect(settings, store, transport=transport))
+    assert report["by-name"].status == "ok" and report["by-name"].new == 1
+    assert hosts[0] == f"localhost:{port}"
+    assert report["by-address"].status == "error"
+    assert "CERTIFICATE_VERIFY_FAILED" in report["by-address"].error

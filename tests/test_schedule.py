@@ -783,3 +783,62 @@ def test_a_retry_that_leaves_some_for_later_does_not_email_the_editors(
     run_and_notify(settings, store, period="2026-W49", trigger="retry")
     run_and_notify(settings, store, period="2026-W49", trigger="schedule")
     assert mailed == ["partial"]  # the first report said it; retries stay quiet
+
+
+def test_a_second_sigterm_exits_at_once_during_a_run(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = write_settings(tmp_path)
+    started = tmp_path / "run-started"
+    code = (
+        "import datetime as dt, sys, threading\n"
+        "from zoneinfo import ZoneInfo\n"
+        "from pathlib import Path\n"
+        "from digest import pipeline\n"
+        "from digest.config import load_settings\n"
+        "from digest.schedule import configure_logging, run_scheduler\n"
+        "from digest.store import Store\n"
+        "def endless_run(*args, **kwargs):\n"
+        "    Path(sys.argv[2]).touch()\n"
+        "    threading.Event().wait()\n"
+        "pipeline.run = endless_run\n"
+        "configure_logging('plain')\n"
+        "settings = load_settings(sys.argv[1])\n"
+        "monday = dt.datetime(2026, 11, 30, 8, tzinfo=ZoneInfo('Europe/Paris'))\n"
+        "run_scheduler(settings, Store(settings.database.url), now=lambda: monday)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(settings.path), str(started)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():  # the catch-up run is in progress
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+        lines: list[str] = []
+        assert process.stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+        reader.start()
+        process.send_signal(signal.SIGTERM)  # stop after the run... which never ends
+        deadline = time.monotonic() + 30
+        while not any("stopping after the run in progress" in line for line in lines):
+            assert time.monotonic() < deadline, "the first SIGTERM was not handled"
+            time.sleep(0.05)
+        assert process.poll() is None  # still waiting for the run
+        process.send_signal(signal.SIGTERM)  # this one exits at once
+        process.wait(timeout=30)
+        reader.join(30)
+        process.stderr.close()
+        stderr = "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "exiting now" in stderr

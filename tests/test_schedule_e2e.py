@@ -160,3 +160,13 @@ def test_an_unreviewed_draft_stops_at_draft_ready_and_mails_the_preview(
     (preview,) = list(mail.iter_attachments())
     assert preview.get_filename() == f"preview-{report.period}.html"
     assert '<html lang="fr"' in preview.get_content()
+
+
+def test_digest_run_refuses_while_a_scheduled_run_holds_the_run_lock(
+    demo: tuple[Settings, Store], smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, store = demo
+    with store.lock("run"):  # a scheduled run is in progress
+        assert main(["--config", str(settings.path), "run"]) == 1
+    assert "already running" in capsys.readouterr().err
+    assert newsletters(smtp_capture) == []

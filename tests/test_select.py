@@ -60,3 +60,25 @@ def test_periods_are_iso_weeks_in_local_time() -> None:
     # Sunday 23:30 UTC is already Monday in Paris
     assert period_of(dt.datetime(2026, 11, 29, 23, 30, tzinfo=dt.UTC)) == "2026-W49"
     assert period_of(dt.datetime(2026, 11, 29, 22, 30, tzinfo=dt.UTC)) == "2026-W48"
+
+
+def test_the_same_story_from_two_sources_appears_once_from_the_heavier_one() -> None:
+    story = (
+        "Du 13 au 15 novembre la Filature numérique de Lille a accueilli la première édition "
+        "de la Jam Sobriété avec 171 participants répartis en 36 équipes et une limite de huit "
+        "mégaoctets par jeu pour le lauréat Racines qui pèse 5,2 Mo et tourne partout"
+    )
+    retold = "Compte rendu : " + story.replace("première", "toute première") + " cette année."
+    other = " ".join(f"mot{i}" for i in range(60))
+    sources = [SourceSettings("Heavy", "h", weight=2.0), SourceSettings("Light", "l")]
+    chosen = rank_articles(
+        [
+            art(1, "Light", "Jam à Lille", text=retold),
+            art(2, "Heavy", "La Jam Sobriété", days=1, text=story),
+            art(3, "Light", "Autre chose", text=other),
+        ],
+        sources,
+        max_articles=10,
+        max_per_source=10,
+    )
+    assert [a.id for a in chosen] == [2, 3]

@@ -417,3 +417,19 @@ def test_a_run_on_page_without_punctuation_is_cut_not_repeated() -> None:
     assert all(len(x.text.split()) <= 26 for x in result.lessons)
     assert all(x.quote not in result.summary.rstrip("…") for x in result.lessons)
     assert_spans(result, text)
+
+
+def test_chinese_text_without_spaces_is_split_and_kept_short() -> None:
+    text = (
+        "东京的设计学校宣布将在明年开设新的数字艺术课程。学生们可以学习动画和游戏设计。"
+        "「这是一个重要的变化」，校长说。许多公司也对此表示欢迎！"
+    )
+    result = summarize_article(article(text, title="设计学校"), SummarizeSettings())
+    assert (
+        result.summary
+        == "东京的设计学校宣布将在明年开设新的数字艺术课程。 学生们可以学习动画和游戏设计。"
+    )
+    assert len(result.lessons) == 2
+    assert_spans(result, text)
+    run_on = summarize_article(article("无标点的长文本" * 20_000, title="x"), SummarizeSettings())
+    assert len(run_on.summary) <= 12 * 45 + 1

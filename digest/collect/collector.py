@@ -44,6 +44,8 @@ MAX_ENTRIES = 500
 """Entries read from one feed per run (the newest first, as feeds list them)."""
 MAX_PAGES = 30
 """Article pages fetched for full text per source per run."""
+PAGES_PER_HOST = 4
+"""Article pages fetched from one host at the same time."""
 
 Status = Literal["ok", "not_modified", "error", "skipped"]
 P = ParamSpec("P")
@@ -108,6 +110,8 @@ class _Document:
     etag: str = ""
     last_modified: str = ""
     not_modified: bool = False
+    base: str = ""
+    """Where the document finally came from (after redirects): relative links start there."""
 
 
 class _Run:
@@ -129,6 +133,8 @@ class _Run:
     async def main(self) -> CollectReport:
         states = {row["name"]: row for row in self.store.source_states()}
         self.writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-db")
+        self.sources_in_progress = asyncio.Semaphore(2 * max(1, self.limits.concurrency))
+        self.pages_per_host: dict[str, asyncio.Semaphore] = {}
         try:
             async with Fetcher(self.limits, transport=self.transport) as fetcher:
                 self.fetcher = fetcher
@@ -138,7 +144,7 @@ class _Run:
                     duplicate = source.name in seen
                     seen.add(source.name)
                     state = states.get(source.name, {})
-                    tasks.append(asyncio.create_task(self._source(source, state, duplicate)))
+                    tasks.append(asyncio.create_task(self._bounded(source, state, duplicate)))
                 for finished in asyncio.as_completed(tasks):
                     report = await finished
                     if self.progress is not None:
@@ -153,6 +159,15 @@ class _Run:
         return await loop.run_in_executor(self.writer, lambda: function(*args, **kwargs))
 
     # -- one source --------------------------------------------------------------
+
+    async def _bounded(
+        self, source: SourceSettings, state: dict[str, Any], duplicate: bool
+    ) -> SourceReport:
+        # Requests in flight are bounded by the fetcher; this bounds the sources in
+        # progress, so that fetched documents waiting to be parsed and stored (each
+        # up to max_bytes) cannot pile up in memory when parsing is the slower part.
+        async with self.sources_in_progress:
+            return await self._source(source, state, duplicate)
 
     async def _source(
         self, source: SourceSettings, state: dict[str, Any], duplicate: bool
@@ -264,8 +279,9 @@ class _Run:
         return document, await self._parse_document(document)
 
     async def _parse_document(self, document: _Document) -> Feed:
+        base = document.base or document.url
         return await asyncio.to_thread(
-            parse_feed, document.body, document.url, document.content_type, self.now
+            parse_feed, document.body, base, document.content_type, self.now
         )
 
     async def _get(self, url: str, state: dict[str, Any]) -> _Document:
@@ -283,6 +299,7 @@ class _Run:
             etag=response.headers.get("etag", ""),
             last_modified=response.headers.get("last-modified", ""),
             not_modified=response.not_modified,
+            base=response.url,
         )
 
     def _read_file(self, location: str, state: dict[str, Any]) -> _Document:
@@ -310,36 +327,41 @@ class _Run:
         entries = [e for e in feed.entries[:MAX_ENTRIES] if _wanted(source, e)]
         if not entries:
             return []
-        known = await self._write(
-            self.deduper.known_urls,
-            source.name,
-            [e.url for e in entries],
-            [e.guid for e in entries],
-        )
         teaser = self.limits.teaser_chars
+        teasers = [i for i, e in enumerate(entries) if wants_full_text(source.full_text, e, teaser)]
+        known: set[str] = set()
+        if teasers:  # only pages of entries not stored yet are fetched
+            known = await self._write(
+                self.deduper.known_urls,
+                source.name,
+                [entries[i].url for i in teasers],
+                [entries[i].guid for i in teasers],
+            )
         fetch = [
             i
-            for i, e in enumerate(entries)
-            if e.url not in known
-            and not (e.guid and e.guid in known)
-            and wants_full_text(source.full_text, e, teaser)
+            for i in teasers
+            if entries[i].url not in known and not (entries[i].guid and entries[i].guid in known)
         ][:MAX_PAGES]
         pages = await asyncio.gather(*(self._full_text(entries[i]) for i in fetch))
-        fetched = set(fetch)
+        fetched, teasers_set = set(fetch), set(teasers)
         for i, entry in zip(fetch, pages, strict=True):
             entries[i] = entry
         return [
             self._candidate(
                 source,
                 entry,
-                partial=i not in fetched and wants_full_text(source.full_text, entry, teaser),
+                partial=i in teasers_set and i not in fetched,
             )
             for i, entry in enumerate(entries)
         ]
 
     async def _full_text(self, entry: Entry) -> Entry:
+        # Politeness: a feed's teasers mostly point to one site; ask it a few at a time.
+        host = urlsplit(entry.url).hostname or ""
+        slots = self.pages_per_host.setdefault(host, asyncio.Semaphore(PAGES_PER_HOST))
         try:
-            response = await self.fetcher.get(entry.url, accept=HTML_ACCEPT)
+            async with slots:
+                response = await self.fetcher.get(entry.url, accept=HTML_ACCEPT)
         except FetchError as exc:
             log.info("full text of %s not fetched: %s", entry.url, exc)
             return entry

@@ -46,6 +46,7 @@ SKETCH_SIZE = 64
 SHINGLE = 4
 MIN_TITLE_WORDS = 4
 MIN_TEXT_WORDS = 30
+MAX_BUCKET = 50
 
 _COMPARED = (
     "guid", "url", "title", "text", "html", "author", "language", "image_url", "image_alt",
@@ -172,10 +173,13 @@ class StoryIndex:
         """A stored story from another source that this one near-duplicates, if any."""
         source, published = story.source, story.published
         candidates: set[int] = set()
-        for key in story.blocking_keys():
-            candidates |= self.by_title.get(key, set())
-        for value in sorted(story.sketch)[:8]:
-            candidates |= self.by_hash.get(value, set())
+        buckets = [self.by_title.get(key, set()) for key in story.blocking_keys()]
+        buckets += [self.by_hash.get(value, set()) for value in sorted(story.sketch)[:8]]
+        for bucket in buckets:
+            # A key shared by very many stories is boilerplate ("read more on our
+            # site"), not a sign of the same story; comparing them all would be slow.
+            if len(bucket) <= MAX_BUCKET:
+                candidates |= bucket
         best: tuple[float, int] | None = None
         for article_id in candidates:
             other = self.stories[article_id]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import select
 import socket
+import ssl
 import typing
 from collections.abc import Iterable
 
@@ -143,9 +145,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         error: Exception | None = None
         for ip in addresses:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     str(ip), port, timeout, local_address, socket_options
                 )
+                return _Stream(stream, stream.get_extra_info("socket"))
             except httpcore.ConnectError as exc:
                 # Name the root cause now: httpcore's pool may re-raise this error in
                 # another task, where its chain of causes no longer tells why.
@@ -187,6 +190,46 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class _Stream(httpcore.AsyncNetworkStream):
+    """A connection whose "is it still alive?" check costs one system call.
+
+    httpcore asks every idle connection in the pool whether it was closed each
+    time it hands out a request; anyio answers by building a dict of socket
+    attributes (a ``getpeername`` call included) every time. With tens of
+    connections over hundreds of requests that was most of the collector's CPU.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, raw: socket.socket | None) -> None:
+        self._inner = inner
+        self._socket = raw
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _Stream(tls, self._socket)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "is_readable" and self._socket is not None:
+            # Readable while idle means the server closed it (or sent junk): not reusable.
+            if self._socket.fileno() < 0:
+                return True
+            return bool(select.select([self._socket], [], [], 0)[0])
+        return self._inner.get_extra_info(info)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport, HTTP/1.1 with keep-alive, whose connections go through the guard.
 
@@ -195,10 +238,15 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     that connect to refused addresses fail if this ever stops taking effect.
     """
 
-    def __init__(self, allowed: tuple[Network, ...], limits: httpx.Limits) -> None:
+    def __init__(
+        self,
+        allowed: tuple[Network, ...],
+        limits: httpx.Limits,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(limits=limits, trust_env=False, http1=True, http2=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context or httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -17,7 +17,7 @@ import re
 import time
 import unicodedata
 from html.parser import HTMLParser
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 import nh3
 
@@ -64,13 +64,13 @@ def canonical_url(url: str, base: str = "") -> str:
     except ValueError:
         port = None
     netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
-    query = [
-        (name, value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if not _is_tracking(name)
-    ]
-    path = parts.path or "/"
-    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
+    # Filter the raw pieces rather than re-encode them: "?page" must not become "?page=".
+    query = "&".join(
+        piece
+        for piece in parts.query.split("&")
+        if piece and not _is_tracking(unquote_plus(piece.split("=", 1)[0]))
+    )
+    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
 
 
 def _is_tracking(name: str) -> bool:

@@ -12,9 +12,15 @@ An entry point names a class (or any callable) taking the ``SummarizeSettings``
 and returning an object with a ``name`` and a ``summarize(article) -> Summary``.
 
 ``summarize_article`` is what the pipeline calls: cache lookup, backend, grounding
-checks, fallback to the offline default when a backend fails, cache store. Only
-the offline default may raise (``SummarizerError``: nothing to summarize), so an
-issue never loses an article because a remote model misbehaved.
+checks, fallback to the offline default when a backend fails, cache store. It
+raises ``SummarizerError`` for a configuration mistake (unknown backend, LLM
+settings missing) and its subclass ``NothingToSummarize`` for an article with no
+prose; any other failure of a backend gives that article the offline default, so
+an issue never loses an article because a remote model misbehaved.
+
+Some names are still reached through a small built-in table when no installed
+entry point provides them (a checkout run without ``pip install``); an installed
+entry point always wins.
 """
 
 from __future__ import annotations

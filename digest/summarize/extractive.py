@@ -36,6 +36,7 @@ from . import NothingToSummarize
 from .text import (
     Sentence,
     clean_display,
+    count_words,
     detect_language,
     mask_markup,
     split_sentences,
@@ -144,7 +145,7 @@ def analyse(article: Article) -> _Analysis:
     stops = stop_words(language)
     masked = [mask_markup(s.text) for s in sentences]
     token_lists = [_terms(m, stops, language) for m in masked]
-    word_counts = [len(m.split()) for m in masked]
+    word_counts = [count_words(m) for m in masked]
     vectors = _tfidf(token_lists)
     idf = _idf(token_lists)
     title_vector = _normalise(
@@ -163,11 +164,11 @@ def _usable(sentences: list[Sentence], title: str) -> list[Sentence]:
     """
     title_key = " ".join(words(title))
     kept = [s for s in sentences if " ".join(words(s.text)) != title_key or not title_key]
-    prose = [s for s in kept if s.complete and len(s.text.split()) >= 3]
+    prose = [s for s in kept if s.complete and count_words(s.text) >= 3]
     if prose:
         return prose
-    lines = [s for s in kept if len(s.text.split()) >= 4]
-    return lines if sum(len(s.text.split()) for s in lines) >= 8 else []
+    lines = [s for s in kept if count_words(s.text) >= 4]
+    return lines if sum(count_words(s.text) for s in lines) >= 8 else []
 
 
 def _terms(text: str, stops: frozenset[str], language: str) -> list[str]:
@@ -349,7 +350,7 @@ def _display(a: _Analysis, i: int) -> str:
 
 
 def _punctuated(text: str) -> str:
-    return text if text.rstrip("»”\"')] ")[-1:] in (".", "!", "?", "…") else text + "."
+    return text if text.rstrip("»”\"')] 」』）")[-1:] in tuple(".!?…。！？") else text + "."
 
 
 def _lesson(a: _Analysis, i: int) -> Lesson:
@@ -384,6 +385,20 @@ _CLAUSE_END = re.compile(r"[,;:)]$|^[—–]$")
 
 
 def trim_span(text: str, start: int, end: int, limit: int) -> tuple[int, int]:
+    """At most ``limit`` words of ``text[start:end]``, cut at clauses (see ``_trim_words``).
+
+    Also at most ``12 × limit`` characters, so text without spaces (Chinese,
+    Japanese, a run of markup) stays short too.
+    """
+    s, e = _trim_words(text, start, end, limit)
+    cap = 12 * limit
+    if e - s > cap:
+        space = text.rfind(" ", s, s + cap)
+        e = space if space > s + cap // 2 else s + cap
+    return s, e
+
+
+def _trim_words(text: str, start: int, end: int, limit: int) -> tuple[int, int]:
     """The longest part of ``text[start:end]`` of at most ``limit`` words cut at clauses.
 
     Prefer a prefix ending at a clause boundary (a comma, semicolon, colon, dash);

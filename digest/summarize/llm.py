@@ -93,6 +93,9 @@ def build_messages(article: Article, max_lessons: int) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+_LIMITS: dict[tuple[str, str], set[str]] = {}
+
+
 class OpenAISummarizer:
     """Summaries from an OpenAI-compatible ``/chat/completions`` endpoint."""
 
@@ -108,8 +111,9 @@ class OpenAISummarizer:
             )
         self.settings = settings
         self.url = llm.base_url.rstrip("/") + "/chat/completions"
-        self.json_schema = True  # switched off for good once a server refuses it
-        self.temperature: float | None = 0.0  # likewise
+        # What the server refused once (json_schema, temperature), shared by every
+        # backend of this process talking to the same endpoint and model.
+        self.limits = _LIMITS.setdefault((self.url, llm.model), set())
         self.attempts = 2
 
     def summarize(self, article: Article) -> Summary:
@@ -140,9 +144,9 @@ class OpenAISummarizer:
         # models accept only their default). Each is dropped once, for good.
         for _ in range(3):
             body: dict[str, Any] = {"model": self.settings.llm.model, "messages": messages}
-            if self.temperature is not None:
-                body["temperature"] = self.temperature
-            if self.json_schema:
+            if "temperature" not in self.limits:
+                body["temperature"] = 0
+            if "json_schema" not in self.limits:
                 body["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {"name": "digest_summary", "strict": True, "schema": SCHEMA},
@@ -152,10 +156,10 @@ class OpenAISummarizer:
             response = client.post(self.url, json=body)
             if response.status_code != 400:
                 break
-            if "temperature" in response.text and self.temperature is not None:
-                self.temperature = None
-            elif self.json_schema:
-                self.json_schema = False
+            if "temperature" in response.text and "temperature" not in self.limits:
+                self.limits.add("temperature")
+            elif "json_schema" not in self.limits:
+                self.limits.add("json_schema")
             else:
                 break
         response.raise_for_status()

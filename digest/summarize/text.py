@@ -29,6 +29,7 @@ __all__ = [
     "MAX_CHARS",
     "Sentence",
     "clean_display",
+    "count_words",
     "detect_language",
     "mask_markup",
     "split_sentences",
@@ -61,12 +62,13 @@ _ABBREVIATIONS = _wordset(
 _CASED_ABBREVIATIONS = _wordset("Me No St Co Ex Art Vol Gen Col Rev Ed Jan Feb Aug Oct Nov Dec")
 
 # Characters that may close a sentence after its final punctuation.
-_CLOSERS = "»”\"’')]"
+_CLOSERS = "»”\"’')]」』）"
 # Characters that may open a sentence before its first letter.
 _OPENERS = "«\"“‘'([¿¡—–-"
 _SPACES = " \t\u00a0\u202f\u2009"
 
 _CANDIDATE = re.compile(r"[.!?…]+")
+_FULLWIDTH = re.compile(r"[。！？]+[」』”）]*")
 # A sentence glued to the next by a careless feed: « précisé.À MOINS », « GMT).L'actrice ».
 _GLUED = re.compile(
     r"(?:(?<=[^\W\d_]{2})|(?<=[)»\"”’]))[.!?…]+(?=[A-ZÀ-ÖØ-Ý](?:[^\W\d_]|['’][^\W\d_]|\s))"
@@ -141,6 +143,8 @@ def _split_line(text: str, start: int, end: int) -> list[tuple[int, int]]:
             continue
         if _starts_sentence(text, stop, end) and not _is_abbreviation(text, match, start):
             cuts.append(stop)
+    for match in _FULLWIDTH.finditer(text, start, end):  # Chinese and Japanese need no space
+        cuts.append(match.end())
     for match in _GLUED.finditer(text, start, end):  # « …visiter Venise.Selon le quotidien »
         if not _is_abbreviation(text, match, start):
             cuts.append(match.end())
@@ -186,10 +190,19 @@ def _strip(text: str, s: int, e: int) -> tuple[int, int]:
 
 def _is_complete(span: str) -> bool:
     tail = span.rstrip(_CLOSERS + _SPACES)
-    return bool(tail) and tail[-1] in ".!?…"
+    return bool(tail) and tail[-1] in ".!?…。！？"
 
 
 # -- words ---------------------------------------------------------------------------
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def count_words(text: str) -> int:
+    """Words as a reader counts them: by spaces, or about two characters a word in
+    Chinese and Japanese, which put no space between words."""
+    return max(len(text.split()), len(_CJK.findall(text)) // 2)
 
 
 def words(text: str) -> list[str]:

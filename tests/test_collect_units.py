@@ -1,0 +1,253 @@
+"""The collector's building blocks, one rule at a time: the guard, cleaning, parsing, dedup."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+
+import httpx
+import pytest
+
+from digest.collect.dedupe import StoryIndex
+from digest.collect.fetch import Fetcher, FetchError, _retry_after, default_user_agent
+from digest.collect.fulltext import _canonical
+from digest.collect.guard import Refused, check_address, parse_allow_list
+from digest.collect.normalize import (
+    canonical_url,
+    clean_title,
+    detect_language,
+    fingerprint,
+    html_to_text,
+    sanitize_html,
+)
+from digest.collect.parse import discover_feeds, strip_doctype
+from digest.config import CollectSettings
+from digest.errors import ConfigError
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+# -- the guard ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("169.254.169.254", "link-local"),  # cloud metadata
+        ("100.100.100.200", "non-public"),  # shared address space (a metadata service too)
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("::1", "loopback"),
+        ("fe80::1", "link-local"),
+        ("fd00:ec2::254", "private"),
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+        ("::ffff:10.0.0.1", "private"),
+        ("2002:7f00:1::1", "loopback"),  # 6to4 wrapping 127.0.0.1
+        ("64:ff9b::a00:1", "private"),  # NAT64 wrapping 10.0.0.1
+    ],
+)
+def test_guard_refuses_non_public_addresses(address: str, kind: str) -> None:
+    with pytest.raises(Refused, match=f"{kind} address"):
+        check_address(ipaddress.ip_address(address), ())
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700:4700::1111"])
+def test_guard_lets_public_addresses_through(address: str) -> None:
+    check_address(ipaddress.ip_address(address), ())
+
+
+def test_allow_list_takes_addresses_and_networks() -> None:
+    allowed = parse_allow_list(["127.0.0.1", "10.0.0.0/8", " fd00::/8 "])
+    check_address(ipaddress.ip_address("127.0.0.1"), allowed)
+    check_address(ipaddress.ip_address("::ffff:127.0.0.1"), allowed)  # same address
+    check_address(ipaddress.ip_address("10.20.30.40"), allowed)
+    check_address(ipaddress.ip_address("fd12::1"), allowed)
+    with pytest.raises(Refused):
+        check_address(ipaddress.ip_address("127.0.0.2"), allowed)
+
+
+def test_allow_list_rejects_host_names_with_a_hint() -> None:
+    with pytest.raises(ConfigError, match="allow_private: 'localhost' is not an IP address"):
+        parse_allow_list(["localhost"])
+
+
+def test_injected_transport_still_gets_url_checks() -> None:
+    """A test or plugin transport skips the network, not the scheme and literal-IP checks."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"<rss/>")
+
+    async def fetch(url: str) -> bytes:
+        settings = CollectSettings()
+        async with Fetcher(settings, transport=httpx.MockTransport(handler)) as fetcher:
+            return (await fetcher.get(url)).body
+
+    assert asyncio.run(fetch("https://feeds.example/rss")) == b"<rss/>"
+    assert seen[0].headers["User-Agent"] == default_user_agent()
+    assert default_user_agent().startswith("digest/")
+    with pytest.raises(FetchError, match="refused: address is link-local"):
+        asyncio.run(fetch("http://169.254.169.254/latest"))
+    with pytest.raises(FetchError, match="refused: javascript URL"):
+        asyncio.run(fetch("javascript:alert(1)"))
+    assert len(seen) == 1
+
+
+def test_retry_after_accepts_dates_and_is_capped() -> None:
+    far = httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})
+    when = _retry_after(far)
+    assert when is not None
+    assert when <= dt.datetime.now(dt.UTC) + dt.timedelta(days=7, seconds=5)
+    assert _retry_after(httpx.Response(429, headers={"Retry-After": "soon"})) is None
+    assert _retry_after(httpx.Response(429)) is None
+
+
+# -- cleaning --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            "https://Example.org:443/a/b?id=3&utm_source=rss&utm_campaign=x#comments",
+            "https://example.org/a/b?id=3",
+        ),
+        ("http://example.org:80", "http://example.org/"),
+        ("https://example.org/p?fbclid=1&gclid=2&mc_cid=3&mc_eid=4", "https://example.org/p"),
+        ("https://example.org:8443/p?b=2&a=1", "https://example.org:8443/p?b=2&a=1"),
+        (
+            "https://example.org/p?page&q=a%20b+c&UTM_Source=x",
+            "https://example.org/p?page&q=a%20b+c",
+        ),
+        ("https://user:pw@example.org/p", "https://example.org/p"),
+    ],
+)
+def test_canonical_url(raw: str, expected: str) -> None:
+    assert canonical_url(raw) == expected
+
+
+def test_canonical_link_must_stay_on_the_same_site() -> None:
+    page = "https://www.news.example/story?utm_source=x"
+    assert _canonical(page, page, "https://news.example/story") == "https://news.example/story"
+    assert _canonical(page, page, "https://other.example/") == "https://www.news.example/story"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Line one\r\nBcc: x@example.org", "Line one Bcc: x@example.org"),
+        ("Bell\x07 and \x00null\u2028sep", "Bell and null sep"),
+        ("Tom &amp; Jerry", "Tom & Jerry"),
+        ("<b>Bold</b> title", "Bold title"),
+        ("  spaced\t\tout  ", "spaced out"),
+    ],
+)
+def test_clean_title(raw: str, expected: str) -> None:
+    assert clean_title(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "evil",
+    [
+        '<a href="javascript:alert(1)">x</a>',
+        '<a href="JaVaScRiPt:alert(1)">x</a>',
+        '<a href=" javascript:alert(1)">x</a>',
+        '<a href="vbscript:msgbox(1)">x</a>',
+        '<img src="data:text/html;base64,PHNjcmlwdD4=">',
+        '<img src="x" onerror="alert(1)">',
+        '<svg onload="alert(1)"><circle/></svg>',
+        '<iframe src="https://evil.example/"></iframe>',
+        "<script>alert(1)</script>",
+        '<p style="background:url(javascript:alert(1))">x</p>',
+        '<form action="https://evil.example/"><input name="q"></form>',
+        '<a href="file:///etc/passwd">x</a>',
+    ],
+)
+def test_sanitize_html_removes_active_content(evil: str) -> None:
+    clean = sanitize_html(evil, "https://feed.example/")
+    for bad in ("javascript", "vbscript", "data:", "onerror", "onload", "<script", "<iframe"):
+        assert bad not in clean.lower()
+    assert "<form" not in clean and "style=" not in clean and "file:" not in clean
+
+
+def test_sanitize_html_makes_links_absolute() -> None:
+    clean = sanitize_html('<a href="../b">b</a><img src="/i.png" alt="">', "https://f.example/a/c")
+    assert 'href="https://f.example/b"' in clean
+    assert 'src="https://f.example/i.png"' in clean
+    assert 'rel="noopener noreferrer nofollow"' in clean
+
+
+def test_html_to_text_keeps_paragraphs_and_drops_scripts() -> None:
+    text = html_to_text("<p>One &amp; two</p><script>var x</script><ul><li>three</li></ul>")
+    assert text == "One & two\nthree"
+
+
+@pytest.mark.parametrize(
+    ("text", "hint", "expected"),
+    [
+        ("Les étudiants de l'école ont présenté leurs projets dans une exposition.", "", "fr"),
+        ("The students of the school presented their projects in an exhibition.", "", "en"),
+        ("Design", "fr", "fr"),
+        ("OK", "", ""),
+    ],
+)
+def test_detect_language(text: str, hint: str, expected: str) -> None:
+    assert detect_language(text, hint) == expected
+
+
+def test_fingerprint_ignores_markup_case_and_spacing() -> None:
+    body = "Un texte assez long " * 10
+    assert fingerprint("A", body) == fingerprint("B", "  " + body.upper() + "!")
+    assert fingerprint("A", body) != fingerprint("A", body + " de plus")
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+def test_strip_doctype_removes_the_internal_subset_whole() -> None:
+    doc = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE rss [ <!ENTITY a "x]>y"> '
+        b"<!ENTITY b SYSTEM 'file:///etc/passwd'> ]>\n<rss/>"
+    )
+    assert strip_doctype(doc) == b'<?xml version="1.0"?>\n\n<rss/>'
+    assert strip_doctype(b"<rss/>") == b"<rss/>"
+    assert strip_doctype(b"<!DOCTYPE rss [ <!ENTITY a 'never closed'") == b""
+
+
+def test_discover_feeds_in_page_order_resolving_relative_links() -> None:
+    page = b"""<html><head>
+    <link rel="stylesheet" href="/s.css">
+    <link rel="alternate" type="application/atom+xml" href="/atom.xml">
+    <link rel="alternate" type="application/rss+xml" href="https://cdn.example/rss">
+    <link rel="alternate" type="application/rss+xml" href="javascript:alert(1)">
+    <link rel="alternate" hreflang="en" href="/en/">
+    </head></html>"""
+    assert discover_feeds(page, "https://blog.example/post/1") == [
+        "https://blog.example/atom.xml",
+        "https://cdn.example/rss",
+    ]
+
+
+# -- near duplicates ----------------------------------------------------------------------------
+
+
+def test_story_index_matches_near_identical_titles_from_other_sources_only() -> None:
+    index = StoryIndex()
+    index.add(1, "a", "Tessella 2.0 : le logiciel libre de retopologie accélère", "", NOW)
+    index.add(2, "a", "Semaine 12 : les nouvelles du design graphique", "", NOW)
+    from digest.collect.dedupe import _Story
+
+    def find(source: str, title: str, when: dt.datetime = NOW) -> int | None:
+        return index.find(_Story.of(source, title, "", when))
+
+    assert find("b", "Tessella 2.0: le logiciel libre de retopologie accélère !") == 1
+    assert find("a", "Tessella 2.0: le logiciel libre de retopologie accélère !") is None
+    assert find("b", "Tessella 2.0 : le logiciel libre de retopologie accélère",
+                NOW - dt.timedelta(days=30)) is None  # fmt: skip
+    assert find("b", "Semaine 13 : les nouvelles du design graphique") is None
+    assert find("b", "Tessella : un tout autre sujet sur la retopologie") is None

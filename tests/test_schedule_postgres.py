@@ -1,0 +1,154 @@
+"""The scheduler on PostgreSQL: job store, locks and run queries in the one configured database.
+
+A throwaway PostgreSQL cluster is started on loopback for this module (``initdb``
+and ``pg_ctl`` from the PATH, the ``psycopg`` driver); without them the module
+is skipped. CI installs both (see the report of issue 7).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from digest.config import Settings, load_settings
+from digest.errors import LockedError
+from digest.mailbox import free_port
+from digest.schedule import (
+    JOB_ID,
+    JOBSTORE_TABLE,
+    Scheduler,
+    jobstore_url,
+    next_fire_time,
+    plan_start,
+)
+from digest.store import Store, runs
+
+pytest.importorskip("psycopg")
+if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+    pytest.skip(
+        "PostgreSQL server binaries (initdb, pg_ctl) not installed", allow_module_level=True
+    )
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # initdb refuses to run as root: run the server as the postgres user then.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL server's admin database, on a free loopback port."""
+    folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run(
+        _as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        _as_postgres(
+            ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            _as_postgres(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(postgres: str) -> str:
+    name = f"digest_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{postgres}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{postgres}/{name}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        f'[database]\nurl = "{database_url}"\n\n[schedule]\ncron = "0 7 * * mon"\n',
+        encoding="utf-8",
+    )
+    return load_settings(path)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    store = Store(settings.database.url)
+    yield store
+    store.close()
+
+
+def test_the_job_lives_in_the_configured_database_and_survives_a_restart(
+    settings: Settings, store: Store
+) -> None:
+    assert jobstore_url(settings) == settings.database.url
+    wednesday = dt.datetime(2026, 12, 2, 12, tzinfo=PARIS)
+    first = Scheduler(settings, store, now=lambda: wednesday)
+    first.start()
+    odd = dt.datetime(2026, 12, 9, 7, 13, tzinfo=PARIS)
+    first.aps.modify_job(JOB_ID, next_run_time=odd)
+    first.close()
+    with store.engine.connect() as conn:
+        assert sa.inspect(conn).has_table(JOBSTORE_TABLE)
+    assert next_fire_time(settings, store) == odd
+
+    second = Scheduler(settings, store, now=lambda: wednesday)
+    second.start()
+    try:
+        assert next_fire_time(settings, store) == odd
+    finally:
+        second.close()
+
+
+def test_a_second_scheduler_on_another_machine_refuses(settings: Settings, store: Store) -> None:
+    now = dt.datetime(2026, 12, 2, 12, tzinfo=PARIS)
+    first = Scheduler(settings, store, now=lambda: now)
+    first.start()
+    other = Store(settings.database.url)  # another process, another machine: same database
+    try:
+        with pytest.raises(LockedError, match="already running"):
+            Scheduler(settings, other, now=lambda: now).start()
+    finally:
+        first.close()
+        other.close()
+
+
+def test_catch_up_decisions_read_runs_on_postgresql(settings: Settings, store: Store) -> None:
+    fire = dt.datetime(2026, 11, 30, 7, tzinfo=PARIS)
+    now = fire + dt.timedelta(hours=2)
+    assert plan_start(settings, store, now=now, stored_next_run=fire).catch_up_period == "2026-W49"
+    row = store.start_run("r1", "2026-W49", "schedule")
+    with store.begin() as conn:
+        conn.execute(
+            sa.update(runs)
+            .where(runs.c.id == row)
+            .values(started_at=fire + dt.timedelta(minutes=1))
+        )
+    store.finish_run(row, "draft_ready", "")
+    assert plan_start(settings, store, now=now, stored_next_run=fire).catch_up_period is None

@@ -1,0 +1,132 @@
+"""The subscriber list and the delivery ledger on PostgreSQL: the same code, another backend.
+
+A throwaway PostgreSQL cluster on loopback (``initdb``/``pg_ctl`` on the PATH and
+the ``psycopg`` driver); without them the module is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from test_send import PERIOD, RENDERED, ScriptedServer, make_settings
+
+from digest.mailbox import free_port
+from digest.models import Issue
+from digest.send import SendProgress, send_issue
+from digest.store import Store, deliveries, subscribers
+from digest.subscribers import delete, export_csv, import_csv, unsubscribe
+
+pytest.importorskip("psycopg")
+if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+    pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not installed", allow_module_level=True)
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # initdb refuses to run as root.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    folder = Path(tempfile.mkdtemp(prefix="digest-send-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run(
+        _as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        _as_postgres(
+            ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            _as_postgres(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def store(cluster: str) -> Iterator[Store]:
+    name = f"digest_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{cluster}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    store = Store(f"{cluster}/{name}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_import_export_delete_on_postgres(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,name,language,tags\nLéa@Exemple.fr,Léa,fr,a;b\nLÉA@exemple.FR,,fr,c\nbad,X,fr,\n",
+        encoding="utf-8",
+    )
+    report = import_csv(store, path)
+    assert report.added == 1 and report.duplicates == 1 and len(report.errors) == 1
+    out = tmp_path / "out.csv"
+    assert export_csv(store, out) == 1
+    assert delete(store, "LÉA@exemple.fr") is True
+    assert import_csv(store, path).suppressed == 1
+
+
+def test_the_ledger_on_postgres(store: Store, tmp_path: Path, server: ScriptedServer) -> None:
+    path = tmp_path / "list.csv"
+    rows = "".join(f"r{i:03d}@exemple.fr,Lecteur {i},fr\n" for i in range(12))
+    path.write_text("email,name,language\n" + rows, encoding="utf-8")
+    import_csv(store, path)
+    issue = store.save_issue(
+        Issue(period=PERIOD, title="La veille", intro="", items=(), status="sending")
+    )
+    server.script.rcpt["r001@exemple.fr"] = ["450 4.2.0 greylisted"]
+    server.script.rcpt["r002@exemple.fr"] = ["550 5.1.1 no such user"]
+
+    def leave(event: SendProgress) -> None:
+        if event.done == 1:
+            unsubscribe(store, "r011@exemple.fr")
+
+    settings = make_settings(tmp_path, server.port, connections=2)
+    report = send_issue(settings, store, issue, RENDERED, progress=leave)
+    assert report.counts == {"sent": 9, "failed_temp": 1, "failed_perm": 1, "skipped": 1}
+    assert report.retry_pending == 1 and not report.complete
+    with store.begin() as conn:
+        bounced = conn.execute(
+            sa.select(subscribers.c.email).where(subscribers.c.status == "bounced")
+        ).scalars()
+        assert list(bounced) == ["r002@exemple.fr"]
+        conn.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.status == "failed_temp")
+            .values(next_attempt_at=sa.func.now() - sa.text("interval '1 minute'"))
+        )
+    again = send_issue(settings, store, issue, RENDERED)
+    assert again.sent == 1 and again.complete
+    assert set(server.script.received().values()) == {1}
+    assert len(server.script.received()) == 10
