@@ -81,7 +81,7 @@ class SourceSettings:
 
 @dataclass(frozen=True)
 class CollectSettings:
-    concurrency: int = 16
+    concurrency: int = 32
     connect_timeout: float = 5.0
     timeout: float = 20.0
     """Total deadline for one response, body included."""
