@@ -371,6 +371,8 @@ def subscribers_import(ctx: Context, file: Path) -> None:
 def subscribers_list(ctx: Context, status: str | None) -> None:
     """List subscribers, optionally by status."""
     table = Table("email", "name", "language", "status", "tags")
+    for column in table.columns:  # never cut an address short with an ellipsis
+        column.overflow = "fold"
     rows = ctx.store.subscribers(status)
     for s in rows:
         table.add_row(
@@ -430,7 +432,7 @@ def status(ctx: Context) -> None:
     if last:
         ctx.console.print(
             f"Last run: {last['period']} started {_local(settings, last['started_at'])}: "
-            f"{last['outcome'] or 'running'} {last['detail']}"
+            f"{last['outcome'] or 'running'} ({last['detail']})"
         )
     else:
         ctx.console.print("Last run: never.")

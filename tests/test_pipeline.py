@@ -239,3 +239,26 @@ def test_the_cli_runs_as_a_subprocess(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert "digest init" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_every_lesson_of_the_demo_issue_is_grounded_in_its_article(tmp_path: Path) -> None:
+    from digest.config import load_settings
+    from digest.summarize.grounding import locate_quote
+
+    config = make_config(tmp_path, 1)
+    assert main(["--config", str(config), "collect"]) == 0
+    assert main(["--config", str(config), "draft"]) == 0
+    settings = load_settings(config)
+    store = Store(settings.database.url)
+    issue = store.latest_issue()
+    assert issue is not None and len(issue.items) >= 8
+    for item in issue.items:
+        assert item.grounded, item.title
+        assert 2 <= len(item.lessons) <= 4, item.title
+        assert item.article_id is not None
+        article = store.article(item.article_id)
+        assert article is not None
+        for lesson in item.lessons:
+            assert len(lesson.split()) <= 27, lesson
+            # extractive lessons are the article's own words, perhaps cut at a clause
+            assert locate_quote(lesson.rstrip("…"), article.text) is not None, lesson
