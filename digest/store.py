@@ -31,6 +31,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Store",
+    "article_values",
     "articles",
     "deliveries",
     "issue_items",
@@ -431,21 +432,7 @@ class Store:
                 sa.select(articles.c.id).where(articles.c.fingerprint == article.fingerprint)
             ).first()
         now = utcnow()
-        values = {
-            "source": article.source,
-            "guid": article.guid,
-            "url": article.url,
-            "title": article.title,
-            "text": article.text,
-            "html": article.html,
-            "author": article.author,
-            "language": article.language,
-            "image_url": article.image_url,
-            "image_alt": article.image_alt,
-            "fingerprint": article.fingerprint,
-            "published_at": article.published,
-            "updated_at": now,
-        }
+        values = article_values(article, now)
         if existing is not None:
             article_id = int(existing.id)
             del values["source"]  # the first source to bring a story keeps it
@@ -617,6 +604,25 @@ class Store:
             )
         with self.engine.connect() as conn:
             return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def article_values(article: Article, now: dt.datetime) -> dict[str, Any]:
+    """The ``articles`` row for ``article`` (without ``collected_at``), stamped ``now``."""
+    return {
+        "source": article.source,
+        "guid": article.guid,
+        "url": article.url,
+        "title": article.title,
+        "text": article.text,
+        "html": article.html,
+        "author": article.author,
+        "language": article.language,
+        "image_url": article.image_url,
+        "image_alt": article.image_alt,
+        "fingerprint": article.fingerprint,
+        "published_at": article.published,
+        "updated_at": now,
+    }
 
 
 def _new_id(result: sa.CursorResult[Any]) -> int:

@@ -8,7 +8,12 @@ test sets up front.
 from __future__ import annotations
 
 import http.server
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,3 +109,60 @@ def http_server() -> Iterator[HTTPServer]:
     yield HTTPServer(server, routes, requests)
     server.shutdown()
     server.server_close()
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # initdb refuses to run as root: the throwaway server then runs as the postgres user.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free loopback port, for the whole session.
+
+    Needs ``initdb``/``pg_ctl`` on the PATH and the ``psycopg`` driver (``.ci/run``
+    installs both); tests using it are skipped without them.
+    """
+    pytest.importorskip("psycopg")
+    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
+    from digest.mailbox import free_port
+
+    folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run(
+        _as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        _as_postgres(
+            ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            _as_postgres(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    import sqlalchemy as sa
+
+    name = f"digest_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{postgres_server}/{name}"

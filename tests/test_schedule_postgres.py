@@ -1,18 +1,11 @@
 """The scheduler on PostgreSQL: job store, locks and run queries in the one configured database.
 
-A throwaway PostgreSQL cluster is started on loopback for this module (``initdb``
-and ``pg_ctl`` from the PATH, the ``psycopg`` driver); without them the module
-is skipped. CI installs both (see the report of issue 7).
+A throwaway PostgreSQL server on loopback (the ``postgres_url`` fixture in conftest).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import subprocess
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +15,6 @@ import sqlalchemy as sa
 
 from digest.config import Settings, load_settings
 from digest.errors import LockedError
-from digest.mailbox import free_port
 from digest.schedule import (
     JOB_ID,
     JOBSTORE_TABLE,
@@ -33,58 +25,12 @@ from digest.schedule import (
 )
 from digest.store import Store, runs
 
-pytest.importorskip("psycopg")
-if not (shutil.which("initdb") and shutil.which("pg_ctl")):
-    pytest.skip(
-        "PostgreSQL server binaries (initdb, pg_ctl) not installed", allow_module_level=True
-    )
-
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def _as_postgres(command: list[str]) -> list[str]:
-    # initdb refuses to run as root: run the server as the postgres user then.
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """The URL of a fresh PostgreSQL server's admin database, on a free loopback port."""
-    folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        _as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "postgres"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        _as_postgres(
-            ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            _as_postgres(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture
-def database_url(postgres: str) -> str:
-    name = f"digest_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"{postgres}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return f"{postgres}/{name}"
+def database_url(postgres_url: str) -> str:
+    return postgres_url
 
 
 @pytest.fixture

@@ -1,16 +1,10 @@
 """The subscriber list and the delivery ledger on PostgreSQL: the same code, another backend.
 
-A throwaway PostgreSQL cluster on loopback (``initdb``/``pg_ctl`` on the PATH and
-the ``psycopg`` driver); without them the module is skipped.
+A throwaway PostgreSQL server on loopback (the ``postgres_url`` fixture in conftest).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,59 +12,15 @@ import pytest
 import sqlalchemy as sa
 from test_send import PERIOD, RENDERED, ScriptedServer, make_settings
 
-from digest.mailbox import free_port
 from digest.models import Issue
 from digest.send import SendProgress, send_issue
 from digest.store import Store, deliveries, subscribers
 from digest.subscribers import delete, export_csv, import_csv, unsubscribe
 
-pytest.importorskip("psycopg")
-if not (shutil.which("initdb") and shutil.which("pg_ctl")):
-    pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not installed", allow_module_level=True)
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    # initdb refuses to run as root.
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    folder = Path(tempfile.mkdtemp(prefix="digest-send-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        _as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "postgres"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        _as_postgres(
-            ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            _as_postgres(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-
 
 @pytest.fixture
-def store(cluster: str) -> Iterator[Store]:
-    name = f"digest_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"{cluster}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    store = Store(f"{cluster}/{name}")
+def store(postgres_url: str) -> Iterator[Store]:
+    store = Store(postgres_url)
     yield store
     store.close()
 

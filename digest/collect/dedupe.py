@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..models import Article
-from ..store import Store, articles, sources
+from ..store import Store, article_values, articles, sources
 from .normalize import words
 
 __all__ = ["Candidate", "Deduper", "StoryIndex"]
@@ -191,24 +191,6 @@ class StoryIndex:
         return None if best is None else best[1]
 
 
-def _values(article: Article, now: dt.datetime) -> dict[str, Any]:
-    return {
-        "source": article.source,
-        "guid": article.guid,
-        "url": article.url,
-        "title": article.title,
-        "text": article.text,
-        "html": article.html,
-        "author": article.author,
-        "language": article.language,
-        "image_url": article.image_url,
-        "image_alt": article.image_alt,
-        "fingerprint": article.fingerprint,
-        "published_at": article.published,
-        "updated_at": now,
-    }
-
-
 def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -258,7 +240,7 @@ class Deduper:
             for candidate in batch:
                 article = candidate.article
                 match = self._match(conn, rows, article)
-                values = _values(article, self.now)
+                values = article_values(article, self.now)
                 if match is not None and match.get("id") is None:
                     match.update(values)  # listed twice in this feed: the later one wins
                     continue
