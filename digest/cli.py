@@ -204,6 +204,12 @@ def send(
         pipeline.send_test(ctx.settings, ctx.store, period, to)
         ctx.console.print(f"Test message sent to {to}.")
         return
+    period = pipeline.period_or_current(ctx.settings, period)
+    stored = ctx.store.issue(period)
+    if stored is not None and stored.status == "sent" and not dry_run:
+        # a repeat is harmless: a cron job calling send twice must not raise an alarm
+        ctx.console.print(f"Issue {period} was already sent; nothing to do.")
+        return
     with _send_progress(ctx) as progress:
         report = pipeline.send(
             ctx.settings,

@@ -28,7 +28,6 @@ times, misfires and catch-up on a fake clock instead of sleeping.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 import logging
 import os
@@ -366,17 +365,14 @@ def run_and_notify(
     A draft waiting for review is mailed with its preview attached. Anything
     raised by the run becomes a ``failed`` report and an alert, so a scheduler
     keeps going next week. ``stop``, once set, ends a send after the messages
-    in flight (when ``pipeline.run`` accepts it).
+    in flight.
     """
     from . import pipeline
 
     period = period or pipeline.period_or_current(settings, None, now)
     log.info("run starting: period %s, trigger %s", period, trigger, extra={"period": period})
-    extra: dict[str, Any] = {}
-    if stop is not None and "stop" in inspect.signature(pipeline.run).parameters:
-        extra["stop"] = stop
     try:
-        report = pipeline.run(settings, store, period=period, trigger=trigger, now=now, **extra)
+        report = pipeline.run(settings, store, period=period, trigger=trigger, now=now, stop=stop)
     except LockedError as exc:
         # Not a failure: the run in progress (manual or scheduled) sends this period.
         report = pipeline.RunReport(period, "skipped", f"another run is in progress: {exc}")

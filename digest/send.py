@@ -481,7 +481,12 @@ class Ledger:
             yield self.conn
 
     def snapshot(self) -> int:
-        """Queue every active subscriber not yet in the ledger; return how many were added."""
+        """Queue every active subscriber, once per issue; return how many were added.
+
+        The list is the one taken when sending started: a resume or a retry run
+        finds the ledger already filled and adds nobody, so someone who subscribed
+        since waits for the next issue.
+        """
         now = utcnow()
         already = sa.select(deliveries.c.id).where(
             deliveries.c.issue_id == self.issue_id,
@@ -496,6 +501,11 @@ class Ledger:
             sa.literal(now, type_=deliveries.c.updated_at.type),
         ).where(subscribers.c.status == "active", ~sa.exists(already))
         with self._tx() as conn:
+            started = conn.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.issue_id == self.issue_id).limit(1)
+            ).first()
+            if started is not None:
+                return 0
             result = conn.execute(
                 sa.insert(deliveries).from_select(
                     ["issue_id", "subscriber_id", "email", "status", "attempts", "updated_at"],

@@ -283,6 +283,7 @@ class FakeRuns:
         period: str | None = None,
         trigger: str = "manual",
         now: dt.datetime | None = None,
+        stop: threading.Event | None = None,
     ) -> pipeline.RunReport:
         self.calls.append((period, trigger))
         self.done.set()
@@ -688,6 +689,7 @@ def test_an_unfinished_send_is_followed_up_until_it_completes(
         period: str | None = None,
         trigger: str = "manual",
         now: dt.datetime | None = None,
+        stop: threading.Event | None = None,
     ) -> pipeline.RunReport:
         calls.append(trigger)
         row = store.start_run(f"r{len(calls)}", "2026-W49", trigger)

@@ -118,6 +118,10 @@ _BLOCKS = {
 _SKIPPED = {"script", "style", "noscript", "template", "head", "title"}
 
 
+# HTML's own whitespace (not U+00A0, which French typography relies on) and line separators.
+_HTML_SPACE = re.compile("[ \t\r\n\f\v\u2028\u2029\x85]+")
+
+
 class _TextCollector(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -138,7 +142,9 @@ class _TextCollector(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self.skipping:
-            self.parts.append(data)
+            # Line breaks inside HTML text are spaces: only block tags start a paragraph,
+            # or a feed's hard-wrapped source would cut sentences in two.
+            self.parts.append(_HTML_SPACE.sub(" ", data))
 
 
 def html_to_text(fragment: str) -> str:
