@@ -37,13 +37,18 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import ConfigError
-from .models import NAME_MARKER, UNSUBSCRIBE_MARKER, RenderedIssue, Subscriber
+from .models import (
+    NAME_MARKER,
+    UNSUBSCRIBE_MARKER,
+    RenderedIssue,
+    Subscriber,
+    split_at_markers,
+)
 
 __all__ = ["MessageFactory", "one_line", "unsubscribe_url"]
 
 CRLF = b"\r\n"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
-_MARKERS = re.compile(f"({re.escape(NAME_MARKER)}|{re.escape(UNSUBSCRIBE_MARKER)})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 # Headers a DKIM signature covers; List-Unsubscribe(-Post) must be signed for
 # Gmail and Yahoo to honour one-click unsubscribe (RFC 8058 section 4).
@@ -103,17 +108,13 @@ def _safe_start(line: bytes) -> list[bytes]:
     return [line[:cut] + b"=", *_safe_start(line[cut:])]
 
 
-def _segments(body: str) -> list[bytes | str]:
+def _segments(body: str, named: bool) -> list[bytes | str]:
     """Constant parts encoded once (bytes), markers left as the marker string."""
     return [
         part if part in (NAME_MARKER, UNSUBSCRIBE_MARKER) else _qp(part)
-        for part in _MARKERS.split(body)
+        for part in split_at_markers(body, named)
         if part
     ]
-
-
-def _unnamed(body: str) -> str:
-    return body.replace(" " + NAME_MARKER, NAME_MARKER)
 
 
 def _encode_header(name: str, value: str) -> bytes:
@@ -228,10 +229,9 @@ class MessageFactory:
             + part
         )
         self._close = CRLF + b"--" + self._boundary + b"--" + CRLF
-        # Two variants, as RenderedIssue.personalise does: without a name, the space
-        # before the name marker goes too (« Bonjour, » rather than « Bonjour , »).
-        self._text = (_segments(_unnamed(rendered.text)), _segments(rendered.text))
-        self._html = (_segments(_unnamed(rendered.html)), _segments(rendered.html))
+        # Two variants, as RenderedIssue.personalise has: without a name and with one.
+        self._text = (_segments(rendered.text, False), _segments(rendered.text, True))
+        self._html = (_segments(rendered.html, False), _segments(rendered.html, True))
         self._date_second = -1
         self._date = b""
         self._dkim = _DkimSigner.from_settings(settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from html import escape
 from typing import Literal
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "RenderedEmail",
     "RenderedIssue",
     "UNSUBSCRIBE_MARKER",
+    "split_at_markers",
     "Subscriber",
     "SubscriberStatus",
     "Summary",
@@ -158,8 +160,6 @@ class RenderedIssue:
         The parts between markers are split once per issue and cached, so each
         recipient costs one join per part rather than a scan of 50 KB of HTML.
         """
-        from html import escape
-
         named = bool(name)
         html = _fill(self._parts("html", named), escape(name), escape(unsubscribe_url))
         text = _fill(self._parts("text", named), name, unsubscribe_url)
@@ -171,14 +171,22 @@ class RenderedIssue:
         cache: dict[tuple[str, bool], list[str]] = self.__dict__.setdefault("_split_cache", {})
         parts = cache.get((field_name, named))
         if parts is None:
-            body: str = getattr(self, field_name)
-            if not named:
-                body = body.replace(" " + NAME_MARKER, NAME_MARKER)
-            parts = cache[(field_name, named)] = _MARKERS.split(body)
+            parts = cache[(field_name, named)] = split_at_markers(getattr(self, field_name), named)
         return parts
 
 
 _MARKERS = re.compile(f"({re.escape(NAME_MARKER)}|{re.escape(UNSUBSCRIBE_MARKER)})")
+
+
+def split_at_markers(body: str, named: bool) -> list[str]:
+    """``body`` cut around the recipient markers: odd indexes are the markers.
+
+    Without a name, the space before the name marker goes too, so the greeting
+    reads « Bonjour, » rather than « Bonjour , ».
+    """
+    if not named:
+        body = body.replace(" " + NAME_MARKER, NAME_MARKER)
+    return _MARKERS.split(body)
 
 
 def _fill(parts: list[str], name: str, unsubscribe_url: str) -> str:
