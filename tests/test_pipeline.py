@@ -35,6 +35,11 @@ def make_config(folder: Path, smtp_port: int, sources: str | None = None, extra:
     return path
 
 
+def cli(config: Path, *args: str) -> int:
+    """Run ``digest --config CONFIG ARGS…`` in-process; return its exit code."""
+    return main(["--config", str(config), *args])
+
+
 def captured(box: Mailbox) -> list[email.message.EmailMessage]:
     return [
         email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
@@ -46,7 +51,7 @@ def test_demo_leaves_one_message_per_active_subscriber_and_runs_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, smtp_port=1)  # the demo brings its own mailbox
-    assert main(["--config", str(config), "demo"]) == 0
+    assert cli(config, "demo") == 0
     out = capsys.readouterr().out
     outbox = tmp_path / "outbox"
     messages = sorted(outbox.glob("*.eml"))
@@ -59,7 +64,7 @@ def test_demo_leaves_one_message_per_active_subscriber_and_runs_once(
     assert len(recipients) == ACTIVE_EXAMPLE_SUBSCRIBERS
     assert "oceane" not in " ".join(recipients).lower()  # the unsubscribed one
 
-    assert main(["--config", str(config), "demo"]) == 0
+    assert cli(config, "demo") == 0
     assert len(sorted(outbox.glob("*.eml"))) == ACTIVE_EXAMPLE_SUBSCRIBERS
     assert "already" in capsys.readouterr().out
 
@@ -68,19 +73,8 @@ def test_run_twice_in_the_same_week_sends_nothing_the_second_time(
     tmp_path: Path, smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, smtp_capture.port)
-    assert (
-        main(
-            [
-                "--config",
-                str(config),
-                "subscribers",
-                "import",
-                str(tmp_path / "subscribers.example.csv"),
-            ]
-        )
-        == 0
-    )
-    assert main(["--config", str(config), "run"]) == 0
+    assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
+    assert cli(config, "run") == 0
     first = captured(smtp_capture)
     assert len(first) == ACTIVE_EXAMPLE_SUBSCRIBERS
     message = first[0]
@@ -89,7 +83,7 @@ def test_run_twice_in_the_same_week_sends_nothing_the_second_time(
     assert "Ce que cela nous apprend" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
 
     capsys.readouterr()
-    assert main(["--config", str(config), "run"]) == 0
+    assert cli(config, "run") == 0
     assert "already_sent" in capsys.readouterr().out
     assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
 
@@ -108,20 +102,9 @@ def test_a_failing_source_is_named_the_others_go_on_and_exit_is_2(
         f'[[sources]]\nname = "Source en panne"\nurl = "{http_server.url("/broken.xml")}"\n'
     )
     config = make_config(tmp_path, smtp_capture.port, sources=sources)
-    assert (
-        main(
-            [
-                "--config",
-                str(config),
-                "subscribers",
-                "import",
-                str(tmp_path / "subscribers.example.csv"),
-            ]
-        )
-        == 0
-    )
+    assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
     capsys.readouterr()
-    assert main(["--config", str(config), "run"]) == 2
+    assert cli(config, "run") == 2
     captured_io = capsys.readouterr()
     assert "Source en panne" in captured_io.err
     assert "500" in captured_io.err
@@ -140,23 +123,12 @@ def test_unreachable_smtp_server_is_one_clear_line_and_nobody_is_marked_sent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, closed_port())
-    assert (
-        main(
-            [
-                "--config",
-                str(config),
-                "subscribers",
-                "import",
-                str(tmp_path / "subscribers.example.csv"),
-            ]
-        )
-        == 0
-    )
-    assert main(["--config", str(config), "collect"]) == 0
-    assert main(["--config", str(config), "draft"]) == 0
-    assert main(["--config", str(config), "approve"]) == 0
+    assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    assert cli(config, "approve") == 0
     capsys.readouterr()
-    assert main(["--config", str(config), "send"]) == 1
+    assert cli(config, "send") == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "127.0.0.1" in err
@@ -181,10 +153,10 @@ def test_malformed_subscriber_rows_are_reported_by_row_and_good_rows_imported(
         ",Nobody,fr\n",
         encoding="utf-8",
     )
-    assert main(["--config", str(config), "subscribers", "import", str(csv)]) == 2
+    assert cli(config, "subscribers", "import", str(csv)) == 2
     err = capsys.readouterr().err
     assert "row 3" in err and "row 5" in err
-    assert main(["--config", str(config), "subscribers", "list"]) == 0
+    assert cli(config, "subscribers", "list") == 0
     out = capsys.readouterr().out
     assert "ana@example.org" in out and "chloe@example.org" in out
     assert "2 subscriber(s)" in out
@@ -194,21 +166,10 @@ def test_render_writes_html_text_and_the_full_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, 1)
-    assert (
-        main(
-            [
-                "--config",
-                str(config),
-                "subscribers",
-                "import",
-                str(tmp_path / "subscribers.example.csv"),
-            ]
-        )
-        == 0
-    )
-    assert main(["--config", str(config), "collect"]) == 0
-    assert main(["--config", str(config), "draft"]) == 0
-    assert main(["--config", str(config), "render", "--out", str(tmp_path / "out")]) == 0
+    assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    assert cli(config, "render", "--out", str(tmp_path / "out")) == 0
     html = (tmp_path / "out" / "email.html").read_text(encoding="utf-8")
     text = (tmp_path / "out" / "email.txt").read_text(encoding="utf-8")
     message = email.message_from_bytes(
@@ -246,8 +207,8 @@ def test_every_lesson_of_the_demo_issue_is_grounded_in_its_article(tmp_path: Pat
     from digest.summarize.grounding import locate_quote
 
     config = make_config(tmp_path, 1)
-    assert main(["--config", str(config), "collect"]) == 0
-    assert main(["--config", str(config), "draft"]) == 0
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
     settings = load_settings(config)
     store = Store(settings.database.url)
     issue = store.latest_issue()
