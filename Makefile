@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format clean
+.PHONY: demo demo-reset test lint format clean
 
 demo: $(VENV)/.installed
 	$(BIN)/digest --config examples/digest.toml demo
@@ -27,5 +27,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-clean:
-	rm -rf $(VENV) examples/data examples/outbox examples/drafts examples/preview
+demo-reset:
+	rm -rf examples/data examples/outbox examples/drafts examples/preview
+
+clean: demo-reset
+	rm -rf $(VENV)

@@ -51,6 +51,12 @@ def run_demo(
         console.print(f"Capture mailbox listening on 127.0.0.1:{box.port}, writing to {outbox}/")
         report = pipeline.run(demo_settings, store, trigger="demo")
         console.print(f"Run {report.period}: {report.outcome}: {report.detail}")
+        if report.outcome == "already_sent":
+            data = Path(settings.database.url.removeprefix("sqlite:///")).parent
+            console.print(
+                f"  An issue goes out once a week. To run the demo from scratch, delete {data}/ "
+                f"and {outbox}/ (`make demo-reset` in a checkout)."
+            )
         for error in report.source_errors:
             console.print(f"  source failed: {error}")
         preview = pipeline.render(demo_settings, store, report.period, base / "preview")
