@@ -17,7 +17,7 @@ import pytest
 import digest.summarize as summarize
 from digest.config import SummarizeSettings
 from digest.errors import DigestError, SummarizerError
-from digest.models import Article, Summary
+from digest.models import Article, Lesson, Summary
 from digest.store import Store
 from digest.summarize import (
     ENTRY_POINT_GROUP,
@@ -27,7 +27,7 @@ from digest.summarize import (
     get_summarizer,
     summarize_article,
 )
-from digest.summarize.extractive import ExtractiveSummarizer
+from digest.summarize.extractive import ExtractiveSummarizer, lesson_cue
 from digest.summarize.grounding import locate_quote, unsupported_facts
 from digest.summarize.jsonl import summarize_stream
 from digest.summarize.text import split_sentences
@@ -433,3 +433,129 @@ def test_chinese_text_without_spaces_is_split_and_kept_short() -> None:
     assert_spans(result, text)
     run_on = summarize_article(article("无标点的长文本" * 20_000, title="x"), SummarizeSettings())
     assert len(run_on.summary) <= 12 * 45 + 1
+
+
+# -- lessons that read as takeaways ----------------------------------------------------
+
+# Written for these tests: five facts that share their vocabulary (LexRank favours
+# them) and one takeaway for the newsletter's readers, near the end.
+TAKEAWAY_FR = (
+    "L’école Pixel Sud a inauguré mardi à Montpellier un studio de motion capture de 200 m². "
+    "Le studio de motion capture compte 24 caméras et accueille les étudiants de l’école en animation 3D. "
+    "Les étudiants en animation 3D de l’école y tourneront leurs projets de fin d’année dès janvier. "
+    "Le studio a coûté 480 000 euros, financés par la région et par trois studios d’animation partenaires. "
+    "Pour les formateurs, la leçon est claire : il faut apprendre aux élèves à diriger un acteur autant qu’à nettoyer des données. "
+    "Les studios partenaires de l’école pourront louer le studio de motion capture le week-end."
+)
+TAKEAWAY_FR_SENTENCE = "Pour les formateurs, la leçon est claire : il faut apprendre aux élèves à diriger un acteur autant qu’à nettoyer des données."
+
+TAKEAWAY_EN = (
+    "The Harbour animation school opened a motion capture studio in Leeds on Tuesday. "
+    "The motion capture studio has 24 cameras and will host the school's third-year animation students. "
+    "Animation students at the school will shoot their final-year projects in the studio from January. "
+    "The studio cost 480,000 pounds, paid for by the city and by three partner animation studios. "
+    "For anyone teaching animation, the takeaway is to train students to direct a performer as well as to clean data. "
+    "Partner studios of the school will be able to rent the motion capture studio at weekends."
+)
+TAKEAWAY_EN_SENTENCE = "For anyone teaching animation, the takeaway is to train students to direct a performer as well as to clean data."
+
+
+def _in_sentence(lesson: Lesson, sentence: str, text: str) -> bool:
+    start = text.index(sentence)
+    return start <= lesson.start and lesson.end <= start + len(sentence)
+
+
+@pytest.mark.parametrize(
+    ("text", "title", "sentence"),
+    [
+        (TAKEAWAY_FR, "Pixel Sud ouvre un studio de motion capture", TAKEAWAY_FR_SENTENCE),
+        (TAKEAWAY_EN, "Harbour opens a motion capture studio", TAKEAWAY_EN_SENTENCE),
+    ],
+)
+def test_a_takeaway_sentence_is_among_the_lessons(text: str, title: str, sentence: str) -> None:
+    for count in (2, 3):
+        result = summarize_article(article(text, title=title), SummarizeSettings(max_lessons=count))
+        assert all(result.checks.values()), result.checks
+        assert len(result.lessons) == count
+        assert any(_in_sentence(x, sentence, text) for x in result.lessons), result.lessons
+        assert sentence not in result.summary
+        starts = [x.start for x in result.lessons]
+        assert starts == sorted(starts)
+        assert_spans(result, text)
+
+
+def test_figures_and_logistics_get_no_takeaway_boost() -> None:
+    assert lesson_cue("L’entrée coûte 14 euros, et 8 euros pour les étudiants.") == 0.0
+    assert lesson_cue("Les étudiants doivent payer 300 euros par an pour la licence.") == 0.0
+    assert lesson_cue("Tickets cost $12, and students must pay $8 at the door.") == 0.0
+    assert lesson_cue("Le festival se tient du 3 au 5 avril 2027, de 10 h à 18 h.") == 0.0
+    assert lesson_cue("Le studio compte 24 caméras et une salle de montage.") == 0.0
+    # A sentence that only announces a list is not a lesson either.
+    assert lesson_cue("Les organisateurs retiennent trois enseignements de cette édition.") == 0.0
+    # The same words, as advice, count.
+    assert lesson_cue("Les étudiants doivent apprendre à chiffrer leurs devis.") > 0.0
+    assert lesson_cue("Pour les écoles, cela plaide pour des cours de gestion.") >= 0.8
+    assert lesson_cue("For schools, the lesson is that disclosure is a skill.") >= 0.8
+    assert lesson_cue("L’enquête montre que les studios recrutent en CDD.") > 0.0
+    assert lesson_cue("L’enquête montre qu’un studio sur deux recrute en CDD.") > 0.0
+    # Advice in someone's mouth is a voice in the story: it counts less.
+    assert lesson_cue("« Il faut former les étudiants aux outils », dit-il.") < lesson_cue(
+        "Il faut former les étudiants aux outils."
+    )
+    # In an article, a figures-only sentence does not outrank the takeaway.
+    text = TAKEAWAY_FR.replace(
+        "Les studios partenaires",
+        "L’entrée coûte 14 euros, et 8 euros pour les étudiants. Les studios partenaires",
+    )
+    result = summarize_article(
+        article(text, title="Pixel Sud ouvre un studio de motion capture"),
+        SummarizeSettings(max_lessons=2),
+    )
+    assert not any("14 euros" in x.quote for x in result.lessons)
+    assert any(_in_sentence(x, TAKEAWAY_FR_SENTENCE, text) for x in result.lessons)
+
+
+def test_a_long_announced_takeaway_keeps_its_point_verbatim() -> None:
+    point = (
+        "l’accessibilité ne se rajoute pas en fin de projet, elle se décide dès la maquette, "
+        "au même titre que la grille, la couleur ou la typographie."
+    )
+    takeaway = "Pour les designers et les studios de la région, la leçon est claire : " + point
+    text = TAKEAWAY_FR.replace(TAKEAWAY_FR_SENTENCE, takeaway)
+    assert len(takeaway.split()) > 27
+    result = summarize_article(
+        article(text, title="Pixel Sud ouvre un studio de motion capture"),
+        SummarizeSettings(max_lessons=3),
+    )
+    assert all(result.checks.values()), result.checks
+    lesson = next(x for x in result.lessons if _in_sentence(x, takeaway, text))
+    assert lesson.quote == point  # the announcement gives way to what it announces
+    assert lesson.text == "L" + point[1:]  # shown as a sentence, not as a cut excerpt
+    assert len(lesson.text.split()) <= 27
+    assert_spans(result, text)
+
+
+def test_a_short_takeaway_keeps_its_lead_in() -> None:
+    result = summarize_article(
+        article(TAKEAWAY_EN, title="Harbour opens a motion capture studio"),
+        SummarizeSettings(max_lessons=2),
+    )
+    assert TAKEAWAY_EN_SENTENCE in [x.quote for x in result.lessons]
+
+
+def test_a_takeaway_too_long_to_show_whole_keeps_the_start_of_its_point() -> None:
+    point = (
+        "les outils libres permettent d’enseigner sans coût de licence, et des formats ouverts comme "
+        "glTF et USD garantissent que les travaux des étudiants resteront lisibles dans dix ans."
+    )
+    takeaway = "Pour les écoles et les studios, la leçon est double : " + point
+    assert len(point.split()) > 27  # too long to show whole, even with the slack
+    text = TAKEAWAY_FR.replace(TAKEAWAY_FR_SENTENCE, takeaway)
+    result = summarize_article(
+        article(text, title="Pixel Sud ouvre un studio de motion capture"),
+        SummarizeSettings(max_lessons=3),
+    )
+    lesson = next(x for x in result.lessons if _in_sentence(x, takeaway, text))
+    assert lesson.quote == "les outils libres permettent d’enseigner sans coût de licence"
+    assert lesson.text == "Les outils libres permettent d’enseigner sans coût de licence…"
+    assert_spans(result, text)

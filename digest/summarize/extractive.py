@@ -12,9 +12,12 @@ How it reads an article:
    among the leading sentences by centrality, closeness to the title and
    position, and capped in length (``summary_sentences``, about 55 words).
 4. Lessons: central sentences from the whole article (a weaker position prior),
+   raised when they read as a takeaway (``lesson_cue``: « la leçon est claire : »,
+   « Pour les écoles, cela plaide pour… », « il faut », « the takeaway is to… »),
    diversified by maximal marginal relevance, never a summary sentence, trimmed
    to at most about 25 words at clause boundaries, returned in document order
-   with the offsets of their text in the article.
+   with the offsets of their text in the article. An announced takeaway that is
+   too long keeps what follows its announcement (« la leçon est claire : X » gives X).
 
 Every output is a span of the article, so it is grounded by construction.
 The weights below were set on the first half of the OrangeSum validation sample
@@ -51,6 +54,9 @@ MAX_SENTENCES = 200
 """Sentences ranked at most (the first ones): bounds the quadratic similarity graph."""
 
 LESSON_WORDS = 25
+TAKEAWAY_SLACK = 2
+"""A takeaway (see ``TAKEAWAY_CUE``) may run this many words over ``LESSON_WORDS`` rather than be
+cut: a whole point of 27 words reads better than half a point of 12."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class Params:
     mmr_lambda: float = 0.7
     lesson_overflow: float = 0.5
     lesson_speech: float = 0.3
+    lesson_cue: float = 0.8
+    """Added to a lesson's relevance times its ``lesson_cue`` (0 to 1)."""
 
 
 @dataclass
@@ -296,18 +304,28 @@ def choose_summary(a: _Analysis, sentences: int, p: Params) -> list[int]:
 
 
 def choose_lessons(a: _Analysis, count: int, exclude: set[int], p: Params) -> list[Lesson]:
-    """Up to ``count`` lessons by centrality, position and novelty, in document order."""
+    """Up to ``count`` lessons by centrality, position, takeaway cues and novelty,
+    in document order."""
     n = len(a.sentences)
 
     def score(i: int) -> float:
         # A lesson reads best as a whole sentence of plain statement: long sentences
-        # (to be cut) and direct speech (a voice, not a lesson) rank lower.
-        overflow = max(0, a.word_counts[i] - LESSON_WORDS) / LESSON_WORDS
+        # (to be cut) and direct speech (a voice, not a lesson) rank lower. An announced
+        # takeaway is judged on the part that will be shown (see ``_lesson_span``).
+        shown = a.word_counts[i]
+        slack = 0
+        if cues[i] >= TAKEAWAY_CUE:
+            slack = TAKEAWAY_SLACK
+            body = _takeaway_body(a.text, a.sentences[i])
+            if body is not None and shown > LESSON_WORDS:
+                shown = count_words(mask_markup(a.text[body : a.sentences[i].end]))
+        overflow = max(0, shown - LESSON_WORDS - slack) / LESSON_WORDS
         speech = 1.0 if _SPEECH.search(a.sentences[i].text) else 0.0
         return (
             a.centrality[i]
             + p.lesson_title * a.title_similarity[i]
             + p.lesson_position / (1.0 + i / 3.0)
+            + p.lesson_cue * cues[i]
             - p.lesson_overflow * min(1.0, overflow)
             - p.lesson_speech * speech
         )
@@ -321,6 +339,7 @@ def choose_lessons(a: _Analysis, count: int, exclude: set[int], p: Params) -> li
         pool += [
             i for i in range(n) if i not in exclude and i not in pool and a.word_counts[i] >= 4
         ]
+    cues = {i: lesson_cue(a.sentences[i].text, a.word_counts[i]) for i in pool}
     relevance = {i: score(i) for i in pool}
     # Highest similarity of each candidate to what is already taken (summary, lessons).
     overlap = {
@@ -338,7 +357,7 @@ def choose_lessons(a: _Analysis, count: int, exclude: set[int], p: Params) -> li
         chosen.append(best)
         for i in pool:
             overlap[i] = max(overlap[i], _dot(a.vectors[i], a.vectors[best]))
-    return [_lesson(a, i) for i in sorted(chosen)]
+    return [_lesson(a, i, cues[i] >= TAKEAWAY_CUE) for i in sorted(chosen)]
 
 
 def _display(a: _Analysis, i: int) -> str:
@@ -353,18 +372,138 @@ def _punctuated(text: str) -> str:
     return text if text.rstrip("»”\"')] 」』）")[-1:] in tuple(".!?…。！？") else text + "."
 
 
-def _lesson(a: _Analysis, i: int) -> Lesson:
+def _lesson(a: _Analysis, i: int, takeaway: bool = False) -> Lesson:
     sentence = a.sentences[i]
-    start, end = trim_span(a.text, sentence.start, sentence.end, LESSON_WORDS)
+    start, end, whole_point = _lesson_span(a, i, takeaway)
     quote = a.text[start:end]
-    return Lesson(
-        _as_text(quote, cut=end < sentence.end or start > sentence.start), quote, start, end
-    )
+    cut = end < sentence.end or (start > sentence.start and not whole_point)
+    return Lesson(_as_text(quote, cut=cut), quote, start, end)
+
+
+def _lesson_span(a: _Analysis, i: int, takeaway: bool) -> tuple[int, int, bool]:
+    """The span a lesson shows, and whether it is a whole point (no « … » needed).
+
+    A takeaway (``takeaway``: a clear cue) may run ``TAKEAWAY_SLACK`` words long. When it
+    is longer and announced (« Pour les designers, la leçon est claire : X »), the
+    announcement gives way to what it announces: X, whole if it fits, else trimmed.
+    """
+    sentence = a.sentences[i]
+    limit = LESSON_WORDS + (TAKEAWAY_SLACK if takeaway else 0)
+    if a.word_counts[i] <= limit:
+        return sentence.start, sentence.end, True
+    body = _takeaway_body(a.text, sentence) if takeaway else None
+    if body is not None:
+        if count_words(mask_markup(a.text[body : sentence.end])) <= limit:
+            return body, sentence.end, True
+        # The point's opening clause, even a short one, rather than a later clause
+        # that starts with « et » and reads as an afterthought.
+        start, end = trim_span(a.text, body, sentence.end, LESSON_WORDS, minimum=6)
+        return start, end, False
+    start, end = trim_span(a.text, sentence.start, sentence.end, LESSON_WORDS)
+    return start, end, False
+
+
+# -- lesson-likeness ---------------------------------------------------------------------
+
+# The newsletter's lessons are takeaways for people who train and work in creative
+# fields, and articles often state them outright: « Pour les écoles, la leçon est
+# claire : … », « il faut enseigner… », « For teachers, the takeaway is to… ». Centrality
+# alone prefers the facts that the rest of the article repeats, so these cues raise
+# the sentences that speak to the reader. Cheap regexes, no model: deterministic.
+
+_STRONG_CUE = re.compile(
+    r"(?<!\w)(?:(?:le[çc]ons?|enseignements?|retenir|mieux vaut|il (?:faut|faudra|faudrait)"
+    r"|cela (?:signifie|plaide|montre|implique|veut dire|suppose)"
+    r"|l[’']enjeu(?= (?:est|reste)\b|\s*[,:])"
+    r"|lessons?|takeaways?|the point is|this means|what this means)(?!\w)"
+    r"|montr(?:e|ent|ait) (?:bien |aussi |surtout |donc )?qu(?:e(?!\w)|['’]))",
+    re.IGNORECASE,
+)
+_WEAK_CUE = re.compile(
+    r"(?<!\w)(?:doi(?:t|vent)|devr(?:ait|aient|a|ont)|apprend\w*|apprenn\w*|enseigner"
+    r"|sa(?:voir|it|vent|chent) (?:[^\W\d]+ )?[^\W\d]+(?:er|ir|re)"
+    r"|should|must|needs? to|ha(?:ve|s) to|learn(?:s|ing)?|teach(?:es|ing)?)(?!\w)",
+    re.IGNORECASE,
+)
+# « Pour les écoles, … », « For anyone teaching user research, … »: a sentence that
+# addresses the people the newsletter is for (the audience words are stems).
+_OPENER = re.compile(r"^\W*(?:pour|chez|for)\s+(?P<who>[^,:;.!?\d]{2,90}?)\s*,", re.IGNORECASE)
+_AUDIENCE = re.compile(
+    r"(?<!\w)(?:écol|format|étudi|élève|enseign|design|graphist|illustr|artist|créati|studio"
+    r"|équipe|indépendant|freelance|entrepris|agence|métier|profession|développeu|personnes"
+    r"|jeunes|débutant|recruteu|employeu|apprenant|diplômé|tous|chacun|celles|ceux|nous|vous"
+    r"|ux|school|student|teacher|educator|trainer|team|people|anyone|everyone|those"
+    r"|newcomer|career|developer|compan|business|beginner|learner|graduate|creative|agenc)",
+    re.IGNORECASE,
+)
+# « Les organisateurs retiennent trois enseignements », « Several tips came out of the
+# day »: a sentence that announces a list is not itself a lesson.
+_ANNOUNCES_LIST = re.compile(
+    r"(?<!\w)(?:deux|trois|quatre|cinq|plusieurs|quelques|\d+|two|three|four|five|several"
+    r"|a few|some)\s+(?:[^\W\d]+\s+)?(?:le[çc]ons|enseignements|constats|conseils|lessons"
+    r"|takeaways|tips)(?!\w)",
+    re.IGNORECASE,
+)
+_MONEY = re.compile(r"\d\s*(?:€|k€|M€|euros?|dollars?|\$|£|livres)(?!\w)|[€$£]\s?\d", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:[.,\u00a0\u202f ]\d+)*")
+
+TAKEAWAY_CUE = 0.8
+"""A ``lesson_cue`` from which a sentence counts as a takeaway (may use ``TAKEAWAY_SLACK``)."""
+
+
+def lesson_cue(text: str, word_count: int | None = None) -> float:
+    """How much a sentence reads as a takeaway, from 0 (a plain fact) to 1.
+
+    An opener addressing the audience counts 0.5, an announced lesson or consequence
+    (« leçon », « cela plaide », « il faut », « takeaway ») 0.6, advice or a skill
+    (« doivent », « savoir + verb », « should ») 0.3; capped at 1. Sentences made of
+    prices and figures (« L’entrée coûte 14 euros ») get nothing, whatever their words;
+    direct speech gets half.
+    """
+    plain = mask_markup(text)
+    if word_count is None:
+        word_count = count_words(plain)
+    numbers = len(_NUMBER.findall(plain))
+    if _MONEY.search(plain) or numbers >= max(2, word_count // 8):
+        return 0.0
+    cue = 0.0
+    opener = _OPENER.match(plain)
+    if opener and _AUDIENCE.search(opener.group("who")):
+        cue += 0.5
+    if _STRONG_CUE.search(plain) and not _ANNOUNCES_LIST.search(plain):
+        cue += 0.6
+    if _WEAK_CUE.search(plain):
+        cue += 0.3
+    if _SPEECH.search(plain):
+        cue *= 0.5  # « il faut… », says someone: a voice in the story, less the reader's lesson
+    return min(1.0, cue)
+
+
+# « …, la leçon est claire : », « the takeaway is to », « the lesson is that »: the end
+# of an announcement, after which the point itself starts.
+_ANNOUNCEMENT = re.compile(
+    r"(?<!\w)(?:le[çc]ons?|enseignements?|message|conseil|morale|conclusion|constat|à retenir"
+    r"|l[’']enjeu|lessons?|takeaways?|advice|moral)(?!\w)[^:.;!?]{0,40}?\s*:\s*"
+    r"|(?<!\w)(?:lessons?|takeaways?|point|message|advice|moral)\s+(?:here\s+)?"
+    r"(?:is|was|remains)\s+(?:that|to)\s+",
+    re.IGNORECASE,
+)
+
+
+def _takeaway_body(text: str, sentence: Sentence) -> int | None:
+    """Where the announced point of a takeaway starts in ``text``, if it is announced
+    within its first 20 words and leaves at least 5 words of point."""
+    match = _ANNOUNCEMENT.search(mask_markup(sentence.text))
+    if match is None or count_words(sentence.text[: match.start()]) > 20:
+        return None
+    if count_words(sentence.text[match.end() :]) < 5:
+        return None
+    return sentence.start + match.end()
 
 
 def _as_text(quote: str, cut: bool) -> str:
     text = _balance(clean_display(quote))
-    if cut:
+    if cut and not text.endswith((".", "!", "?", "…")):  # a cut that kept the end needs no « … »
         text = text.rstrip(" ,;:—–-") + "…"
     return text[:1].upper() + text[1:]
 
@@ -384,13 +523,15 @@ def _balance(text: str) -> str:
 _CLAUSE_END = re.compile(r"[,;:)]$|^[—–]$")
 
 
-def trim_span(text: str, start: int, end: int, limit: int) -> tuple[int, int]:
+def trim_span(
+    text: str, start: int, end: int, limit: int, minimum: int | None = None
+) -> tuple[int, int]:
     """At most ``limit`` words of ``text[start:end]``, cut at clauses (see ``_trim_words``).
 
     Also at most ``12 × limit`` characters, so text without spaces (Chinese,
     Japanese, a run of markup) stays short too.
     """
-    s, e = _trim_words(text, start, end, limit)
+    s, e = _trim_words(text, start, end, limit, minimum)
     cap = 12 * limit
     if e - s > cap:
         space = text.rfind(" ", s, s + cap)
@@ -398,11 +539,14 @@ def trim_span(text: str, start: int, end: int, limit: int) -> tuple[int, int]:
     return s, e
 
 
-def _trim_words(text: str, start: int, end: int, limit: int) -> tuple[int, int]:
+def _trim_words(
+    text: str, start: int, end: int, limit: int, minimum: int | None = None
+) -> tuple[int, int]:
     """The longest part of ``text[start:end]`` of at most ``limit`` words cut at clauses.
 
     Prefer a prefix ending at a clause boundary (a comma, semicolon, colon, dash);
     else a run of whole clauses inside the sentence; else the first ``limit`` words.
+    A prefix has at least ``minimum`` words (by default two fifths of ``limit``, at least 6).
     """
     tokens = []
     for match in re.finditer(r"\S+", text[start:end]):
@@ -416,7 +560,8 @@ def _trim_words(text: str, start: int, end: int, limit: int) -> tuple[int, int]:
     boundaries = [
         k for k, (s, e) in enumerate(tokens) if _CLAUSE_END.search(text[start + s : start + e])
     ]
-    minimum = max(6, (2 * limit) // 5)
+    if minimum is None:
+        minimum = max(6, (2 * limit) // 5)
     prefixes = [k for k in boundaries if minimum - 1 <= k < limit]
     if prefixes:
         k = prefixes[-1]
