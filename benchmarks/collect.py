@@ -5,7 +5,10 @@ interpreter) and holds every request for LATENCY seconds before answering with
 a feed of ten full-text entries. The collector runs for real: guarded HTTP
 client, parsing, normalisation, deduplication, a SQLite file. Printed: wall
 time, peak memory (resident set of this process), and the ratio of wall time
-to the ideal (one latency: every feed fetched at once, everything else free).
+to the ideal (one latency: every feed fetched at once, everything else free),
+and where the CPU went: parsing feeds, storing (deduplication included), and the
+rest (HTTP, the event loop, handing work between threads), each stage timed by
+the CPU time of the thread running it.
 A second run, against unchanged feeds, shows the cost of conditional requests.
 
     .venv/bin/python benchmarks/collect.py [--feeds 200] [--concurrency N] [--latency 0.3]
@@ -17,17 +20,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import functools
 import math
 import multiprocessing
 import random
 import resource
 import sys
 import tempfile
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
+import digest.collect.collector
 from digest.collect import collect
+from digest.collect.dedupe import Deduper
 from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
 from digest.store import Store
 
@@ -102,6 +111,33 @@ def serve(latency: float, feeds: int, ready: Connection) -> None:
     asyncio.run(main())
 
 
+class StageClock:
+    """CPU seconds spent inside chosen functions, summed per stage over all threads.
+
+    ``time.thread_time`` counts only the calling thread's CPU, so time spent
+    waiting for the GIL or for I/O inside a stage is not charged to it.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self._lock = threading.Lock()
+
+    def wrap(self, owner: Any, name: str, stage: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent = time.thread_time() - start
+                with self._lock:
+                    self.seconds[stage] += spent
+
+        setattr(owner, name, timed)
+
+
 def peak_rss_mb() -> float:
     # ru_maxrss is in kilobytes on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -140,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                 collect=CollectSettings(concurrency=args.concurrency, allow_private=("127.0.0.1",)),
             )
             store = Store(settings.database.url)
+            clock = StageClock()
+            clock.wrap(digest.collect.collector, "parse_feed", "parse")
+            clock.wrap(Deduper, "save", "store")
             before = peak_rss_mb()
             ideal = args.latency
             bound = math.ceil(args.feeds / args.concurrency) * args.latency
@@ -149,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"ideal (one latency): {ideal:.2f} s; bound at this concurrency: {bound:.2f} s")
             for label in ("first run (all new)", "second run (unchanged, conditional)"):
+                clock.seconds.clear()
                 start = time.perf_counter()
                 cpu = time.process_time()
                 report = collect(settings, store)
@@ -160,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"ratio to ideal {wall / ideal:.1f}x, to the concurrency bound "
                     f"{wall / bound:.2f}x, new {report.new}, statuses {sorted(statuses)}, "
                     f"failed {len(report.failed)}"
+                )
+                parse, stored = clock.seconds["parse"], clock.seconds["store"]
+                print(
+                    f"  cpu by stage: parse feeds {parse:.2f} s, store + deduplicate "
+                    f"{stored:.2f} s, rest (HTTP, event loop, threads) {cpu - parse - stored:.2f} s"
                 )
             print(f"peak memory: {peak_rss_mb():.0f} MB resident ({before:.0f} MB before the runs)")
             store.close()
