@@ -313,7 +313,8 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 @pass_ctx
 def schedule(ctx: Context, log_format: str) -> None:
     """Run `digest run` on the configured weekly schedule, until stopped."""
-    from .schedule import configure_logging, run_scheduler
+    from .logs import configure_logging
+    from .schedule import run_scheduler
 
     configure_logging(log_format, logging.DEBUG if ctx.verbose else logging.INFO)
     run_scheduler(ctx.settings, ctx.store)

@@ -28,7 +28,6 @@ times, misfires and catch-up on a fake clock instead of sleeping.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import signal
@@ -66,10 +65,8 @@ __all__ = [
     "JOB_ID",
     "LOCK_NAME",
     "DigestCronTrigger",
-    "JsonLogFormatter",
     "Scheduler",
     "StartPlan",
-    "configure_logging",
     "cron_trigger",
     "jobstore_url",
     "latest_fire_time",
@@ -726,46 +723,3 @@ def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-# -- logs ------------------------------------------------------------------------------------------
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line, for log collectors; run id and period as fields."""
-
-    FIELDS = ("run_id", "period", "outcome")
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name in self.FIELDS:
-            value = getattr(record, name, None)
-            if value:
-                entry[name] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def configure_logging(fmt: str = "plain", level: int = logging.INFO) -> None:
-    """Plain lines with timestamps (the default), or JSON lines (``--log-format json``)."""
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonLogFormatter())
-    elif fmt == "plain":
-        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
-    else:
-        raise ConfigError(f"unknown log format {fmt!r}", hint="use plain or json")
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)

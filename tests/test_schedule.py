@@ -515,7 +515,8 @@ def test_sigterm_stops_digest_schedule_cleanly(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from digest.config import load_settings\n"
-        "from digest.schedule import configure_logging, run_scheduler\n"
+        "from digest.logs import configure_logging\n"
+        "from digest.schedule import run_scheduler\n"
         "from digest.store import Store\n"
         "configure_logging('json')\n"
         "settings = load_settings(sys.argv[1])\n"
@@ -556,7 +557,8 @@ def test_run_logs_carry_run_id_and_period_as_json_fields(
     import io
     import logging
 
-    from digest.schedule import JsonLogFormatter, run_and_notify
+    from digest.logs import JsonLogFormatter
+    from digest.schedule import run_and_notify
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -801,7 +803,8 @@ def test_a_second_sigterm_exits_at_once_during_a_run(tmp_path: Path) -> None:
         "from pathlib import Path\n"
         "from digest import pipeline\n"
         "from digest.config import load_settings\n"
-        "from digest.schedule import configure_logging, run_scheduler\n"
+        "from digest.logs import configure_logging\n"
+        "from digest.schedule import run_scheduler\n"
         "from digest.store import Store\n"
         "def endless_run(*args, **kwargs):\n"
         "    Path(sys.argv[2]).touch()\n"
