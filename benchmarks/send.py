@@ -138,7 +138,7 @@ def child(folder: Path, port: int, connections: int) -> None:
 
     settings = settings_for(folder, port, connections)
     store = Store(settings.database.url)
-    issue = store.issue(PERIOD)
+    issue = issues.get(store, PERIOD)
     assert issue is not None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     rendered = render_issue(issue, settings)
@@ -166,7 +166,7 @@ def message_size(folder: Path, connections: int) -> int:
 
     settings = settings_for(folder, 25, connections)
     store = Store(settings.database.url)
-    issue = store.issue(PERIOD)
+    issue = issues.get(store, PERIOD)
     assert issue is not None
     subscriber, token = sample_subscriber(settings, store)
     return len(MessageFactory(render_issue(issue, settings), settings).build(subscriber, token))
@@ -192,7 +192,7 @@ def main() -> None:
     n, c = args.subscribers, args.connections
     store = Store(f"sqlite:///{folder / 'digest.db'}")
     populate(store, n)
-    store.save_issue(make_issue())
+    issues.save(store, make_issue())
     store.close()
     size = message_size(folder, c)
 
