@@ -84,7 +84,11 @@ class Store:
             ) from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:
+            self.engine.dispose()  # a handle that failed to open keeps no connection
+            raise
 
     def __repr__(self) -> str:
         return f"Store({mask_url(self.url)!r})"
