@@ -494,10 +494,8 @@ class Scheduler:
         if issue is None or issue.status != "sending" or self._stopping.is_set():
             return None
         now = utcnow()
-        first_run, next_retry = (
-            runs.first_started(store, period),
-            issues.next_retry_at(store, period),
-        )
+        first_run = runs.first_started(store, period)
+        next_retry = issues.next_retry_at(store, period)
         deadline = (first_run or now) + dt.timedelta(hours=self.settings.send.retry_window_hours)
         when = max(next_retry or now + FOLLOW_UP_DELAY, now + dt.timedelta(seconds=30))
         if when > deadline:

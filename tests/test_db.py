@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from conftest import store_article
 
 from digest.cli import main
+from digest.config import DatabaseSettings, Settings
 from digest.db import Store, articles, issues, locks, mask_url, runs, schema
 from digest.db import subscribers as subscriber_rows
 from digest.db.jobstore import stored_next_run
@@ -169,6 +170,13 @@ def test_the_cli_never_prints_the_database_password(
     out = capsys.readouterr()
     assert "cannot open the database" in out.err
     assert "hunter2" not in out.out + out.err
+
+
+def test_settings_repr_masks_the_database_password() -> None:
+    url = "postgresql+psycopg://digest:hunter2@db.example/lettre"
+    settings = Settings(path=Path("digest.toml"), database=DatabaseSettings(url=url))
+    assert "hunter2" not in repr(settings)
+    assert "digest:***@db.example" in repr(settings)
 
 
 def test_the_store_repr_masks_the_password(postgres_server: str) -> None:

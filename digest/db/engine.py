@@ -93,11 +93,6 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({mask_url(self.url)!r})"
 
-    @property
-    def dialect(self) -> str:
-        """``sqlite``, ``postgresql``…: for the few queries that differ by backend."""
-        return str(self.engine.dialect.name)
-
     # -- schema ----------------------------------------------------------------
 
     def schema_version(self) -> int:
