@@ -38,7 +38,7 @@ import digest.collect.collector
 from digest.collect import collect
 from digest.collect.dedupe import Deduper
 from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
-from digest.store import Store
+from digest.db import Store
 
 _WORDS_TEXT = (
     "design studio image atelier code graphic students portfolio motion sound game level "

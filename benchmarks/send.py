@@ -31,8 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -44,8 +42,9 @@ from digest.config import (  # noqa: E402
     SmtpSettings,
     WebSettings,
 )
+from digest.db import Store, issues  # noqa: E402
+from digest.db import subscribers as subscriber_rows  # noqa: E402
 from digest.models import Issue, IssueItem  # noqa: E402
-from digest.store import Store, subscribers  # noqa: E402
 
 PERIOD = "2026-W48"
 
@@ -97,10 +96,6 @@ def settings_for(folder: Path, port: int, connections: int) -> Settings:
 
 def populate(store: Store, count: int) -> None:
     """N active subscribers, inserted in bulk (importing is not what we measure here)."""
-    from digest.store import utcnow
-    from digest.subscribers import new_token
-
-    now = utcnow()
     rows = [
         {
             "email": f"lecteur{i:06d}@exemple.fr",
@@ -108,15 +103,12 @@ def populate(store: Store, count: int) -> None:
             "language": "fr",
             "status": "active",
             "tags": "",
-            "token": new_token(),
-            "created_at": now,
-            "updated_at": now,
         }
         for i in range(count)
     ]
     with store.begin() as conn:
         for start in range(0, count, 20_000):
-            conn.execute(sa.insert(subscribers), rows[start : start + 20_000])
+            subscriber_rows.add_many(conn, rows[start : start + 20_000])
 
 
 def peak_rss_kb() -> int:
@@ -138,7 +130,7 @@ def child(folder: Path, port: int, connections: int) -> None:
 
     settings = settings_for(folder, port, connections)
     store = Store(settings.database.url)
-    issue = store.issue(PERIOD)
+    issue = issues.get(store, PERIOD)
     assert issue is not None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     rendered = render_issue(issue, settings)
@@ -166,7 +158,7 @@ def message_size(folder: Path, connections: int) -> int:
 
     settings = settings_for(folder, 25, connections)
     store = Store(settings.database.url)
-    issue = store.issue(PERIOD)
+    issue = issues.get(store, PERIOD)
     assert issue is not None
     subscriber, token = sample_subscriber(settings, store)
     return len(MessageFactory(render_issue(issue, settings), settings).build(subscriber, token))
@@ -192,7 +184,7 @@ def main() -> None:
     n, c = args.subscribers, args.connections
     store = Store(f"sqlite:///{folder / 'digest.db'}")
     populate(store, n)
-    store.save_issue(make_issue())
+    issues.save(store, make_issue())
     store.close()
     size = message_size(folder, c)
 

@@ -22,8 +22,8 @@ from rich.text import Text
 
 from . import __version__, pipeline
 from .config import Settings, find_config_path, load_settings
+from .db import Store, articles, issues, locks, runs
 from .errors import DigestError
-from .store import Store
 
 __all__ = ["main"]
 
@@ -205,7 +205,7 @@ def send(
         ctx.console.print(f"Test message sent to {to}.")
         return
     period = pipeline.period_or_current(ctx.settings, period)
-    stored = ctx.store.issue(period)
+    stored = issues.get(ctx.store, period)
     if stored is not None and stored.status == "sent" and not dry_run:
         # a repeat is harmless: a cron job calling send twice must not raise an alarm
         ctx.console.print(f"Issue {period} was already sent; nothing to do.")
@@ -380,7 +380,9 @@ def subscribers_list(ctx: Context, status: str | None) -> None:
     table = Table("email", "name", "language", "status", "tags")
     for column in table.columns:  # never cut an address short with an ellipsis
         column.overflow = "fold"
-    rows = ctx.store.subscribers(status)
+    from .subscribers import list_subscribers
+
+    rows = list_subscribers(ctx.store, status)
     for s in rows:
         table.add_row(
             *(Text(v) for v in (s.email, s.name, s.language, s.status, ", ".join(s.tags)))
@@ -435,7 +437,7 @@ def subscribers_delete(ctx: Context, email: str) -> None:
 def status(ctx: Context) -> None:
     """Last and next run, source health, delivery counts."""
     settings, store = ctx.settings, ctx.store
-    last = store.last_run()
+    last = runs.last(store)
     if last:
         ctx.console.print(
             f"Last run: {last['period']} started {_local(settings, last['started_at'])}: "
@@ -443,20 +445,20 @@ def status(ctx: Context) -> None:
         )
     else:
         ctx.console.print("Last run: never.")
-    holder = store.lock_holder("schedule")
+    holder = locks.holder(store, "schedule")
     ctx.console.print(f"Scheduler: {'running (' + holder + ')' if holder else 'not running'}")
     next_fire = _next_fire_time(settings, store)
     ctx.console.print(
         "Next run: "
         + (_local(settings, next_fire) if next_fire else "not scheduled (start `digest schedule`)")
     )
-    issue = store.latest_issue()
+    issue = issues.latest(store)
     if issue:
-        counts = store.delivery_counts(issue.period)
+        counts = issues.delivery_counts(store, issue.period)
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
         ctx.console.print(f"Latest issue: {issue.period} ({issue.status}), deliveries: {summary}.")
     table = Table("source", "last success", "last error", "failures in a row", title="Sources")
-    for row in store.source_states():
+    for row in articles.source_states(store):
         table.add_row(
             Text(row["name"]),
             _local(settings, row["last_success_at"]) if row["last_success_at"] else "never",

@@ -65,6 +65,11 @@ class NewsletterSettings:
 class DatabaseSettings:
     url: str = "sqlite:///data/digest.db"
 
+    def __repr__(self) -> str:
+        from .db import mask_url  # the URL may carry a password: never show it
+
+        return f"DatabaseSettings(url={mask_url(self.url)!r})"
+
 
 @dataclass(frozen=True)
 class SourceSettings:

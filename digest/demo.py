@@ -14,8 +14,8 @@ from rich.console import Console
 
 from . import pipeline
 from .config import Settings
+from .db import Store
 from .mailbox import Mailbox
-from .store import Store
 
 __all__ = ["run_demo"]
 

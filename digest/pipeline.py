@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
+from .db import Store, issues, locks, runs
 from .errors import DigestError, IssueError
 from .models import Issue, IssueItem, RenderedIssue
 from .period import current_period, period_bounds
 from .select import select_articles
-from .store import Store
 
 if TYPE_CHECKING:
     from .collect import CollectReport
@@ -158,7 +158,7 @@ def draft(
     from .draftfile import draft_path, merge_draft, read_draft, write_draft
 
     period = period_or_current(settings, period)
-    stored = store.issue(period)
+    stored = issues.get(store, period)
     if stored is not None and stored.status in ("sending", "sent"):
         raise IssueError(
             f"issue {period} is already {stored.status}; it cannot be drafted again",
@@ -168,7 +168,7 @@ def draft(
     existing = read_draft(path) if path.exists() else None
     generated = build_issue(settings, store, period)
     issue = merge_draft(generated, existing, refresh=refresh)
-    saved = store.save_issue(issue)
+    saved = issues.save(store, issue)
     write_draft(saved, path)
     return DraftResult(saved, path, len(saved.items))
 
@@ -178,7 +178,7 @@ def load_issue(settings: Settings, store: Store, period: str | None = None) -> I
     from .draftfile import draft_path, read_draft
 
     period = period_or_current(settings, period)
-    stored = store.issue(period)
+    stored = issues.get(store, period)
     if stored is None:
         raise IssueError(f"there is no issue for {period}", hint="create it with `digest draft`")
     path = draft_path(settings, period)
@@ -187,7 +187,7 @@ def load_issue(settings: Settings, store: Store, period: str | None = None) -> I
     edited = read_draft(path)
     if edited.period != period:
         raise IssueError(f"{path} is the draft of {edited.period}, not {period}")
-    return store.save_issue(dataclasses.replace(edited, id=stored.id))
+    return issues.save(store, dataclasses.replace(edited, id=stored.id))
 
 
 def approve(settings: Settings, store: Store, period: str | None = None) -> Issue:
@@ -196,7 +196,7 @@ def approve(settings: Settings, store: Store, period: str | None = None) -> Issu
     issue = load_issue(settings, store, period)
     if issue.status in ("sending", "sent"):
         raise IssueError(f"issue {issue.period} is already {issue.status}")
-    approved = store.save_issue(dataclasses.replace(issue, status="approved"))
+    approved = issues.save(store, dataclasses.replace(issue, status="approved"))
     write_draft(approved, draft_path(settings, approved.period))
     return approved
 
@@ -272,7 +272,7 @@ def send(
     from .send import send_issue
 
     period = period_or_current(settings, period)
-    stored = store.issue(period)
+    stored = issues.get(store, period)
     if stored is not None and stored.status == "sent":
         raise IssueError(f"issue {period} was already sent", hint="nothing to do")
     result = _sendable(settings, store, period, force)
@@ -288,7 +288,7 @@ def send(
         )
     if dry_run:
         return send_issue(settings, store, issue, result.rendered, dry_run=True, progress=progress)
-    store.set_issue_status(period, "sending", expect=("draft", "approved", "sending"))
+    issues.set_status(store, period, "sending", expect=("draft", "approved", "sending"))
     report = send_issue(
         settings,
         store,
@@ -299,7 +299,7 @@ def send(
         stop=stop,
     )
     if report.complete:
-        store.set_issue_status(period, "sent", expect=("sending",))
+        issues.set_status(store, period, "sent", expect=("sending",))
     return report
 
 
@@ -323,11 +323,11 @@ def run(
     """
     period = period_or_current(settings, period, now)
     run_id = uuid.uuid4().hex[:12]
-    with store.lock("run"):
-        stored = store.issue(period)
+    with locks.hold(store, "run"):
+        stored = issues.get(store, period)
         if stored is not None and stored.status == "sent":
             return RunReport(period, "already_sent", f"issue {period} was already sent", run_id)
-        row = store.start_run(run_id, period, trigger)
+        row = runs.start(store, run_id, period, trigger)
         outcome, detail = "failed", "the run stopped on an unexpected error"
         try:
             resume = stored is not None and stored.status == "sending"
@@ -337,7 +337,7 @@ def run(
             detail = str(exc)
             raise
         finally:  # a run that raised still gets its outcome, or status would say "running"
-            store.finish_run(row, outcome, detail)
+            runs.finish(store, row, outcome, detail)
         return report
 
 
@@ -363,7 +363,7 @@ def _run_stages(
             )
         drafted = draft(settings, store, period)
         if len(drafted.issue.items) < settings.run.min_articles:
-            store.set_issue_status(period, "draft")
+            issues.set_status(store, period, "draft")
             return RunReport(
                 period,
                 "skipped",

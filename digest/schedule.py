@@ -31,7 +31,6 @@ import datetime as dt
 import logging
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,19 +40,20 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import BaseJobStore
 from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from .config import Settings, load_settings
+from .db import Store, issues, locks, runs
+from .db.jobstore import close_job_store, open_job_store, stored_next_run
+from .db.schema import utcnow
 from .errors import ConfigError, LockedError
 from .notify import notify_editors
 from .period import current_period, period_of
-from .store import Store, deliveries, issues, lock_owner, runs, utcnow
 
 if TYPE_CHECKING:
     from apscheduler.job import Job
@@ -210,45 +210,10 @@ def jobstore_url(settings: Settings) -> str:
     return f"sqlite:///{own}"
 
 
-def _jobstore_engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url)
-    if engine.dialect.name == "sqlite":
-
-        def pragmas(dbapi_connection: Any, record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        sa.event.listen(engine, "connect", pragmas)
-    return engine
-
-
 def next_fire_time(settings: Settings, store: Store) -> dt.datetime | None:
-    """The stored next run time in the schedule's time zone, or None if nothing is scheduled.
-
-    Reads the job table directly: ``digest status`` must not start (or need) a
-    scheduler, and must not create a job store where there is none.
-    """
-    url = jobstore_url(settings)
-    if url == "sqlite://":
-        return None
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return None
-    engine = store.engine if url == store.url else sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table(JOBSTORE_TABLE):
-                return None
-            table = sa.table(JOBSTORE_TABLE, sa.column("id"), sa.column("next_run_time"))
-            stamp = conn.execute(
-                sa.select(table.c.next_run_time).where(table.c.id == JOB_ID)
-            ).scalar()
-    finally:
-        if engine is not store.engine:
-            engine.dispose()
-    if stamp is None:
-        return None  # no job, or a paused one
-    return dt.datetime.fromtimestamp(float(stamp), ZoneInfo(settings.schedule.timezone))
+    """The stored next run time in the schedule's time zone, or None if nothing is scheduled."""
+    stored = stored_next_run(store, jobstore_url(settings), JOBSTORE_TABLE, JOB_ID)
+    return None if stored is None else stored.astimezone(ZoneInfo(settings.schedule.timezone))
 
 
 # -- deciding what to do at start ---------------------------------------------------------------
@@ -291,35 +256,16 @@ def plan_start(
     if fire is None:
         return StartPlan(next_run, None, "no fire time within the grace window")
     period = period_of(fire, settings.newsletter.timezone)
-    issue = store.issue(period)
+    issue = issues.get(store, period)
     if issue is not None and issue.status == "sent":
         return StartPlan(next_run, None, f"{period} was already sent")
     if issue is not None and issue.status == "sending":
         # Stopped mid-send (SIGTERM, crash): finish it; the ledger skips who already got it.
         return StartPlan(next_run, period, f"the send of {period} was interrupted: resuming")
-    if _finished_run_since(store, period, fire):
+    if runs.finished_since(store, period, fire):
         return StartPlan(next_run, None, f"{period} already ran since {fire.isoformat()}")
     late = now - fire.astimezone(dt.UTC)
     return StartPlan(next_run, period, f"{period} was due {late} ago and has not run")
-
-
-def _finished_run_since(store: Store, period: str, since: dt.datetime) -> bool:
-    """A run of ``period`` that started at or after ``since`` and finished.
-
-    An unfinished one (the process died mid-run) does not count: catching up
-    resumes it, and the delivery ledger makes resuming safe.
-    """
-    with store.engine.connect() as conn:
-        found = conn.execute(
-            sa.select(runs.c.id)
-            .where(
-                runs.c.period == period,
-                runs.c.started_at >= since.astimezone(dt.UTC),
-                runs.c.outcome.is_not(None),
-            )
-            .limit(1)
-        ).first()
-    return found is not None
 
 
 # -- the job ------------------------------------------------------------------------------------
@@ -440,12 +386,12 @@ class Scheduler:
         self.store = store
         self.now = now or utcnow
         self.trigger = cron_trigger(settings)
-        self.owner = lock_owner()
+        self.owner = locks.owner_id()
         self.plan: StartPlan | None = None
         self._stopping = threading.Event()
         self._lost_lock = False
         self._aps: BackgroundScheduler | None = None
-        self._jobstore_engine: sa.Engine | None = None
+        self._job_store: BaseJobStore | None = None
 
     @property
     def aps(self) -> BackgroundScheduler:
@@ -454,9 +400,9 @@ class Scheduler:
         return self._aps
 
     def start(self) -> StartPlan:
-        _release_if_dead_here(self.store)
-        if not self.store.acquire_lock(LOCK_NAME, self.owner, LOCK_TTL):
-            holder = self.store.lock_holder(LOCK_NAME) or "another process"
+        locks.release_if_gone(self.store, LOCK_NAME, _LIVE_OWNERS)
+        if not locks.acquire(self.store, LOCK_NAME, self.owner, LOCK_TTL):
+            holder = locks.holder(self.store, LOCK_NAME) or "another process"
             raise LockedError(
                 f"another `digest schedule` is already running ({holder})",
                 hint="stop it first; if it crashed, its lock expires within "
@@ -473,12 +419,10 @@ class Scheduler:
 
     def _start(self) -> StartPlan:
         grace = int(grace_window(self.settings).total_seconds())
-        self._jobstore_engine = _jobstore_engine(jobstore_url(self.settings))
+        self._job_store = open_job_store(jobstore_url(self.settings), JOBSTORE_TABLE)
         self._aps = BackgroundScheduler(
             jobstores={
-                "default": SQLAlchemyJobStore(
-                    engine=self._jobstore_engine, tablename=JOBSTORE_TABLE
-                ),
+                "default": self._job_store,
                 "memory": MemoryJobStore(),
             },
             # One worker: a catch-up and the weekly job never run side by side.
@@ -543,11 +487,12 @@ class Scheduler:
         (``[send] retry_window_hours`` from the period's first run); after that
         the issue waits for an editor's ``digest send``.
         """
-        issue = store.issue(period)
+        issue = issues.get(store, period)
         if issue is None or issue.status != "sending" or self._stopping.is_set():
             return None
         now = utcnow()
-        first_run, next_retry = _send_times(store, period)
+        first_run = runs.first_started(store, period)
+        next_retry = issues.next_retry_at(store, period)
         deadline = (first_run or now) + dt.timedelta(hours=self.settings.send.retry_window_hours)
         when = max(next_retry or now + FOLLOW_UP_DELAY, now + dt.timedelta(seconds=30))
         if when > deadline:
@@ -571,7 +516,7 @@ class Scheduler:
     def serve(self, renew_every: float = RENEW_EVERY) -> None:
         """Block, renewing the lock's lease, until ``stop`` (or the lease is lost)."""
         while not self._stopping.wait(renew_every):
-            if not self.store.renew_lock(LOCK_NAME, self.owner, LOCK_TTL):
+            if not locks.renew(self.store, LOCK_NAME, self.owner, LOCK_TTL):
                 self._lost_lock = True
                 log.error("lost the schedule lock (lease expired?): stopping")
                 return
@@ -594,70 +539,13 @@ class Scheduler:
             with self._aps._jobstores_lock:
                 pass
             self._aps.shutdown(wait=True)
-        if self._jobstore_engine is not None:
-            # Its main loop queries the job store once more after shutting it down.
-            self._jobstore_engine.dispose()
+        if self._job_store is not None:
+            close_job_store(self._job_store)
         if _active is self:
             _active = None
         if not self._lost_lock:
-            self.store.release_lock(LOCK_NAME, self.owner)
+            locks.release(self.store, LOCK_NAME, self.owner)
         _LIVE_OWNERS.discard(self.owner)
-
-
-def _release_if_dead_here(store: Store) -> None:
-    """Free the lock of a scheduler that died on this machine, without waiting for its lease.
-
-    Owners read ``host:pid:nonce``. Same host and no such process, or our own pid
-    with another nonce (a container restarted as pid 1): its holder is gone, so
-    systemd's restart after a crash does not have to wait out the lease.
-    """
-    holder = store.lock_holder(LOCK_NAME)
-    if holder is None:
-        return
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return
-    pid = int(pid_text)
-    if pid == os.getpid():
-        # Another process cannot have our pid: unless a scheduler of this very process
-        # holds it, the holder is a previous life of ours.
-        dead = holder not in _LIVE_OWNERS
-    else:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            dead = True
-        except PermissionError:  # alive, owned by another user
-            dead = False
-        else:
-            dead = False
-    if dead:
-        log.warning("releasing the schedule lock of %s, which is no longer running", holder)
-        store.release_lock(LOCK_NAME, holder)
-
-
-def _send_times(store: Store, period: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """When ``period`` first ran, and the earliest retry due among its deferred deliveries."""
-    with store.engine.connect() as conn:
-        first_run = conn.execute(
-            sa.select(sa.func.min(runs.c.started_at)).where(runs.c.period == period)
-        ).scalar()
-        next_retry = conn.execute(
-            sa.select(sa.func.min(deliveries.c.next_attempt_at))
-            .join(issues, issues.c.id == deliveries.c.issue_id)
-            .where(issues.c.period == period, deliveries.c.status == "failed_temp")
-        ).scalar()
-    # min() loses the column type on some backends: re-attach UTC to naive results.
-    return _aware(first_run), _aware(next_retry)
-
-
-def _aware(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _trigger_key(trigger: Any) -> tuple[str, str, str]:

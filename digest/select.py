@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Sequence
 
 from .config import Settings, SourceSettings
+from .db import Store, articles
 from .models import Article
 from .period import period_bounds
-from .store import Store
 
 __all__ = ["select_articles"]
 
@@ -27,7 +27,7 @@ def select_articles(settings: Settings, store: Store, period: str) -> list[Artic
     """The articles for ``period``, best first, at most ``[select] max_articles``."""
     _, end = period_bounds(period, settings.newsletter.timezone)
     start = end - dt.timedelta(days=settings.select.lookback_days)
-    candidates = store.articles_between(start, end)
+    candidates = articles.between(store, start, end)
     return rank_articles(
         candidates, settings.sources, settings.select.max_articles, settings.select.max_per_source
     )

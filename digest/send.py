@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 import signal
 import smtplib
@@ -50,9 +49,10 @@ from sqlalchemy.engine import Connection
 
 from .compose import MessageFactory
 from .config import Settings, SmtpSettings
+from .db import Store, issues, locks
+from .db.schema import UTCDateTime, deliveries, subscribers, utcnow
 from .errors import DeliveryError, IssueError
 from .models import Issue, RenderedIssue, Subscriber
-from .store import Store, UTCDateTime, deliveries, subscribers, utcnow
 
 __all__ = [
     "Failure",
@@ -882,7 +882,7 @@ def send_issue(
     factory = MessageFactory(rendered, settings)
     if only_to is not None:
         return _send_test(settings, store, issue, factory, only_to)
-    stored = store.issue(issue.period)
+    stored = issues.get(store, issue.period)
     if stored is None or stored.id is None:
         raise IssueError(f"issue {issue.period} is not in the database", hint="run `digest draft`")
     if dry_run:
@@ -890,8 +890,8 @@ def send_issue(
 
     report = SendReport(issue.period)
     lock_name = f"send:{issue.period}"
-    _clear_dead_holder(store, lock_name)
-    with store.lock(lock_name, ttl=LOCK_TTL) as owner:
+    locks.release_if_gone(store, lock_name)
+    with locks.hold(store, lock_name, ttl=LOCK_TTL) as owner:
         ledger = Ledger(store, stored.id)
         try:
             ledger.recover(resend_uncertain)
@@ -926,28 +926,6 @@ def send_issue(
     return report
 
 
-def _clear_dead_holder(store: Store, name: str) -> None:
-    """Free ``name`` if it is held by a process of this machine that no longer exists.
-
-    After a crash or ``kill -9`` the lease would otherwise block a resumed send
-    until it expires. Holders elsewhere are left to their lease.
-    """
-    holder = store.lock_holder(name)
-    if holder is None:
-        return
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        log.warning("%s was held by process %s, which is gone: taking over", name, pid)
-        store.release_lock(name, holder)
-    except PermissionError:
-        pass  # alive, another user's
-
-
 @contextmanager
 def _lease(store: Store, name: str, owner: str, run: _Run) -> Iterator[None]:
     """Renew the lock's lease in the background while sending; stop if it is lost."""
@@ -955,7 +933,7 @@ def _lease(store: Store, name: str, owner: str, run: _Run) -> Iterator[None]:
 
     def renew() -> None:
         while not done.wait(LOCK_RENEW_SECONDS):
-            if not store.renew_lock(name, owner, LOCK_TTL):
+            if not locks.renew(store, name, owner, LOCK_TTL):
                 run.report.stopped = "lost the send lock (another process may have taken over)"
                 run.stop.set()
                 return

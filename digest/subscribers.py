@@ -28,21 +28,19 @@ import hashlib
 import hmac
 import io
 import re
-import secrets
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from .config import Settings
+from .db import Connection, Store
+from .db import subscribers as subscriber_rows
 from .errors import SubscriberError
 from .models import Subscriber
-from .store import Store, subscribers, suppressions, utcnow
-from .store import meta as meta_table
 
 __all__ = [
     "ImportReport",
@@ -51,11 +49,9 @@ __all__ = [
     "export_csv",
     "import_csv",
     "list_subscribers",
-    "new_token",
     "normalise_email",
     "sample_subscriber",
     "suppression_hash",
-    "token_for",
     "unsubscribe",
 ]
 
@@ -195,11 +191,6 @@ def _clean_tags(raw: str) -> tuple[str, ...]:
     return tuple(tags)
 
 
-def new_token() -> str:
-    """A fresh unsubscribe token: 128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
-
-
 def _unformula(cell: str) -> str:
     """Undo ``export_csv``'s neutralisation, so an export imports back unchanged."""
     if cell.startswith("'") and cell[1:2] and cell[1] in _FORMULA_START:
@@ -209,24 +200,10 @@ def _unformula(cell: str) -> str:
 
 # -- suppression --------------------------------------------------------------------------
 
-_SUPPRESSION_KEY = "suppression_key"
-
-
-def _suppression_key(store: Store) -> bytes:
-    """The HMAC key of the suppression list, created on first use."""
-    with store.begin() as conn:
-        value = conn.execute(
-            sa.select(meta_table.c.value).where(meta_table.c.key == _SUPPRESSION_KEY)
-        ).scalar()
-        if value is None:
-            value = secrets.token_hex(32)
-            conn.execute(sa.insert(meta_table).values(key=_SUPPRESSION_KEY, value=value))
-    return bytes.fromhex(value)
-
 
 def suppression_hash(store: Store, address: str) -> str:
     """HMAC-SHA256 of the normalised, case-folded address (hex)."""
-    return _hash(_suppression_key(store), _key(normalise_email(address)))
+    return _hash(subscriber_rows.suppression_key(store), _key(normalise_email(address)))
 
 
 def _hash(key: bytes, folded: str) -> str:
@@ -366,22 +343,10 @@ def import_csv(store: Store, path: str | Path, *, default_language: str = "fr") 
     """
     report = ImportReport()
     wanted = _merge(_parse(path, report, default_language), report)
-    key = _suppression_key(store)
-    now = utcnow()
+    key = subscriber_rows.suppression_key(store)
     with store.begin() as conn:
-        suppressed = set(conn.execute(sa.select(suppressions.c.email_hash)).scalars())
-        existing: dict[str, Any] = {}
-        for found in conn.execute(
-            sa.select(
-                subscribers.c.id,
-                subscribers.c.email,
-                subscribers.c.name,
-                subscribers.c.language,
-                subscribers.c.tags,
-                subscribers.c.status,
-            )
-        ):
-            existing[_key(found.email)] = found
+        suppressed = subscriber_rows.suppressed(conn)
+        existing = {_key(found.email): found for found in subscriber_rows.known(conn)}
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         for folded, row in wanted.items():
@@ -397,10 +362,6 @@ def import_csv(store: Store, path: str | Path, *, default_language: str = "fr") 
                         "language": row.language,
                         "status": row.status,
                         "tags": ",".join(row.tags),
-                        "token": new_token(),
-                        "created_at": now,
-                        "updated_at": now,
-                        "unsubscribed_at": now if row.status == "unsubscribed" else None,
                     }
                 )
                 report.added += 1
@@ -421,29 +382,9 @@ def import_csv(store: Store, path: str | Path, *, default_language: str = "fr") 
                 report.unchanged += 1
                 continue
             report.updated += 1
-            updates.append({"b_id": old.id, "updated_at": now, **values})
-        if inserts:
-            conn.execute(sa.insert(subscribers), inserts)
-        if updates:
-            conn.execute(
-                sa.update(subscribers)
-                .where(subscribers.c.id == sa.bindparam("b_id"))
-                .values(
-                    name=sa.bindparam("name"),
-                    language=sa.bindparam("language"),
-                    tags=sa.bindparam("tags"),
-                    status=sa.bindparam("status"),
-                    updated_at=sa.bindparam("updated_at"),
-                ),
-                updates,
-            )
-            newly_out = [u["b_id"] for u in updates if u["status"] == "unsubscribed"]
-            if newly_out:
-                conn.execute(
-                    sa.update(subscribers)
-                    .where(subscribers.c.id.in_(newly_out), subscribers.c.unsubscribed_at.is_(None))
-                    .values(unsubscribed_at=now)
-                )
+            updates.append({"id": old.id, **values})
+        subscriber_rows.add_many(conn, inserts)
+        subscriber_rows.update_many(conn, updates)
     return report
 
 
@@ -457,7 +398,7 @@ def _neutralise(cell: str) -> str:
 
 def _export_rows(store: Store) -> Iterator[list[str]]:
     yield list(COLUMNS)
-    for sub in store.subscribers():
+    for sub in subscriber_rows.listed(store):
         yield [
             _neutralise(v)
             for v in (sub.email, sub.name, sub.language, ";".join(sub.tags), sub.status)
@@ -487,43 +428,20 @@ def list_subscribers(store: Store, status: str | None = None) -> list[Subscriber
         raise SubscriberError(
             f"unknown status {status!r}", hint="use active, unsubscribed or bounced"
         )
-    return store.subscribers(status)
+    return subscriber_rows.listed(store, status)
 
 
-def _find(conn: sa.Connection, address: str) -> Any:
-    folded = _key(normalise_email(address))
-    return conn.execute(
-        sa.select(subscribers.c.id, subscribers.c.status).where(
-            sa.func.lower(subscribers.c.email) == folded
-        )
-    ).first() or _find_casefold(conn, folded)
-
-
-def _find_casefold(conn: sa.Connection, folded: str) -> Any:
-    # SQL lower() only folds ASCII on SQLite; non-ASCII local parts need Python's casefold.
-    if folded.isascii():
-        return None
-    for row in conn.execute(sa.select(subscribers.c.id, subscribers.c.status, subscribers.c.email)):
-        if _key(row.email) == folded:
-            return row
-    return None
+def _find(conn: Connection, address: str) -> Subscriber | None:
+    return subscriber_rows.find(conn, _key(normalise_email(address)), _key)
 
 
 def unsubscribe(store: Store, email: str) -> bool:
     """Unsubscribe ``email``; True if it was active. Unknown addresses raise."""
     with store.begin() as conn:
-        row = _find(conn, email)
-        if row is None:
+        found = _find(conn, email)
+        if found is None or found.id is None:
             raise SubscriberError(f"no subscriber {email}")
-        if row.status != "active":
-            return False
-        now = utcnow()
-        conn.execute(
-            sa.update(subscribers)
-            .where(subscribers.c.id == row.id)
-            .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
-        )
-        return True
+        return subscriber_rows.unsubscribe(conn, found.id)
 
 
 def delete(store: Store, email: str) -> bool:
@@ -534,35 +452,9 @@ def delete(store: Store, email: str) -> bool:
     """
     digest = suppression_hash(store, email)
     with store.begin() as conn:
-        row = _find(conn, email)
-        if row is not None:
-            # deliveries cascade on PostgreSQL and on SQLite with foreign_keys on;
-            # deleting them explicitly does not depend on either.
-            from .store import deliveries
-
-            conn.execute(sa.delete(deliveries).where(deliveries.c.subscriber_id == row.id))
-            conn.execute(sa.delete(subscribers).where(subscribers.c.id == row.id))
-        exists = conn.execute(
-            sa.select(suppressions.c.email_hash).where(suppressions.c.email_hash == digest)
-        ).first()
-        if exists is None:
-            conn.execute(
-                sa.insert(suppressions).values(
-                    email_hash=digest, reason="deleted", created_at=utcnow()
-                )
-            )
-    return row is not None
-
-
-def token_for(store: Store, email: str) -> str | None:
-    """The unsubscribe token of ``email``, or None if not a subscriber."""
-    with store.begin() as conn:
-        row = _find(conn, email)
-        if row is None:
-            return None
-        return str(
-            conn.execute(sa.select(subscribers.c.token).where(subscribers.c.id == row.id)).scalar()
-        )
+        found = _find(conn, email)
+        subscriber_rows.erase(conn, None if found is None else found.id, digest)
+    return found is not None
 
 
 def sample_subscriber(settings: Settings, store: Store) -> tuple[Subscriber, str]:
@@ -570,29 +462,7 @@ def sample_subscriber(settings: Settings, store: Store) -> tuple[Subscriber, str
 
     For ``digest render --out``: the ``.eml`` shows what a real subscriber gets.
     """
-    with store.begin() as conn:
-        row = (
-            conn.execute(
-                sa.select(subscribers)
-                .where(subscribers.c.status == "active")
-                .order_by(subscribers.c.id)
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-    if row is None:
+    found = subscriber_rows.first_active(store)
+    if found is None:
         return Subscriber(email="lectrice@example.org", name="Camille"), "exampletoken0000"
-    sub = Subscriber(
-        id=row["id"],
-        email=row["email"],
-        name=row["name"],
-        language=row["language"],
-        tags=tuple(t for t in row["tags"].split(",") if t),
-    )
-    return sub, str(row["token"])
-
-
-def iter_rows(store: Store) -> Iterable[list[str]]:
-    """The export's rows (header first), for callers that format them differently."""
-    return _export_rows(store)
+    return found

@@ -15,14 +15,12 @@ is replaced by one that masks them.
 
 from __future__ import annotations
 
-import hmac
 import html
 import logging
 import re
 import threading
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -30,8 +28,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
-from .models import RenderedIssue
-from .store import Store, issues, subscribers, utcnow
+from .db import Store, issues
+from .db import subscribers as subscriber_rows
+from .models import RenderedIssue, Subscriber
 
 __all__ = ["create_app", "serve"]
 
@@ -102,19 +101,11 @@ class _App:
 
     # -- unsubscribe ----------------------------------------------------------------
 
-    def _find(self, token: str) -> Any:
-        """The subscriber row for ``token``, or None; constant-time on the token itself."""
+    def _find(self, token: str) -> Subscriber | None:
+        """The subscriber of ``token``, or None; constant-time on the token itself."""
         if not _TOKEN.match(token):
             return None
-        with self.store.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    subscribers.c.id, subscribers.c.email, subscribers.c.status, subscribers.c.token
-                ).where(subscribers.c.token == token)
-            ).first()
-        if row is None or not hmac.compare_digest(row.token.encode(), token.encode()):
-            return None
-        return row
+        return subscriber_rows.by_token(self.store, token)
 
     def _invalid(self) -> HTMLResponse:
         # The same answer for every token that is not a current one, whatever the reason.
@@ -157,14 +148,9 @@ class _App:
         row = self._find(request.path_params["token"])
         if row is None:
             return self._invalid()
-        if row.status == "active":
-            now = utcnow()
+        if row.status == "active" and row.id is not None:
             with self.store.begin() as conn:
-                conn.execute(
-                    sa.update(subscribers)
-                    .where(subscribers.c.id == row.id, subscribers.c.status == "active")
-                    .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
-                )
+                subscriber_rows.unsubscribe(conn, row.id)
             log.info("one subscriber unsubscribed (id %s)", row.id)
         return _page(
             "Désabonnement confirmé",
@@ -174,21 +160,16 @@ class _App:
     # -- archive ---------------------------------------------------------------------
 
     async def archive(self, request: Request) -> Response:
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(issues.c.period, issues.c.title, issues.c.sent_at)
-                .where(issues.c.status.in_(["sending", "sent"]))
-                .order_by(issues.c.period.desc())
-            ).all()
+        rows = issues.sent_issues(self.store)
         if not rows:
             items = "<p>Aucun numéro envoyé pour l’instant.</p>"
         else:
             items = (
                 "<ul>"
                 + "".join(
-                    f'<li><a href="/archive/{html.escape(r.period)}">{html.escape(r.title)}</a> '
-                    f"({html.escape(r.period)})</li>"
-                    for r in rows
+                    f'<li><a href="/archive/{html.escape(period)}">{html.escape(title)}</a> '
+                    f"({html.escape(period)})</li>"
+                    for period, title in rows
                 )
                 + "</ul>"
             )
@@ -209,7 +190,7 @@ class _App:
         with self._archive_lock:
             if period in self._archive:
                 return self._archive[period]
-        issue = self.store.issue(period)
+        issue = issues.get(self.store, period)
         if issue is None or issue.status not in ("sending", "sent"):
             return None
         from .render import render_issue

@@ -2,7 +2,8 @@
 
 Servers are real and on loopback: ``smtp_capture`` is digest's own capture SMTP
 server (aiosmtpd); ``http_server`` is a threaded ``http.server`` whose routes a
-test sets up front.
+test sets up front; ``postgres_server`` a throwaway PostgreSQL cluster, and
+``db_url`` runs a test once on SQLite and once on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from digest.db import Store, articles, schema
 from digest.mailbox import Mailbox
+from digest.models import Article
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,3 +169,32 @@ def postgres_url(postgres_server: str) -> str:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database: a SQLite file, then a PostgreSQL database (skipped without one)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'digest.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def store_article(store: Store, article: Article) -> int:
+    """Store ``article`` as the collector would a new one; return its id."""
+    now = article.published
+    with store.begin() as conn:
+        (article_id,) = articles.insert(
+            conn, [dict(articles.row_values(article, now), collected_at=now)]
+        )
+    return article_id
+
+
+def token_of(store: Store, email: str) -> str:
+    """The unsubscribe token of the subscriber ``email`` (tests only: the app never needs it)."""
+    import sqlalchemy as sa
+
+    table = schema.subscribers
+    with store.connect() as conn:
+        return str(
+            conn.execute(sa.select(table.c.token).where(table.c.email == email)).scalar_one()
+        )

@@ -18,14 +18,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Handler, HTTPServer, Route
 
 from digest.collect import CollectReport, SourceReport, collect, health_table
 from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
+from digest.db import Store
+from digest.db.articles import between, source_states
 from digest.models import Article
-from digest.store import Store
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 FAR = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
@@ -123,7 +125,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def stored(db: Store) -> list[Article]:
-    return db.articles_between(EPOCH, FAR)
+    return between(db, EPOCH, FAR)
+
+
+def source_state(db: Store, name: str) -> dict[str, Any] | None:
+    return next((row for row in source_states(db) if row["name"] == name), None)
 
 
 def by_name(report: CollectReport) -> dict[str, SourceReport]:
@@ -228,7 +234,7 @@ def test_second_run_sends_conditional_requests_and_stores_nothing(
     assert second_headers["If-None-Match"] == '"v1"'
     assert second_headers["If-Modified-Since"] == "Mon, 23 Nov 2026 08:00:00 GMT"
     assert second_headers["User-Agent"].startswith("digest/")
-    state = store.source_state("http")
+    state = source_state(store, "http")
     assert state is not None and state["etag"] == '"v1"' and state["last_status"] == "not_modified"
     assert state["last_success_at"] is not None and state["consecutive_failures"] == 0
 
@@ -371,7 +377,7 @@ def test_http_errors_are_reported_and_counted(
     assert first["good"].status == "ok" and first["good"].new == 1
     second = by_name(collect(settings, store))
     assert (second["bad"].consecutive_failures, second["bad"].flagged) == (2, True)
-    state = store.source_state("bad")
+    state = source_state(store, "bad")
     assert state is not None and state["last_error"] == f"HTTP {status}"
     assert state["consecutive_failures"] == 2 and state["last_success_at"] is None
 
@@ -389,7 +395,7 @@ def test_429_retry_after_skips_the_source_until_then(
     settings = make_settings(tmp_path, source("busy", http_server.url("/busy")))
     first = collect(settings, store).sources[0]
     assert first.status == "error" and first.error.startswith("HTTP 429")
-    state = store.source_state("busy")
+    state = source_state(store, "busy")
     assert state is not None and state["retry_after"] is not None
     assert state["retry_after"] > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=59)
 
@@ -963,7 +969,7 @@ def test_one_source_is_stored_whole_or_not_at_all(
     assert report["half"].status == "error"
     assert report["half"].error == "internal error: RuntimeError: disk on fire"
     assert [a.source for a in stored(store)] == ["other"]
-    state = store.source_state("half")
+    state = source_state(store, "half")
     assert state is not None and state["etag"] is None  # no validator hides the lost entries
 
 

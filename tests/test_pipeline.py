@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from conftest import ROOT, HTTPServer, Route
 
 from digest.cli import main
+from digest.db import Store, articles, issues, schema
 from digest.mailbox import Mailbox
-from digest.store import Store, deliveries
 
 ACTIVE_EXAMPLE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
 
@@ -135,7 +135,9 @@ def test_unreachable_smtp_server_is_one_clear_line_and_nobody_is_marked_sent(
     store = Store(f"sqlite:///{tmp_path / 'data' / 'digest.db'}")
     with store.engine.connect() as conn:
         sent = conn.execute(
-            sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == "sent")
+            sa.select(sa.func.count())
+            .select_from(schema.deliveries)
+            .where(schema.deliveries.c.status == "sent")
         ).scalar()
     assert sent == 0
 
@@ -211,15 +213,16 @@ def test_every_lesson_of_the_demo_issue_is_grounded_in_its_article(tmp_path: Pat
     assert cli(config, "draft") == 0
     settings = load_settings(config)
     store = Store(settings.database.url)
-    issue = store.latest_issue()
+    issue = issues.latest(store)
     assert issue is not None and len(issue.items) >= 8
     for item in issue.items:
         assert item.grounded, item.title
         assert 2 <= len(item.lessons) <= 4, item.title
         assert item.article_id is not None
-        article = store.article(item.article_id)
+        with store.connect() as conn:
+            article = articles.row(conn, item.article_id)
         assert article is not None
         for lesson in item.lessons:
             assert len(lesson.split()) <= 27, lesson
             # extractive lessons are the article's own words, perhaps cut at a clause
-            assert locate_quote(lesson.rstrip("…"), article.text) is not None, lesson
+            assert locate_quote(lesson.rstrip("…"), article["text"]) is not None, lesson

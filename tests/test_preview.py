@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import store_article
 
 from digest import pipeline
 from digest.config import Settings, load_settings
+from digest.db import Store, issues
+from digest.db.articles import record_fetch
 from digest.draftfile import draft_path, read_draft, write_draft
 from digest.errors import DeliveryError, DigestError
 from digest.mailbox import Mailbox, free_port
 from digest.models import Article, Issue, IssueItem
 from digest.preview import create_preview_app, serve_preview
-from digest.store import Store
 
 # Starlette's TestClient warns (on import and on use) that it is moving to httpx2;
 # that is its business, not a fault of the preview.
@@ -106,8 +108,8 @@ def make_site(folder: Path, smtp_port: int = 2525, extra_config: str = "") -> Si
     ]
     for position, (source, title, summary, lessons) in enumerate(texts, 1):
         url = f"https://{'design' if position == 1 else 'son'}.example/articles/{position}"
-        article_id, _ = store.save_article(
-            Article(source=source, url=url, title=title, text=summary, published=published)
+        article_id = store_article(
+            store, Article(source=source, url=url, title=title, text=summary, published=published)
         )
         items.append(
             IssueItem(
@@ -121,19 +123,22 @@ def make_site(folder: Path, smtp_port: int = 2525, extra_config: str = "") -> Si
                 published=published,
             )
         )
-    issue = store.save_issue(
-        Issue(PERIOD, "Semaine du 23 novembre 2026", "Bonjour, voici la veille.", tuple(items))
+    issue = issues.save(
+        store,
+        Issue(PERIOD, "Semaine du 23 novembre 2026", "Bonjour, voici la veille.", tuple(items)),
     )
     write_draft(issue, draft_path(settings, PERIOD))
     now = dt.datetime.now(dt.UTC)
-    store.record_fetch(
+    record_fetch(
+        store,
         "Le Journal du design",
         "https://design.example/feed.xml",
         last_fetch_at=now,
         last_success_at=now,
         consecutive_failures=0,
     )
-    store.record_fetch(
+    record_fetch(
+        store,
         "Veille sonore",
         "https://son.example/feed.xml",
         last_fetch_at=now,
@@ -249,7 +254,8 @@ def test_template_edit_shows_without_restart(tmp_path: Path) -> None:
 
 def test_source_health_change_reloads_the_page(site: Site, client: TestClient) -> None:
     before = client.get("/_version").json()["version"]
-    site.store.record_fetch(
+    record_fetch(
+        site.store,
         "Veille sonore",
         "https://son.example/feed.xml",
         last_fetch_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1),

@@ -34,9 +34,9 @@ from test_pipeline import make_config
 
 from digest.cli import main
 from digest.config import load_settings
+from digest.db import Store, schema
 from digest.mailbox import Mailbox
 from digest.send import send_issue
-from digest.store import Store, deliveries
 from digest.subscribers import unsubscribe
 from digest.web import create_app
 
@@ -548,8 +548,8 @@ def scripted() -> Iterator[Any]:
 def make_retries_due(store: Store) -> None:
     with store.begin() as conn:
         conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.status.in_(["failed_temp", "uncertain"]))
+            sa.update(schema.deliveries)
+            .where(schema.deliveries.c.status.in_(["failed_temp", "uncertain"]))
             .values(next_attempt_at=sa.func.datetime("now", "-1 minute"))
         )
 

@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from digest import pipeline
 from digest.config import Settings, load_settings
+from digest.db import Store, issues, locks, runs, schema
 from digest.errors import ConfigError, LockedError
 from digest.models import Issue
 from digest.schedule import (
@@ -40,7 +41,6 @@ from digest.schedule import (
     scheduled_period,
     scheduled_run,
 )
-from digest.store import Store, runs
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.UTC
@@ -228,8 +228,8 @@ def test_a_restart_keeps_a_stored_next_run_time_still_ahead(
 
 
 def test_no_catch_up_for_a_period_already_sent(settings: Settings, store: Store) -> None:
-    store.save_issue(Issue(period="2026-W49", title="t", intro="", items=()))
-    store.set_issue_status("2026-W49", "sent")
+    issues.save(store, Issue(period="2026-W49", title="t", intro="", items=()))
+    issues.set_status(store, "2026-W49", "sent")
     plan = plan_start(settings, store, now=paris(2026, 11, 30, 9), stored_next_run=FIRE)
     assert plan.catch_up_period is None
     assert "already sent" in plan.reason
@@ -238,29 +238,31 @@ def test_no_catch_up_for_a_period_already_sent(settings: Settings, store: Store)
 def test_no_catch_up_when_a_run_finished_since_the_fire_time_but_a_crashed_one_resumes(
     settings: Settings, store: Store
 ) -> None:
-    row = store.start_run("r1", "2026-W49", "schedule")
+    row = runs.start(store, "r1", "2026-W49", "schedule")
     with store.begin() as conn:  # the run started a minute after the fire time
         conn.execute(
-            sa.update(runs)
-            .where(runs.c.id == row)
+            sa.update(schema.runs)
+            .where(schema.runs.c.id == row)
             .values(started_at=FIRE + dt.timedelta(minutes=1))
         )
     now = FIRE + dt.timedelta(hours=2)
     # Unfinished (the process died mid-run): catch up, which resumes it.
     assert plan_start(settings, store, now=now, stored_next_run=FIRE).catch_up_period == "2026-W49"
-    store.finish_run(row, "draft_ready", "draft ready")
+    runs.finish(store, row, "draft_ready", "draft ready")
     plan = plan_start(settings, store, now=now, stored_next_run=FIRE)
     assert plan.catch_up_period is None
     assert "already ran" in plan.reason
 
 
 def test_a_run_before_the_fire_time_does_not_count(settings: Settings, store: Store) -> None:
-    row = store.start_run("r0", "2026-W49", "manual")
+    row = runs.start(store, "r0", "2026-W49", "manual")
     with store.begin() as conn:  # an editor's manual run on Monday at 06:00
         conn.execute(
-            sa.update(runs).where(runs.c.id == row).values(started_at=FIRE - dt.timedelta(hours=1))
+            sa.update(schema.runs)
+            .where(schema.runs.c.id == row)
+            .values(started_at=FIRE - dt.timedelta(hours=1))
         )
-    store.finish_run(row, "draft_ready", "draft ready")
+    runs.finish(store, row, "draft_ready", "draft ready")
     plan = plan_start(settings, store, now=FIRE + dt.timedelta(hours=2), stored_next_run=FIRE)
     assert plan.catch_up_period == "2026-W49"
 
@@ -406,20 +408,20 @@ def test_a_second_scheduler_refuses_with_a_clear_message(
 def test_a_crashed_schedulers_lock_expires_and_a_new_one_starts(
     settings: Settings, store: Store, schedulers: list[Scheduler]
 ) -> None:
-    assert store.acquire_lock(LOCK_NAME, "crashed:1:dead", dt.timedelta(seconds=-1))
+    assert locks.acquire(store, LOCK_NAME, "crashed:1:dead", dt.timedelta(seconds=-1))
     scheduler = start(settings, store, schedulers, now=paris(2026, 12, 2, 12))
-    assert store.lock_holder(LOCK_NAME) == scheduler.owner
+    assert locks.holder(store, LOCK_NAME) == scheduler.owner
 
 
 def test_the_scheduler_stops_when_it_loses_its_lock(
     settings: Settings, store: Store, schedulers: list[Scheduler]
 ) -> None:
     scheduler = start(settings, store, schedulers, now=paris(2026, 12, 2, 12))
-    store.release_lock(LOCK_NAME, scheduler.owner)
-    assert store.acquire_lock(LOCK_NAME, "intruder", dt.timedelta(minutes=5))
+    locks.release(store, LOCK_NAME, scheduler.owner)
+    assert locks.acquire(store, LOCK_NAME, "intruder", dt.timedelta(minutes=5))
     scheduler.serve(renew_every=0.01)  # returns instead of running on with a stolen lock
     scheduler.close()
-    assert store.lock_holder(LOCK_NAME) == "intruder"
+    assert locks.holder(store, LOCK_NAME) == "intruder"
 
 
 def test_scheduled_run_loads_the_config_and_runs_the_period_of_the_fire_time(
@@ -443,15 +445,15 @@ def test_the_lock_of_a_scheduler_that_died_on_this_machine_is_taken_over_at_once
         check=True,
     )
     holder = f"{socket.gethostname()}:{dead.stdout.strip()}:deadbeef"
-    assert store.acquire_lock(LOCK_NAME, holder, dt.timedelta(minutes=5))
+    assert locks.acquire(store, LOCK_NAME, holder, dt.timedelta(minutes=5))
     scheduler = start(settings, store, schedulers, now=paris(2026, 12, 2, 12))
-    assert store.lock_holder(LOCK_NAME) == scheduler.owner
+    assert locks.holder(store, LOCK_NAME) == scheduler.owner
 
 
 def test_a_live_scheduler_elsewhere_keeps_its_lock(
     settings: Settings, store: Store, schedulers: list[Scheduler]
 ) -> None:
-    assert store.acquire_lock(LOCK_NAME, "other-host:1:cafe", dt.timedelta(minutes=5))
+    assert locks.acquire(store, LOCK_NAME, "other-host:1:cafe", dt.timedelta(minutes=5))
     with pytest.raises(LockedError, match="other-host:1:cafe"):
         start(settings, store, schedulers, now=paris(2026, 12, 2, 12))
 
@@ -463,11 +465,11 @@ def test_a_previous_life_of_this_process_does_not_hold_the_lock(
     import socket
 
     # A container restarted as pid 1 finds its own pid in the lock, with another nonce.
-    assert store.acquire_lock(
-        LOCK_NAME, f"{socket.gethostname()}:{os.getpid()}:0ld", dt.timedelta(minutes=5)
+    assert locks.acquire(
+        store, LOCK_NAME, f"{socket.gethostname()}:{os.getpid()}:0ld", dt.timedelta(minutes=5)
     )
     scheduler = start(settings, store, schedulers, now=paris(2026, 12, 2, 12))
-    assert store.lock_holder(LOCK_NAME) == scheduler.owner
+    assert locks.holder(store, LOCK_NAME) == scheduler.owner
 
 
 class BlockingRun(FakeRuns):
@@ -503,7 +505,7 @@ def test_stopping_waits_for_a_run_in_progress(
     blocking.release.set()
     closer.join(20)
     assert blocking.finished == ["run", "closed"]
-    assert store.lock_holder(LOCK_NAME) is None
+    assert locks.holder(store, LOCK_NAME) is None
 
 
 def test_sigterm_stops_digest_schedule_cleanly(tmp_path: Path) -> None:
@@ -517,7 +519,7 @@ def test_sigterm_stops_digest_schedule_cleanly(tmp_path: Path) -> None:
         "from digest.config import load_settings\n"
         "from digest.logs import configure_logging\n"
         "from digest.schedule import run_scheduler\n"
-        "from digest.store import Store\n"
+        "from digest.db import Store\n"
         "configure_logging('json')\n"
         "settings = load_settings(sys.argv[1])\n"
         "run_scheduler(settings, Store(settings.database.url))\n"
@@ -532,7 +534,7 @@ def test_sigterm_stops_digest_schedule_cleanly(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        while store.lock_holder(LOCK_NAME) is None:  # started: it holds the lock
+        while locks.holder(store, LOCK_NAME) is None:  # started: it holds the lock
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline, "the scheduler did not start"
             time.sleep(0.05)
@@ -543,7 +545,7 @@ def test_sigterm_stops_digest_schedule_cleanly(tmp_path: Path) -> None:
             process.kill()
             process.wait()
     assert process.returncode == 0, stderr
-    assert store.lock_holder(LOCK_NAME) is None
+    assert locks.holder(store, LOCK_NAME) is None
     store.close()
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     messages = [entry["message"] for entry in lines]
@@ -585,7 +587,7 @@ def test_a_run_already_in_progress_is_reported_as_skipped_not_as_a_failure(
 ) -> None:
     from digest.schedule import run_and_notify
 
-    with store.lock("run"):  # a manual `digest run` is sending right now
+    with locks.hold(store, "run"):  # a manual `digest run` is sending right now
         report = run_and_notify(settings, store, period="2026-W49", trigger="schedule")
     assert report.outcome == "skipped"
     assert "another run is in progress" in report.detail
@@ -608,16 +610,16 @@ def test_a_crashing_run_becomes_a_failed_report_and_the_scheduler_lives_on(
 def test_an_interrupted_send_is_resumed_at_start_even_after_a_finished_run(
     settings: Settings, store: Store
 ) -> None:
-    store.save_issue(Issue(period="2026-W49", title="t", intro="", items=()))
-    store.set_issue_status("2026-W49", "sending")  # SIGTERM stopped it half-way
-    row = store.start_run("r1", "2026-W49", "schedule")
+    issues.save(store, Issue(period="2026-W49", title="t", intro="", items=()))
+    issues.set_status(store, "2026-W49", "sending")  # SIGTERM stopped it half-way
+    row = runs.start(store, "r1", "2026-W49", "schedule")
     with store.begin() as conn:
         conn.execute(
-            sa.update(runs)
-            .where(runs.c.id == row)
+            sa.update(schema.runs)
+            .where(schema.runs.c.id == row)
             .values(started_at=FIRE + dt.timedelta(minutes=1))
         )
-    store.finish_run(row, "partial", "interrupted; run `digest send` again to resume")
+    runs.finish(store, row, "partial", "interrupted; run `digest send` again to resume")
     plan = plan_start(settings, store, now=FIRE + dt.timedelta(hours=1), stored_next_run=FIRE)
     assert plan.catch_up_period == "2026-W49"
     assert "interrupted" in plan.reason
@@ -682,7 +684,7 @@ def test_an_unfinished_send_is_followed_up_until_it_completes(
     settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    store.save_issue(Issue(period="2026-W49", title="t", intro="", items=()))
+    issues.save(store, Issue(period="2026-W49", title="t", intro="", items=()))
 
     def run(
         settings: Settings,
@@ -694,11 +696,11 @@ def test_an_unfinished_send_is_followed_up_until_it_completes(
         stop: threading.Event | None = None,
     ) -> pipeline.RunReport:
         calls.append(trigger)
-        row = store.start_run(f"r{len(calls)}", "2026-W49", trigger)
+        row = runs.start(store, f"r{len(calls)}", "2026-W49", trigger)
         done = len(calls) > 1  # the server was down the first time, back the second
-        store.set_issue_status("2026-W49", "sent" if done else "sending")
+        issues.set_status(store, "2026-W49", "sent" if done else "sending")
         outcome = "sent" if done else "failed"
-        store.finish_run(row, outcome, "")
+        runs.finish(store, row, outcome, "")
         return pipeline.RunReport("2026-W49", outcome, "")
 
     monkeypatch.setattr(pipeline, "run", run)
@@ -721,21 +723,19 @@ def test_an_unfinished_send_is_followed_up_until_it_completes(
 def test_a_follow_up_waits_for_the_earliest_deferred_delivery(
     settings: Settings, store: Store, schedulers: list[Scheduler]
 ) -> None:
-    from digest.store import deliveries, subscribers
-
-    issue = store.save_issue(Issue(period="2026-W49", title="t", intro="", items=()))
-    store.set_issue_status("2026-W49", "sending")
-    store.start_run("r1", "2026-W49", "schedule")
+    issue = issues.save(store, Issue(period="2026-W49", title="t", intro="", items=()))
+    issues.set_status(store, "2026-W49", "sending")
+    runs.start(store, "r1", "2026-W49", "schedule")
     now = dt.datetime.now(UTC)
     retry_at = now + dt.timedelta(minutes=5)
     with store.begin() as conn:
         subscriber_id = conn.execute(
-            sa.insert(subscribers).values(
+            sa.insert(schema.subscribers).values(
                 email="a@example.org", token="t1", created_at=now, updated_at=now
             )
         ).inserted_primary_key[0]
         conn.execute(
-            sa.insert(deliveries).values(
+            sa.insert(schema.deliveries).values(
                 issue_id=issue.id,
                 subscriber_id=subscriber_id,
                 email="a@example.org",
@@ -752,13 +752,13 @@ def test_a_follow_up_waits_for_the_earliest_deferred_delivery(
 def test_no_follow_up_after_the_retry_window(
     settings: Settings, store: Store, schedulers: list[Scheduler], caplog: pytest.LogCaptureFixture
 ) -> None:
-    store.save_issue(Issue(period="2026-W49", title="t", intro="", items=()))
-    store.set_issue_status("2026-W49", "sending")
-    row = store.start_run("r1", "2026-W49", "schedule")
+    issues.save(store, Issue(period="2026-W49", title="t", intro="", items=()))
+    issues.set_status(store, "2026-W49", "sending")
+    row = runs.start(store, "r1", "2026-W49", "schedule")
     with store.begin() as conn:  # first ran two days ago; the window is 24 hours
         conn.execute(
-            sa.update(runs)
-            .where(runs.c.id == row)
+            sa.update(schema.runs)
+            .where(schema.runs.c.id == row)
             .values(started_at=dt.datetime.now(UTC) - dt.timedelta(days=2))
         )
     scheduler = start(settings, store, schedulers, now=paris(2026, 12, 2, 12))
@@ -805,7 +805,7 @@ def test_a_second_sigterm_exits_at_once_during_a_run(tmp_path: Path) -> None:
         "from digest.config import load_settings\n"
         "from digest.logs import configure_logging\n"
         "from digest.schedule import run_scheduler\n"
-        "from digest.store import Store\n"
+        "from digest.db import Store\n"
         "def endless_run(*args, **kwargs):\n"
         "    Path(sys.argv[2]).touch()\n"
         "    threading.Event().wait()\n"

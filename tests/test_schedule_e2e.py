@@ -23,9 +23,10 @@ from conftest import ROOT
 
 from digest.cli import main
 from digest.config import Settings, load_settings
+from digest.db import Store, issues, locks, runs
+from digest.db.schema import utcnow
 from digest.mailbox import Mailbox
 from digest.schedule import JOB_ID, Scheduler, next_fire_time, run_and_notify, scheduled_run
-from digest.store import Store, utcnow
 
 ACTIVE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
 EDITOR = "redaction@ian.example"
@@ -93,13 +94,13 @@ def test_a_real_scheduler_sends_the_demo_issue_once_then_waits_for_next_week(
     finally:
         scheduler.close()
 
-    run = store.last_run()
+    run = runs.last(store)
     assert run is not None
     assert (run["trigger"], run["outcome"]) == ("schedule", "sent")
     sent_to = newsletters(smtp_capture)
     assert len(sent_to) == ACTIVE_SUBSCRIBERS
     assert len(set(sent_to)) == ACTIVE_SUBSCRIBERS
-    issue = store.issue(run["period"])
+    issue = issues.get(store, run["period"])
     assert issue is not None and issue.status == "sent"
     (report,) = reports(smtp_capture)
     assert f"{run['period']}: envoyé" in report["Subject"]
@@ -166,7 +167,7 @@ def test_digest_run_refuses_while_a_scheduled_run_holds_the_run_lock(
     demo: tuple[Settings, Store], smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings, store = demo
-    with store.lock("run"):  # a scheduled run is in progress
+    with locks.hold(store, "run"):  # a scheduled run is in progress
         assert main(["--config", str(settings.path), "run"]) == 1
     assert "already running" in capsys.readouterr().err
     assert newsletters(smtp_capture) == []

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from digest.config import Settings, load_settings
+from digest.db import Store, runs, schema
 from digest.errors import LockedError
 from digest.schedule import (
     JOB_ID,
@@ -23,7 +24,6 @@ from digest.schedule import (
     next_fire_time,
     plan_start,
 )
-from digest.store import Store, runs
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -89,12 +89,12 @@ def test_catch_up_decisions_read_runs_on_postgresql(settings: Settings, store: S
     fire = dt.datetime(2026, 11, 30, 7, tzinfo=PARIS)
     now = fire + dt.timedelta(hours=2)
     assert plan_start(settings, store, now=now, stored_next_run=fire).catch_up_period == "2026-W49"
-    row = store.start_run("r1", "2026-W49", "schedule")
+    row = runs.start(store, "r1", "2026-W49", "schedule")
     with store.begin() as conn:
         conn.execute(
-            sa.update(runs)
-            .where(runs.c.id == row)
+            sa.update(schema.runs)
+            .where(schema.runs.c.id == row)
             .values(started_at=fire + dt.timedelta(minutes=1))
         )
-    store.finish_run(row, "draft_ready", "")
+    runs.finish(store, row, "draft_ready", "")
     assert plan_start(settings, store, now=now, stored_next_run=fire).catch_up_period is None

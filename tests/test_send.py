@@ -30,11 +30,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from digest.config import NewsletterSettings, SendSettings, Settings, SmtpSettings
+from digest.db import Store, issues, locks, schema
 from digest.errors import DeliveryError, LockedError
 from digest.mailbox import free_port
 from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, RenderedIssue
 from digest.send import SendAborted, SendProgress, send_issue
-from digest.store import Store, deliveries, subscribers
 from digest.subscribers import import_csv, unsubscribe
 
 RENDERED = RenderedIssue(
@@ -205,22 +205,24 @@ def make_store(tmp_path: Path, count: int, *, extra: str = "") -> tuple[Store, I
     csv_path.write_text("email,name,language\n" + rows + extra, encoding="utf-8")
     report = import_csv(store, csv_path)
     assert not report.errors
-    issue = store.save_issue(
-        Issue(period=PERIOD, title="La veille", intro="", items=(), status="sending")
+    issue = issues.save(
+        store, Issue(period=PERIOD, title="La veille", intro="", items=(), status="sending")
     )
     return store, issue
 
 
 def ledger(store: Store) -> dict[str, str]:
     with store.begin() as conn:
-        return dict(conn.execute(sa.select(deliveries.c.email, deliveries.c.status)).all())
+        return dict(
+            conn.execute(sa.select(schema.deliveries.c.email, schema.deliveries.c.status)).all()
+        )
 
 
 def status_of(store: Store, email: str) -> str:
     with store.begin() as conn:
         return str(
             conn.execute(
-                sa.select(subscribers.c.status).where(subscribers.c.email == email)
+                sa.select(schema.subscribers.c.status).where(schema.subscribers.c.email == email)
             ).scalar_one()
         )
 
@@ -301,8 +303,8 @@ def test_4xx_is_retried_later_and_5xx_bounces(
     # Once the retry time has come, the greylisted address gets its copy.
     with store.begin() as conn:
         conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.status == "failed_temp")
+            sa.update(schema.deliveries)
+            .where(schema.deliveries.c.status == "failed_temp")
             .values(next_attempt_at=sa.func.datetime("now", "-1 minute"))
         )
     later = send_issue(settings, store, issue, RENDERED)
@@ -588,7 +590,7 @@ def test_a_second_sender_refuses(tmp_path: Path, server: ScriptedServer) -> None
     store, issue = make_store(tmp_path, 3)
     import datetime as dt
 
-    assert store.acquire_lock(f"send:{PERIOD}", "elsewhere:1:x", dt.timedelta(minutes=5))
+    assert locks.acquire(store, f"send:{PERIOD}", "elsewhere:1:x", dt.timedelta(minutes=5))
     with pytest.raises(LockedError, match="already running"):
         send_issue(make_settings(tmp_path, server.port), store, issue, RENDERED)
     assert ledger(store) == {} and not server.script.accepted
@@ -624,7 +626,7 @@ import os, signal, sys
 from pathlib import Path
 import digest.send as send
 from digest.config import NewsletterSettings, SendSettings, Settings, SmtpSettings
-from digest.store import Store
+from digest.db import Store, issues
 from tests.test_send import RENDERED, PERIOD
 
 mode, when, port, db = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -654,7 +656,7 @@ settings = Settings(
     smtp=SmtpSettings(host="127.0.0.1", port=port),
     send=SendSettings(rate=rate),
 )
-send.send_issue(settings, store, store.issue(PERIOD), RENDERED)
+send.send_issue(settings, store, issues.get(store, PERIOD), RENDERED)
 """
 
 

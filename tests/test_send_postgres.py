@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from test_send import PERIOD, RENDERED, ScriptedServer, make_settings
 
+from digest.db import Store, issues, schema
 from digest.models import Issue
 from digest.send import SendProgress, send_issue
-from digest.store import Store, deliveries, subscribers
 from digest.subscribers import delete, export_csv, import_csv, unsubscribe
 
 
@@ -52,8 +52,8 @@ def test_the_ledger_on_postgres(store: Store, tmp_path: Path, server: ScriptedSe
     rows = "".join(f"r{i:03d}@exemple.fr,Lecteur {i},fr\n" for i in range(12))
     path.write_text("email,name,language\n" + rows, encoding="utf-8")
     import_csv(store, path)
-    issue = store.save_issue(
-        Issue(period=PERIOD, title="La veille", intro="", items=(), status="sending")
+    issue = issues.save(
+        store, Issue(period=PERIOD, title="La veille", intro="", items=(), status="sending")
     )
     server.script.rcpt["r001@exemple.fr"] = ["450 4.2.0 greylisted"]
     server.script.rcpt["r002@exemple.fr"] = ["550 5.1.1 no such user"]
@@ -68,12 +68,12 @@ def test_the_ledger_on_postgres(store: Store, tmp_path: Path, server: ScriptedSe
     assert report.retry_pending == 1 and not report.complete
     with store.begin() as conn:
         bounced = conn.execute(
-            sa.select(subscribers.c.email).where(subscribers.c.status == "bounced")
+            sa.select(schema.subscribers.c.email).where(schema.subscribers.c.status == "bounced")
         ).scalars()
         assert list(bounced) == ["r002@exemple.fr"]
         conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.status == "failed_temp")
+            sa.update(schema.deliveries)
+            .where(schema.deliveries.c.status == "failed_temp")
             .values(next_attempt_at=sa.func.now() - sa.text("interval '1 minute'"))
         )
     again = send_issue(settings, store, issue, RENDERED)

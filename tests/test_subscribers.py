@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import token_of
 
+from digest.db import Store, schema
 from digest.errors import SubscriberError
-from digest.store import Store, subscribers, suppressions
 from digest.subscribers import (
     delete,
     export_csv,
     import_csv,
     list_subscribers,
     normalise_email,
-    token_for,
     unsubscribe,
 )
 
@@ -112,8 +112,8 @@ def test_reimport_never_resubscribes_the_unsubscribed_or_bounced(
     unsubscribe(store, "a@exemple.fr")
     with store.begin() as conn:
         conn.execute(
-            sa.update(subscribers)
-            .where(subscribers.c.email == "b@exemple.fr")
+            sa.update(schema.subscribers)
+            .where(schema.subscribers.c.email == "b@exemple.fr")
             .values(status="bounced")
         )
     report = import_csv(
@@ -147,8 +147,8 @@ def test_deleted_people_keep_only_a_hash_and_are_not_reimported(
     assert [s.email for s in list_subscribers(store)] == ["stay@exemple.fr"]
     raw = Path(store.url.removeprefix("sqlite:///")).read_bytes()
     with store.begin() as conn:
-        hashes = conn.execute(sa.select(suppressions)).all()
-        rows = conn.execute(sa.select(subscribers.c.email)).scalars().all()
+        hashes = conn.execute(sa.select(schema.suppressions)).all()
+        rows = conn.execute(sa.select(schema.subscribers.c.email)).scalars().all()
     assert len(hashes) == 1 and "gone" not in hashes[0].email_hash
     assert "gone@exemple.fr" not in rows
     del raw  # the WAL may still hold old pages; the tables are what we promise about
@@ -162,11 +162,13 @@ def test_every_subscriber_gets_a_distinct_unguessable_token(store: Store, tmp_pa
     import_csv(store, write(tmp_path, "email,name,language\n" + rows))
     with store.begin() as conn:
         tokens = (
-            conn.execute(sa.select(subscribers.c.token).order_by(subscribers.c.id)).scalars().all()
+            conn.execute(sa.select(schema.subscribers.c.token).order_by(schema.subscribers.c.id))
+            .scalars()
+            .all()
         )
     assert len(set(tokens)) == 200
     assert all(len(t) >= 22 for t in tokens)  # 128 bits in URL-safe base64
-    assert token_for(store, "P0@exemple.fr") == tokens[0]
+    assert token_of(store, "p0@exemple.fr") == tokens[0]
 
 
 def test_export_neutralises_formula_cells_and_imports_back_unchanged(

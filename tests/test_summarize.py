@@ -16,9 +16,9 @@ import pytest
 
 import digest.summarize as summarize
 from digest.config import SummarizeSettings
+from digest.db import Store
 from digest.errors import DigestError, SummarizerError
 from digest.models import Article, Lesson, Summary
-from digest.store import Store
 from digest.summarize import (
     ENTRY_POINT_GROUP,
     NothingToSummarize,

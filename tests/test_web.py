@@ -13,12 +13,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from conftest import token_of
 
 from digest.config import NewsletterSettings, Settings, WebSettings
+from digest.db import Store, issues, schema
 from digest.mailbox import free_port
 from digest.models import Issue, IssueItem
-from digest.store import Store, subscribers
-from digest.subscribers import import_csv, token_for
+from digest.subscribers import import_csv
 from digest.web import create_app
 
 # Starlette's TestClient warns (on import and on use) that it is moving to httpx2.
@@ -61,13 +62,15 @@ def client(settings: Settings, store: Store) -> Iterator[TestClient]:
 
 def statuses(store: Store) -> dict[str, str]:
     with store.begin() as conn:
-        return dict(conn.execute(sa.select(subscribers.c.email, subscribers.c.status)).all())
+        return dict(
+            conn.execute(sa.select(schema.subscribers.c.email, schema.subscribers.c.status)).all()
+        )
 
 
 def test_one_click_post_unsubscribes_without_login_or_redirect(
     client: TestClient, store: Store
 ) -> None:
-    token = token_for(store, "alice@exemple.fr")
+    token = token_of(store, "alice@exemple.fr")
     response = client.post(f"/u/{token}", headers=FORM, **ONE_CLICK)
     assert 200 <= response.status_code < 300
     assert "location" not in response.headers
@@ -79,7 +82,7 @@ def test_one_click_post_unsubscribes_without_login_or_redirect(
 
 
 def test_multipart_one_click_post_works_too(client: TestClient, store: Store) -> None:
-    token = token_for(store, "bob@exemple.fr")
+    token = token_of(store, "bob@exemple.fr")
     response = client.post(f"/u/{token}", files={"List-Unsubscribe": (None, "One-Click")})
     assert response.status_code == 200
     assert statuses(store)["bob@exemple.fr"] == "unsubscribed"
@@ -88,7 +91,7 @@ def test_multipart_one_click_post_works_too(client: TestClient, store: Store) ->
 def test_get_shows_a_french_confirmation_page_and_changes_nothing(
     client: TestClient, store: Store
 ) -> None:
-    token = token_for(store, "alice@exemple.fr")
+    token = token_of(store, "alice@exemple.fr")
     page = client.get(f"/u/{token}")
     assert page.status_code == 200
     assert '<html lang="fr">' in page.text
@@ -102,14 +105,14 @@ def test_get_shows_a_french_confirmation_page_and_changes_nothing(
 def test_bad_and_foreign_tokens_change_nothing_and_look_alike(
     client: TestClient, store: Store, tmp_path: Path
 ) -> None:
-    alice = token_for(store, "alice@exemple.fr")
+    alice = token_of(store, "alice@exemple.fr")
     assert alice is not None
     altered = alice[:-1] + ("A" if alice[-1] != "A" else "B")
     foreign_store = Store(f"sqlite:///{tmp_path / 'elsewhere.db'}")
     path = tmp_path / "other.csv"
     path.write_text("email,name,language\nalice@exemple.fr,Alice,fr\n", encoding="utf-8")
     import_csv(foreign_store, path)
-    foreign = token_for(foreign_store, "alice@exemple.fr")
+    foreign = token_of(foreign_store, "alice@exemple.fr")
     answers = set()
     for token in (altered, foreign, "x" * 22, "short", "a/b%2Fc", alice.lower()):
         for method in ("GET", "POST"):
@@ -130,9 +133,9 @@ def sent_issue(store: Store) -> None:
         lessons=("Une leçon.", "Une autre leçon."),
         published=dt.datetime(2026, 11, 24, tzinfo=dt.UTC),
     )
-    store.save_issue(Issue(period="2026-W48", title="La veille n° 48", intro="", items=(item,)))
-    store.set_issue_status("2026-W48", "sent")
-    store.save_issue(Issue(period="2026-W49", title="Brouillon", intro="", items=(item,)))
+    issues.save(store, Issue(period="2026-W48", title="La veille n° 48", intro="", items=(item,)))
+    issues.set_status(store, "2026-W48", "sent")
+    issues.save(store, Issue(period="2026-W49", title="Brouillon", intro="", items=(item,)))
 
 
 def test_archive_lists_sent_issues_and_shows_them_without_personal_data(
@@ -173,7 +176,7 @@ def live_server(settings: Settings, store: Store) -> Iterator[str]:
 
 
 def test_one_click_against_a_real_uvicorn(live_server: str, store: Store) -> None:
-    token = token_for(store, "bob@exemple.fr")
+    token = token_of(store, "bob@exemple.fr")
     # What a mailbox provider does: a POST with the RFC 8058 body, no cookies, no redirects.
     response = httpx.post(
         f"{live_server}/u/{token}",
@@ -192,7 +195,7 @@ def test_tokens_never_reach_the_log(
     client: TestClient, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO")
-    token = token_for(store, "alice@exemple.fr")
+    token = token_of(store, "alice@exemple.fr")
     assert token is not None
     client.post(f"/u/{token}", headers=FORM, **ONE_CLICK)
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("digest"))

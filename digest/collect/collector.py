@@ -28,8 +28,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..config import Settings, SourceSettings
+from ..db import Store, articles
+from ..db.schema import utcnow
 from ..models import Article
-from ..store import Store, utcnow
 from .dedupe import Candidate, Deduper
 from .fetch import HTML_ACCEPT, Fetcher, FetchError
 from .fulltext import enrich, extract, wants_full_text
@@ -131,7 +132,7 @@ class _Run:
         self.deduper = Deduper(store, {s.name: s.weight for s in settings.sources}, self.now)
 
     async def main(self) -> CollectReport:
-        states = {row["name"]: row for row in self.store.source_states()}
+        states = {row["name"]: row for row in articles.source_states(self.store)}
         self.writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-db")
         self.sources_in_progress = asyncio.Semaphore(2 * max(1, self.limits.concurrency))
         self.pages_per_host: dict[str, asyncio.Semaphore] = {}
@@ -217,7 +218,8 @@ class _Run:
             error += f" (next try after {retry:%Y-%m-%d %H:%M} UTC)"
         try:
             await self._write(
-                self.store.record_fetch,
+                articles.record_fetch,
+                self.store,
                 source.name,
                 str(state.get("url") or source.url),
                 last_fetch_at=self.now,

@@ -24,15 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
+from ..db import Connection, Store, articles
 from ..models import Article
-from ..store import Store, article_values, articles, sources
 from .normalize import words
 
 __all__ = ["Candidate", "Deduper", "StoryIndex"]
@@ -144,17 +141,8 @@ class StoryIndex:
     @classmethod
     def load(cls, conn: Connection, since: dt.datetime) -> StoryIndex:
         index = cls()
-        rows = conn.execute(
-            sa.select(
-                articles.c.id,
-                articles.c.source,
-                articles.c.title,
-                articles.c.text,
-                articles.c.published_at,
-            ).where(articles.c.published_at >= since)
-        )
-        for row in rows:
-            index.add(row.id, row.source, row.title, row.text, row.published_at)
+        for article_id, source, title, text, published in articles.recent_stories(conn, since):
+            index.add(article_id, source, title, text, published)
         return index
 
     def add(
@@ -195,30 +183,6 @@ _CHUNK = 500
 """Values bound in one IN (...) list: well under every database's limit on parameters."""
 
 
-# Built once: the lists are bound at execution (an empty one matches nothing), so
-# each batch costs one cached statement rather than a new one with every value coerced.
-_EXISTING = (
-    sa.select(articles)
-    .where(
-        sa.or_(
-            # A GUID identifies an entry only within its own feed.
-            sa.and_(
-                articles.c.source == sa.bindparam("source"),
-                articles.c.guid.in_(sa.bindparam("guid", expanding=True)),
-            ),
-            articles.c.url.in_(sa.bindparam("url", expanding=True)),
-            articles.c.fingerprint.in_(sa.bindparam("fingerprint", expanding=True)),
-        )
-    )
-    .order_by(articles.c.id)
-)
-
-
-def _chunks(values: list[str], size: int = _CHUNK) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 class Deduper:
     """Saves sources' batches; used from one thread at a time (the collector's writer)."""
 
@@ -231,25 +195,7 @@ class Deduper:
 
     def known_urls(self, source: str, urls: list[str], guids: list[str]) -> set[str]:
         """Which of these entries are already stored (so their pages need no fetching)."""
-        found: set[str] = set()
-        with self.store.engine.connect() as conn:
-            for chunk in _chunks(urls):
-                found |= {
-                    r.url
-                    for r in conn.execute(
-                        sa.select(articles.c.url).where(articles.c.url.in_(chunk))
-                    )
-                }
-            for chunk in _chunks([g for g in guids if g]):
-                found |= {
-                    r.guid
-                    for r in conn.execute(
-                        sa.select(articles.c.guid).where(
-                            articles.c.source == source, articles.c.guid.in_(chunk)
-                        )
-                    )
-                }
-        return found
+        return articles.known_keys(self.store, source, urls, guids)
 
     def save(
         self, source: str, url: str, batch: list[Candidate], state: dict[str, Any]
@@ -258,12 +204,12 @@ class Deduper:
         updated = 0
         inserts: list[dict[str, Any]] = []  # new rows, written at the end in one statement
         indexed: list[tuple[dict[str, Any], Article]] = []
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             rows = self._existing(conn, source, batch)
             for candidate in batch:
                 article = candidate.article
                 match = self._match(conn, rows, article)
-                values = article_values(article, self.now)
+                values = articles.row_values(article, self.now)
                 if match is not None and match.get("id") is None:
                     match.update(values)  # listed twice in this feed: the later one wins
                     continue
@@ -282,9 +228,7 @@ class Deduper:
                     )
                     if not changed:
                         continue
-                    conn.execute(
-                        sa.update(articles).where(articles.c.id == match["id"]).values(**values)
-                    )
+                    articles.update(conn, match["id"], values)
                     updated += 1
                     row = dict(values, id=match["id"])
                 else:
@@ -293,17 +237,10 @@ class Deduper:
                     if row[key]:
                         rows[key][self._key(key, source, row[key])] = row
                 indexed.append((row, article))
-            if inserts:
-                query = sa.insert(articles).returning(articles.c.id, sort_by_parameter_order=True)
-                ids = conn.execute(query, inserts).scalars().all()
-                for row, article_id in zip(inserts, ids, strict=True):
-                    row["id"] = article_id
-            state = dict(state, new_articles=len(inserts))
-            done = conn.execute(
-                sa.update(sources).where(sources.c.name == source).values(url=url, **state)
-            ).rowcount
-            if not done:
-                conn.execute(sa.insert(sources).values(name=source, url=url, **state))
+            ids = articles.insert(conn, inserts)
+            for row, article_id in zip(inserts, ids, strict=True):
+                row["id"] = article_id
+            articles.save_fetch_state(conn, source, url, dict(state, new_articles=len(inserts)))
         if self._index is not None:
             for row, article in indexed:
                 story = self._stories.pop(id(article), None) or _Story.of(
@@ -340,12 +277,11 @@ class Deduper:
         for start in range(0, max(len(values) for values in wanted.values()), _CHUNK):
             chunk = {kind: values[start : start + _CHUNK] for kind, values in wanted.items()}
             looked_for = {kind: set(values) for kind, values in chunk.items()}
-            result = conn.execute(_EXISTING, dict(chunk, source=source))
-            for row in result.mappings():
+            for row in articles.matching(conn, source, chunk):
                 for kind, values in looked_for.items():
                     value = row[kind]
                     if value in values and (kind != "guid" or row["source"] == source):
-                        rows[kind].setdefault(self._key(kind, row["source"], value), dict(row))
+                        rows[kind].setdefault(self._key(kind, row["source"], value), row)
         return rows
 
     def _match(
@@ -367,7 +303,4 @@ class Deduper:
         article_id = self._index.find(story)
         if article_id is None:
             return None
-        row = (
-            conn.execute(sa.select(articles).where(articles.c.id == article_id)).mappings().first()
-        )
-        return None if row is None else dict(row)
+        return articles.row(conn, article_id)

@@ -40,7 +40,7 @@ from .grounding import Evidence
 from .text import MAX_CHARS
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..db import Store
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -190,7 +190,9 @@ def summarize_article(
 
     key = cache_key(article, settings)
     if store is not None:
-        cached = store.cached_summary(key)
+        from ..db import articles
+
+        cached = articles.cached_summary(store, key)
         if cached is not None:
             try:
                 return summary_from_dict(cached)
@@ -220,7 +222,9 @@ def summarize_article(
         result = offline.summarize(article)
     result = check_grounding(result, article, offline, settings)
     if store is not None and result.backend == settings.backend:
-        store.cache_summary(key, summary_to_dict(result))
+        from ..db import articles
+
+        articles.cache_summary(store, key, summary_to_dict(result))
     return result
 
 

@@ -25,7 +25,7 @@ from ..models import Article
 from . import NothingToSummarize, summarize_article
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..db import Store
 
 __all__ = ["summarize_stream"]
 

@@ -1,0 +1,194 @@
+"""Issues and their items: the drafts editors work on and the numbers that went out.
+
+An issue that has started sending is history: ``save`` refuses to change it.
+Moving an issue between statuses is a conditional update (``set_status`` with
+``expect``), which is what makes "send this period once" safe between processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import StoreError
+from ..models import Issue, IssueItem
+from .engine import Store
+from .schema import as_utc, deliveries, issue_items, issues, utcnow
+
+__all__ = [
+    "delivery_counts",
+    "get",
+    "latest",
+    "next_retry_at",
+    "save",
+    "sent_issues",
+    "set_status",
+]
+
+_SENT = ("sending", "sent")
+
+
+def get(store: Store, period: str) -> Issue | None:
+    """The issue of ``period`` with its items in order, or None."""
+    with store.connect() as conn:
+        row = conn.execute(sa.select(issues).where(issues.c.period == period)).mappings().first()
+        if row is None:
+            return None
+        items = conn.execute(
+            sa.select(issue_items)
+            .where(issue_items.c.issue_id == row["id"])
+            .order_by(issue_items.c.position)
+        ).mappings()
+        return Issue(
+            id=row["id"],
+            period=row["period"],
+            title=row["title"],
+            intro=row["intro"],
+            language=row["language"],
+            status=row["status"],
+            items=tuple(_issue_item(i) for i in items),
+        )
+
+
+def latest(store: Store) -> Issue | None:
+    """The issue of the latest period, whatever its status."""
+    with store.connect() as conn:
+        period = conn.execute(
+            sa.select(issues.c.period).order_by(issues.c.period.desc()).limit(1)
+        ).scalar()
+    return None if period is None else get(store, period)
+
+
+def sent_issues(store: Store) -> list[tuple[str, str]]:
+    """``(period, title)`` of every issue that went out (or is going out), newest first."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            sa.select(issues.c.period, issues.c.title)
+            .where(issues.c.status.in_(_SENT))
+            .order_by(issues.c.period.desc())
+        ).all()
+    return [(str(r.period), str(r.title)) for r in rows]
+
+
+def save(store: Store, issue: Issue) -> Issue:
+    """Create or replace the issue for ``issue.period`` with its items.
+
+    Refuses to touch an issue that has started sending: what went out is history.
+    """
+    now = utcnow()
+    with store.begin() as conn:
+        row = conn.execute(
+            sa.select(issues.c.id, issues.c.status).where(issues.c.period == issue.period)
+        ).first()
+        fields = {
+            "title": issue.title,
+            "intro": issue.intro,
+            "language": issue.language,
+            "status": issue.status,
+        }
+        if row is None:
+            result = conn.execute(
+                sa.insert(issues).values(period=issue.period, created_at=now, **fields)
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            issue_id = int(key[0])
+        else:
+            issue_id = int(row.id)
+            if row.status in _SENT:
+                raise StoreError(f"issue {issue.period} is {row.status}; it cannot be changed")
+            conn.execute(sa.update(issues).where(issues.c.id == issue_id).values(**fields))
+            conn.execute(sa.delete(issue_items).where(issue_items.c.issue_id == issue_id))
+        if issue.items:
+            conn.execute(
+                sa.insert(issue_items),
+                [_issue_item_values(issue_id, item) for item in issue.items],
+            )
+    saved = get(store, issue.period)
+    assert saved is not None
+    return saved
+
+
+def set_status(store: Store, period: str, status: str, *, expect: Sequence[str] = ()) -> bool:
+    """Move an issue to ``status``; with ``expect``, only from one of those statuses.
+
+    The conditional update is what makes "send this period once" safe between
+    processes: only one of them sees its update succeed.
+    """
+    stamp = {"approved": "approved_at", "sending": "sending_at", "sent": "sent_at"}
+    values: dict[str, Any] = {"status": status}
+    if status in stamp:
+        values[stamp[status]] = utcnow()
+    query = sa.update(issues).where(issues.c.period == period)
+    if expect:
+        query = query.where(issues.c.status.in_(list(expect)))
+    with store.begin() as conn:
+        return bool(conn.execute(query.values(**values)).rowcount)
+
+
+# -- how an issue's send stands (read-only summaries of its delivery rows) ----------------
+
+
+def delivery_counts(store: Store, period: str | None = None) -> dict[str, int]:
+    """Delivery rows per status, for one period or all."""
+    query = sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
+    if period:
+        query = query.join(issues, issues.c.id == deliveries.c.issue_id).where(
+            issues.c.period == period
+        )
+    with store.connect() as conn:
+        return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def next_retry_at(store: Store, period: str) -> dt.datetime | None:
+    """The earliest retry due among ``period``'s deferred (4xx) deliveries."""
+    with store.connect() as conn:
+        value = conn.execute(
+            sa.select(sa.func.min(deliveries.c.next_attempt_at))
+            .join(issues, issues.c.id == deliveries.c.issue_id)
+            .where(issues.c.period == period, deliveries.c.status == "failed_temp")
+        ).scalar()
+    return as_utc(value)
+
+
+def _issue_item(row: Any) -> IssueItem:
+    return IssueItem(
+        article_id=row["article_id"],
+        position=row["position"],
+        source=row["source"],
+        title=row["title"],
+        url=row["url"],
+        summary=row["summary"],
+        lessons=tuple(json.loads(row["lessons"])),
+        published=row["published_at"],
+        image_url=row["image_url"],
+        image_alt=row["image_alt"],
+        section=row["section"],
+        backend=row["backend"],
+        grounded=row["grounded"],
+        edited=row["edited"],
+    )
+
+
+def _issue_item_values(issue_id: int, item: IssueItem) -> dict[str, Any]:
+    return {
+        "issue_id": issue_id,
+        "article_id": item.article_id,
+        "position": item.position,
+        "source": item.source,
+        "title": item.title,
+        "url": item.url,
+        "summary": item.summary,
+        "lessons": json.dumps(list(item.lessons), ensure_ascii=False),
+        "published_at": item.published,
+        "image_url": item.image_url,
+        "image_alt": item.image_alt,
+        "section": item.section,
+        "backend": item.backend,
+        "grounded": item.grounded,
+        "edited": item.edited,
+    }
