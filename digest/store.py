@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .errors import LockedError, StoreError
-from .models import Article, Issue, IssueItem, Subscriber
+from .models import Article, Issue, IssueItem, Subscriber, decode_lessons, encode_lessons
 
 __all__ = [
     "MIGRATIONS",
@@ -657,7 +657,7 @@ def _issue_item(row: Any) -> IssueItem:
         title=row["title"],
         url=row["url"],
         summary=row["summary"],
-        lessons=tuple(json.loads(row["lessons"])),
+        lessons=decode_lessons(row["lessons"]),
         published=row["published_at"],
         image_url=row["image_url"],
         image_alt=row["image_alt"],
@@ -677,7 +677,7 @@ def _issue_item_values(issue_id: int, item: IssueItem) -> dict[str, Any]:
         "title": item.title,
         "url": item.url,
         "summary": item.summary,
-        "lessons": json.dumps(list(item.lessons), ensure_ascii=False),
+        "lessons": encode_lessons(item.lessons),
         "published_at": item.published,
         "image_url": item.image_url,
         "image_alt": item.image_alt,

@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 
 from digest.config import NewsletterSettings, RenderSettings, Settings
-from digest.models import Issue, IssueItem
+from digest.models import Issue, IssueItem, Lesson
 
 _ARTICLES = [
     (
@@ -75,7 +75,7 @@ def sample_items(count: int = 3) -> tuple[IssueItem, ...]:
                 title=title,
                 url=url,
                 summary=summary,
-                lessons=lessons,
+                lessons=tuple(Lesson(text) for text in lessons),
                 published=dt.datetime(2026, 11, 23 + n % 5, 9, 30, tzinfo=dt.UTC),
                 image_url=image,
                 image_alt=alt,

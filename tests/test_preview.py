@@ -21,7 +21,7 @@ import pytest
 
 from digest import pipeline
 from digest.config import Settings, load_settings
-from digest.draftfile import draft_path, read_draft, write_draft
+from digest.draft import draft_path, read_draft, write_draft
 from digest.errors import DeliveryError, DigestError
 from digest.mailbox import Mailbox, free_port
 from digest.models import Article, Issue, IssueItem

@@ -2,12 +2,13 @@
 
 Why Markdown with a small TOML front matter, rather than a YAML or TOML file:
 the texts editors rewrite (title, introduction, summaries, lessons) are plain
-lines and ``- `` list items, so no quoting rule applies to them: a lesson with
-quotes, colons, « guillemets », ``#`` or ``{{ }}`` cannot break the file, and
-the file is what an editor would have typed anyway. The few machine values are
-TOML (read by ``tomllib``): the settings block between ``+++`` lines at the top
-(period, language, ``approved``) and one ``<!-- digest: … -->`` comment per
-article linking its block to the stored article. A Markdown viewer hides those
+Markdown, so no quoting rule applies to them: a lesson with quotes, colons,
+« guillemets » or ``{{ }}`` cannot break the file, links and emphasis are
+written as anywhere else, and the file is what an editor would have typed
+anyway. The few machine values are TOML (read by ``tomllib``, written with
+``tomli-w``): the settings block between ``+++`` lines at the top (period,
+language, ``approved``) and one ``<!-- digest: … -->`` comment per article
+linking its block to the stored article. A Markdown viewer hides those
 comments, so the file also reads well there.
 
 Layout::
@@ -22,17 +23,26 @@ Layout::
 
     # The issue's title
 
-    The introduction, one or more paragraphs.
+    The introduction, in Markdown: one or more paragraphs, [links](https://…), lists.
 
     ## An article's title
     <!-- digest: article = 12, source = "…", url = "…", fingerprint = "…" -->
 
-    The summary.
+    The summary, in Markdown.
 
     ### Ce que cela nous apprend
 
     - A lesson.
     - Another lesson.
+
+    ## A block of the editor's own (a note, an event)
+
+    Its text. A ``##`` block without a ``<!-- digest: … -->`` line is the
+    editor's: it renders as its own card, or as a section heading when it
+    has no text.
+
+The file's structure is read by markdown-it-py (CommonMark); the texts are kept
+as the editor wrote them (Markdown source), and rendered by ``richtext``.
 
 Edits are detected, not declared: each block records a fingerprint of the text
 digest generated, and a block whose text no longer matches it is ``edited``;
@@ -40,7 +50,8 @@ digest generated, and a block whose text no longer matches it is ``edited``;
 edited it says so (``edited = true``), so rewriting the file never forgets it.
 Deleting a block drops the article; ``offered`` remembers every article the
 file has proposed, so a refresh does not bring a deleted one back. Moving
-blocks reorders the issue.
+blocks reorders the issue. A lesson keeps its supporting quote (which the file
+does not show) as long as its text is the one digest generated.
 
 The file is written atomically (a temporary file renamed over it) and never
 over a file that cannot be read, so the editor's text is not lost.
@@ -61,9 +72,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
+
 from .config import Settings
 from .errors import IssueError
-from .models import Issue, IssueItem
+from .i18n import CATALOGUE, strings_for
+from .models import Issue, IssueItem, Lesson
 
 __all__ = [
     "DraftIssue",
@@ -73,16 +89,12 @@ __all__ = [
     "merge_draft",
     "parse_draft",
     "read_draft",
+    "with_evidence",
     "write_draft",
 ]
 
 FENCE = "+++"
 _FRONT_KEYS = ("period", "language", "approved", "offered")
-
-# The heading written above each article's lessons, per language. Any ``###``
-# line inside an article is such a label and is ignored when reading, as is a
-# plain line that says one of these (an editor may drop the ``###``).
-LESSONS_LABEL = {"fr": "Ce que cela nous apprend", "en": "What this teaches us"}
 
 _INSTRUCTIONS = {
     "fr": """\
@@ -90,12 +102,15 @@ Brouillon de la lettre {period}. Ce fichier se modifie dans n'importe quel édit
 
 Modifiez les résumés et leçons ci-dessous, ainsi que le titre (ligne « # ») et
 l'introduction (le texte sous le titre). L'aperçu (`digest preview`) se met à jour
-à chaque enregistrement.
+à chaque enregistrement. Le texte est en Markdown : **gras**, *italique*,
+[lien](https://exemple.org), listes « - ».
 - Chaque article commence par une ligne « ## » (son titre) ; la ligne
   « <!-- digest: … --> » placée dessous relie le bloc à l'article : ne la modifiez pas.
 - Une leçon par ligne commençant par « - », sous « Ce que cela nous apprend ».
 - Pour retirer un article, supprimez son bloc entier (du « ## » au « ## » suivant).
 - Pour changer l'ordre, déplacez les blocs.
+- Pour ajouter un bloc à vous (note, événement), écrivez « ## Titre » puis le texte,
+  sans ligne « <!-- digest: … --> » ; un « ## Titre » seul devient un intertitre.
 - `digest draft` relancé garde vos modifications ; `digest draft --refresh`
   ne régénère que les articles que vous n'avez pas touchés.
 Quand le brouillon est prêt, mettez approved = true pour valider l'envoi.""",
@@ -104,12 +119,15 @@ Draft of issue {period}. Edit this file in any text editor.
 
 Change the summaries and lessons below, the title (the "#" line) and the
 introduction (the text under the title). The preview (`digest preview`) updates
-each time you save.
+each time you save. Texts are Markdown: **bold**, *italics*,
+[link](https://example.org), "- " lists.
 - Each article starts with a "##" line (its title); the "<!-- digest: … -->"
   line under it links the block to its article: do not change it.
 - One lesson per line starting with "- ".
 - To drop an article, delete its whole block (from its "##" to the next one).
 - To reorder the issue, move the blocks.
+- To add a block of your own (a note, an event), write "## Title" and its text,
+  with no "<!-- digest: … -->" line; a "## Title" alone becomes a section heading.
 - Re-running `digest draft` keeps your edits; `digest draft --refresh`
   regenerates only the articles you have not touched.
 When the draft is ready, set approved = true to allow sending.""",
@@ -120,9 +138,16 @@ _OFFERED_NOTE = {
     "en": "Articles already proposed: a deleted article is not proposed again.",
 }
 
-_HEADING = re.compile(r"^(#{1,6})(?:[ \t]+(.*))?$")
-_BULLET = re.compile(r"^[ \t]{0,3}(?:[-*+•–]|\d{1,2}[.)])(?:[ \t]+(.*))?$")
 _META = re.compile(r"^<!--\s*digest:(.*)-->$")
+_BULLET = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*")
+# Lines of an editor's text that the file would otherwise read as its own
+# structure (a title, an article, a comment): written with a backslash first.
+_STRUCTURAL = re.compile(r"^[ ]{0,3}(#{1,6}(?:[ \t]|$)|<!--|(?:=+|-{2,})[ \t]*$)")
+
+# The file's structure: CommonMark, with the HTML comments that carry machine
+# values. No indented code, fences or underlined headings: an editor's indent,
+# backticks or "---" must never hide an article's "##" line.
+_PARSER = MarkdownIt("commonmark").disable(["code", "fence", "lheading"])
 
 
 @dataclass(frozen=True)
@@ -138,6 +163,10 @@ class DraftIssue(Issue):
 def draft_path(settings: Settings, period: str) -> Path:
     """Where the editable draft of ``period`` lives."""
     return settings.draft.dir / f"{period}.md"
+
+
+def _lessons_label(language: str) -> str:
+    return strings_for(language)["lessons_title"]
 
 
 # -- fingerprints and normal forms ---------------------------------------------------
@@ -162,8 +191,8 @@ def _normal_text(text: str) -> str:
     return "\n\n".join(_paragraphs(text))
 
 
-def _normal_lessons(lessons: Iterable[str]) -> tuple[str, ...]:
-    return tuple(line for line in (_one_line(lesson) for lesson in lessons) if line)
+def _normal_lessons(lessons: Iterable[Lesson]) -> tuple[str, ...]:
+    return tuple(line for line in (_one_line(lesson.text) for lesson in lessons) if line)
 
 
 def item_fingerprint(item: IssueItem) -> str:
@@ -178,44 +207,43 @@ def item_fingerprint(item: IssueItem) -> str:
 # -- writing -------------------------------------------------------------------------
 
 
-def _toml_string(value: str) -> str:
-    # JSON string escapes are valid TOML basic-string escapes; TOML also wants
-    # DEL escaped, and "-->" would end the HTML comment holding the value.
-    return (
-        json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f").replace("-->", "--\\u003e")
-    )
+def _toml_value(value: Any) -> str:
+    """One TOML value, written by tomli-w; ``-->`` would end the comment holding it."""
+    return tomli_w.dumps({"v": value})[len("v = ") :].rstrip("\n").replace("-->", "--\\u003e")
 
 
-def _toml_datetime(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _escape_line(line: str) -> str:
-    """Prefix a text line with a backslash where the reader would take it for markup."""
-    if line.startswith(("\\", "<!--")) or _HEADING.match(line) or _BULLET.match(line):
-        return "\\" + line
-    return line
+def _markdown_lines(text: str) -> list[str]:
+    """An editor's Markdown as file lines: blank-line runs squeezed, structure protected."""
+    lines = [
+        line.rstrip(_SPACE) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    ]
+    out: list[str] = []
+    for line in lines:
+        if not line and (not out or not out[-1]):
+            continue
+        out.append("\\" + line.lstrip(" ") if _STRUCTURAL.match(line) else line)
+    while out and not out[-1]:
+        out.pop()
+    return out
 
 
 def _meta_line(item: IssueItem) -> str:
     fields: list[str] = []
     if item.article_id is not None:
         fields.append(f"article = {int(item.article_id)}")
-    fields.append(f"source = {_toml_string(item.source)}")
-    fields.append(f"url = {_toml_string(item.url)}")
+    fields.append(f"source = {_toml_value(item.source)}")
+    fields.append(f"url = {_toml_value(item.url)}")
     if item.published is not None:
-        fields.append(f"published = {_toml_datetime(item.published)}")
+        fields.append(f"published = {_toml_value(item.published)}")
     for name in ("image_url", "image_alt", "section", "backend"):
         value = getattr(item, name)
         if value:
-            fields.append(f"{name} = {_toml_string(value)}")
+            fields.append(f"{name} = {_toml_value(value)}")
     if not item.grounded:
         fields.append("grounded = false")
     if item.edited:
         fields.append("edited = true")
-    fields.append(f'fingerprint = "{item_fingerprint(item)}"')
+    fields.append(f"fingerprint = {_toml_value(item_fingerprint(item))}")
     return "<!-- digest: " + ", ".join(fields) + " -->"
 
 
@@ -228,35 +256,39 @@ def format_draft(issue: Issue, offered: Iterable[int] = ()) -> str:
     instructions = _INSTRUCTIONS[language].format(period=issue.period)
     out: list[str] = [FENCE]
     out += [f"# {line}".rstrip() for line in instructions.splitlines()]
+    out += tomli_w.dumps(
+        {"period": issue.period, "language": issue.language, "approved": approved}
+    ).splitlines()
     out += [
-        f"period = {_toml_string(issue.period)}",
-        f"language = {_toml_string(issue.language)}",
-        f"approved = {'true' if approved else 'false'}",
         "# " + _OFFERED_NOTE[language],
-        f"offered = [{', '.join(str(i) for i in sorted(ids))}]",
+        f"offered = [{', '.join(_toml_value(i) for i in sorted(ids))}]",
         FENCE,
         "",
         f"# {_one_line(issue.title)}",
         "",
     ]
-    intro = _paragraphs(issue.intro)
+    intro = _markdown_lines(issue.intro)
     if intro:
-        for paragraph in intro:
-            out += [_escape_line(paragraph), ""]
+        out += [*intro, ""]
     else:
         placeholder = {
             "fr": "Introduction : écrivez-la ici, sous le titre (facultatif).",
             "en": "Introduction: write it here, under the title (optional).",
         }[language]
         out += [f"<!-- {placeholder} -->", ""]
-    label = LESSONS_LABEL[language]
+    label = _lessons_label(language)
     for item in issue.items:
-        out += [f"## {_one_line(item.title)}", _meta_line(item), ""]
-        for paragraph in _paragraphs(item.summary):
-            out += [_escape_line(paragraph), ""]
-        out += [f"### {label}", ""]
-        out += [f"- {lesson}" for lesson in _normal_lessons(item.lessons)]
+        out += [f"## {_one_line(item.title)}"]
+        if not item.is_note:
+            out += [_meta_line(item)]
         out += [""]
+        summary = _markdown_lines(item.summary)
+        if summary:
+            out += [*summary, ""]
+        if not item.is_note:
+            out += [f"### {label}", ""]
+            out += [f"- {lesson}" for lesson in _normal_lessons(item.lessons)]
+            out += [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -291,26 +323,22 @@ def write_draft(issue: Issue, path: Path) -> None:
 
 @dataclass
 class _Block:
+    """One ``##`` block as read: its title, machine values and Markdown texts."""
+
     line: int
     title: str
     meta: dict[str, Any] | None = None
     meta_line: int = 0
-    paragraphs: list[list[str]] = dataclasses.field(default_factory=lambda: [[]])
+    summary: list[str] = dataclasses.field(default_factory=list)
     lessons: list[str] = dataclasses.field(default_factory=list)
-    in_lesson: bool = False
-
-    def add_text(self, text: str) -> None:
-        self.in_lesson = False
-        self.paragraphs[-1].append(text)
-
-    def end_paragraph(self) -> None:
-        self.in_lesson = False
-        if self.paragraphs[-1]:
-            self.paragraphs.append([])
+    labelled: bool = False
+    """Past the « Ce que cela nous apprend » label: lists are lessons."""
+    lists: list[str] = dataclasses.field(default_factory=list)
+    """Lists met before any label: lessons if the block has no label at all."""
 
 
 class _Reader:
-    """Reads a draft file line by line; every error names the file and the line."""
+    """Reads a draft file; every error names the file and the line."""
 
     def __init__(self, text: str, path: Path) -> None:
         self.path = path
@@ -423,91 +451,84 @@ class _Reader:
 
     def _body(self, first: int) -> tuple[str | None, str, list[_Block]]:
         title: str | None = None
-        intro: list[list[str]] = [[]]
+        intro: list[str] = []
         blocks: list[_Block] = []
-        comment_from = 0
-        labels = {label.casefold() for label in LESSONS_LABEL.values()}
-        for index in range(first, len(self.lines)):
-            number = index + 1
-            line = self.lines[index].rstrip(_SPACE)
-            stripped = line.strip(_SPACE)
+        labels = {strings["lessons_title"].casefold() for strings in CATALOGUE.values()}
+        tree = SyntaxTreeNode(_PARSER.parse("\n".join(self.lines[first:])))
+        for node in tree.children:
+            begin, stop = node.map or (0, 0)
+            number = first + begin + 1
+            raw = [line.rstrip(_SPACE) for line in self.lines[first + begin : first + stop]]
             block = blocks[-1] if blocks else None
-            if comment_from:
-                # A forgotten "-->" would silently swallow the next articles: refuse instead.
-                if _META.match(stripped) or re.match(r"#{1,2}[ \t]", stripped):
-                    raise self.fail(
-                        comment_from,
-                        f"a comment '<!--' opened here is never closed before line {number}",
-                        hint="end the comment with '-->', or delete the '<!--'",
-                    )
-                if "-->" in line:
-                    comment_from = 0
+            if node.type == "html_block" and raw[0].lstrip().startswith("<!--"):
+                self._comment(node, raw, number, block)
                 continue
-            if not stripped:
-                if block:
-                    block.end_paragraph()
-                elif intro[-1]:
-                    intro.append([])
-                continue
-            if stripped.startswith("<!--"):
-                meta = _META.match(stripped)
-                if meta:
-                    if block is None:
-                        raise self.fail(
-                            number,
-                            "a '<!-- digest: … -->' line outside any article",
-                            hint="it belongs right under an article's '## ' title line",
-                        )
-                    if block.meta is not None:
-                        raise self.fail(
-                            number,
-                            "a second '<!-- digest: … -->' line in the article "
-                            f"at line {block.line}",
-                            hint="an article block has one; a '## ' line is probably missing above",
-                        )
-                    block.meta = self._meta(meta.group(1), number)
-                    block.meta_line = number
-                elif "-->" not in stripped:
-                    comment_from = number
-                continue
-            heading = _HEADING.match(stripped)
-            if heading and not line.startswith("\\"):
-                level, text = len(heading.group(1)), _one_line(heading.group(2) or "")
-                if level == 1:
-                    if title is not None or block:
-                        raise self.fail(
-                            number,
-                            "a second title line starting with '# '",
-                            hint="the issue has one title; article titles start with '## '",
-                        )
-                    title = text
-                elif level == 2:
+            if node.type == "heading" and node.tag in ("h1", "h2"):
+                text = _one_line(re.sub(r"^[ ]{0,3}#{1,2}", "", raw[0]))
+                if node.tag == "h2":
                     blocks.append(_Block(number, text))
-                elif block:
-                    block.end_paragraph()  # a "###" label such as « Ce que cela nous apprend »
+                elif title is not None or block:
+                    raise self.fail(
+                        number,
+                        "a second title line starting with '# '",
+                        hint="the issue has one title; article titles start with '## '",
+                    )
                 else:
-                    intro[-1].append(stripped)
+                    title = text
                 continue
-            if block:
-                bullet = _BULLET.match(line)
-                if bullet:
-                    block.lessons.append(_one_line(bullet.group(1) or ""))
-                    block.in_lesson = True
-                elif block.in_lesson:
-                    block.lessons[-1] = _one_line(block.lessons[-1] + " " + stripped)
-                elif stripped.strip(" :*_\u00a0\u202f").casefold() in labels:
-                    block.end_paragraph()
-                else:
-                    block.add_text(stripped.removeprefix("\\"))
+            if block is None:
+                intro.append(_source(node, raw))
+                continue
+            if block.meta is not None and _is_label(node, raw, labels):
+                block.labelled = True
+            elif block.meta is not None and node.type in ("bullet_list", "ordered_list"):
+                target = block.lessons if block.labelled else block.lists
+                target += [
+                    _lesson(self.lines[first + i.map[0] : first + i.map[1]])
+                    for i in node.children
+                    if i.map
+                ]
+                if not block.labelled:
+                    block.summary.append(_source(node, raw))
             else:
-                intro[-1].append(stripped.removeprefix("\\"))
-        if comment_from:
+                block.summary.append(_source(node, raw))
+        return title, "\n\n".join(p for p in intro if p), blocks
+
+    def _comment(
+        self, node: SyntaxTreeNode, raw: list[str], number: int, block: _Block | None
+    ) -> None:
+        """An HTML comment: a block's machine values, or the editor's own note (ignored)."""
+        for offset, line in enumerate(raw[1:], start=1):
+            # A forgotten "-->" would silently swallow the next articles: refuse instead.
+            if _META.match(line.strip()) or re.match(r"[ ]{0,3}#{1,2}[ \t]", line):
+                raise self.fail(
+                    number,
+                    f"a comment '<!--' opened here is never closed before line {number + offset}",
+                    hint="end the comment with '-->', or delete the '<!--'",
+                )
+        if "-->" not in raw[-1]:
             raise self.fail(
-                comment_from,
+                number,
                 "a comment '<!--' opened here is never closed",
                 hint="end it with '-->' or delete the line",
             )
-        return title, _join(intro), blocks
+        meta = _META.match(raw[0].strip()) if len(raw) == 1 else None
+        if meta is None:
+            return
+        if block is None:
+            raise self.fail(
+                number,
+                "a '<!-- digest: … -->' line outside any article",
+                hint="it belongs right under an article's '## ' title line",
+            )
+        if block.meta is not None:
+            raise self.fail(
+                number,
+                f"a second '<!-- digest: … -->' line in the article at line {block.line}",
+                hint="an article block has one; a '## ' line is probably missing above",
+            )
+        block.meta = self._meta(meta.group(1), number)
+        block.meta_line = number
 
     def _meta(self, inner: str, number: int) -> dict[str, Any]:
         hint = "undo the change to this line: it links the block to its article"
@@ -535,24 +556,36 @@ class _Reader:
         return dict(meta)
 
     def _item(self, block: _Block, position: int) -> IssueItem:
-        if block.meta is None:
-            raise self.fail(
-                block.line,
-                f"the article « {block.title} » has no '<!-- digest: … -->' line",
-                hint="put back the line that was under its title, or delete the whole block",
+        if block.meta is None:  # the editor's own block: a note, an event, a heading
+            return IssueItem(
+                article_id=None,
+                position=position,
+                source="",
+                title=block.title,
+                url="",
+                summary="\n\n".join(p for p in block.summary if p),
+                lessons=(),
+                backend="editor",
+                edited=True,
             )
         meta = block.meta
         published = meta.get("published")
         if isinstance(published, dt.datetime) and published.tzinfo is None:
             published = published.replace(tzinfo=dt.UTC)
+        summary = block.summary
+        lessons = block.lessons
+        if not block.labelled and block.lists:
+            # No label at all (an editor deleted it): the lists are the lessons.
+            summary = [p for p in summary if not _BULLET.match(p)]
+            lessons = block.lists
         item = IssueItem(
             article_id=meta.get("article"),
             position=position,
             source=meta.get("source", ""),
             title=block.title,
             url=meta.get("url", ""),
-            summary=_join(block.paragraphs),
-            lessons=tuple(lesson for lesson in block.lessons if lesson),
+            summary="\n\n".join(p for p in summary if p),
+            lessons=tuple(Lesson(text) for text in lessons if text),
             published=published,
             image_url=meta.get("image_url", ""),
             image_alt=meta.get("image_alt", ""),
@@ -564,8 +597,27 @@ class _Reader:
         return dataclasses.replace(item, edited=edited)
 
 
-def _join(paragraphs: list[list[str]]) -> str:
-    return "\n\n".join(_one_line(" ".join(lines)) for lines in paragraphs if lines)
+def _source(node: SyntaxTreeNode, raw: list[str]) -> str:
+    """A block's Markdown as the editor wrote it; a paragraph's lines become one line."""
+    if node.type == "paragraph":
+        return _one_line(" ".join(raw))
+    while raw and not raw[-1]:
+        raw = raw[:-1]
+    return "\n".join(raw)
+
+
+def _lesson(lines: list[str]) -> str:
+    """A list item's text: its bullet dropped, its lines joined."""
+    return _one_line(" ".join([_BULLET.sub("", lines[0], count=1), *lines[1:]]))
+
+
+def _is_label(node: SyntaxTreeNode, raw: list[str], labels: set[str]) -> bool:
+    """A « Ce que cela nous apprend » line: any heading under an article, or the words."""
+    if node.type == "heading":
+        return True
+    return node.type == "paragraph" and (
+        " ".join(raw).strip(" :*_#\u00a0\u202f").casefold() in labels
+    )
 
 
 def parse_draft(text: str, path: Path) -> DraftIssue:
@@ -594,7 +646,31 @@ def read_draft(path: Path) -> Issue:
 
 
 def _key(item: IssueItem) -> tuple[str, Any]:
-    return ("article", item.article_id) if item.article_id is not None else ("url", item.url)
+    if item.article_id is not None:
+        return ("article", item.article_id)
+    return ("url", item.url) if item.url else ("note", item.position)
+
+
+def _evidence(lessons: tuple[Lesson, ...], known: tuple[Lesson, ...]) -> tuple[Lesson, ...]:
+    """``lessons`` with the quote of the ``known`` lesson of the same text, if any.
+
+    A lesson the editor rewrote has no quote any more: the quote supported the
+    generated text, not theirs.
+    """
+    quotes = {_one_line(lesson.text): lesson for lesson in known if lesson.quote}
+    return tuple(quotes.get(_one_line(lesson.text), lesson) for lesson in lessons)
+
+
+def with_evidence(issue: Issue, stored: Issue) -> Issue:
+    """``issue`` (read from its file) with the quotes ``stored`` has for unedited lessons."""
+    known = {_key(item): item for item in stored.items if not item.is_note}
+    items = tuple(
+        dataclasses.replace(item, lessons=_evidence(item.lessons, known[_key(item)].lessons))
+        if not item.is_note and _key(item) in known
+        else item
+        for item in issue.items
+    )
+    return dataclasses.replace(issue, items=items)
 
 
 def merge_draft(generated: Issue, existing: Issue | None, *, refresh: bool = False) -> Issue:
@@ -628,7 +704,7 @@ def merge_draft(generated: Issue, existing: Issue | None, *, refresh: bool = Fal
                     new,
                     title=old.title,
                     summary=old.summary,
-                    lessons=old.lessons,
+                    lessons=_evidence(old.lessons, new.lessons),
                     edited=old.edited,
                 )
             )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import load_settings
-from digest.draftfile import (
+from digest.draft import (
     draft_path,
     format_draft,
     item_fingerprint,
@@ -19,7 +19,8 @@ from digest.draftfile import (
     write_draft,
 )
 from digest.errors import DigestError, IssueError
-from digest.models import Issue, IssueItem
+from digest.models import Issue, IssueItem, Lesson
+from digest.richtext import clean, markdown_escape, markdown_inline_text, markdown_text
 
 PERIOD = "2026-W48"
 
@@ -32,13 +33,20 @@ def make_item(n: int, **changes: object) -> IssueItem:
         title=f"Article {n}",
         url=f"https://example.org/articles/{n}",
         summary=f"Le résumé généré de l'article {n}.",
-        lessons=(f"Première leçon de l'article {n}.", f"Deuxième leçon de l'article {n}."),
+        lessons=(
+            Lesson(f"Première leçon de l'article {n}.", quote=f"Citation {n}.", start=0, end=11),
+            Lesson(f"Deuxième leçon de l'article {n}."),
+        ),
         published=dt.datetime(2026, 11, 24, 8, 30, tzinfo=dt.UTC),
         image_url=f"https://example.org/img/{n}.png" if n == 1 else "",
         image_alt="Une photo" if n == 1 else "",
         backend="extractive",
     )
     return dataclasses.replace(item, **changes)  # type: ignore[arg-type]
+
+
+def texts(lessons: tuple[Lesson, ...]) -> tuple[str, ...]:
+    return tuple(lesson.text for lesson in lessons)
 
 
 def make_issue(*numbers: int, **changes: object) -> Issue:
@@ -79,8 +87,10 @@ def test_round_trip_keeps_every_field_and_marks_nothing_edited(path: Path) -> No
     assert back.intro == issue.intro
     assert back.status == "draft"
     assert back.language == "fr"
+    # The file does not show the lessons' quotes: the store keeps them (see with_evidence).
     assert [dataclasses.asdict(i) for i in back.items] == [
-        dataclasses.asdict(i) for i in issue.items
+        dataclasses.asdict(dataclasses.replace(i, lessons=tuple(Lesson(t) for t in texts(i.lessons))))
+        for i in issue.items
     ]
 
 
@@ -100,7 +110,7 @@ def test_an_edited_lesson_is_kept_and_marked_edited(path: Path) -> None:
     write_draft(make_issue(1, 2), path)
     edit(path, "- Deuxième leçon de l'article 2.", "- Une leçon réécrite par l'équipe.")
     back = read_draft(path)
-    assert back.items[1].lessons == (
+    assert texts(back.items[1].lessons) == (
         "Première leçon de l'article 2.",
         "Une leçon réécrite par l'équipe.",
     )
@@ -129,7 +139,7 @@ def test_title_intro_and_added_lesson_lines(path: Path) -> None:
     back = read_draft(path)
     assert back.title == "Notre sélection : « IA et création »"
     assert back.intro == "Bonjour,\n\nVoici notre veille, sur deux lignes."
-    assert back.items[0].lessons == (
+    assert texts(back.items[0].lessons) == (
         "Première leçon de l'article 1.",
         "Deuxième leçon.",
         "Troisième leçon sur deux lignes.",
@@ -154,15 +164,21 @@ def test_title_intro_and_added_lesson_lines(path: Path) -> None:
     ],
 )
 def test_weird_text_round_trips_unedited(path: Path, text: str) -> None:
-    item = make_item(1, title=text, summary=text, lessons=(text, "Une autre : leçon"))
-    issue = make_issue(intro=text, items=(item,), title=text)
+    # Texts are Markdown; plain text (what summarizers write) is escaped to show as written.
+    markdown = markdown_escape(text)
+    lessons = (Lesson(markdown), Lesson("Une autre : leçon"))
+    item = make_item(1, title=text, summary=markdown, lessons=lessons)
+    issue = make_issue(intro=markdown, items=(item,), title=text)
     write_draft(issue, path)
     back = read_draft(path)
     assert back.title == text
-    assert back.intro == text
-    assert back.items[0].summary == text
-    assert back.items[0].lessons == (text, "Une autre : leçon")
+    assert back.intro == markdown
+    assert back.items[0].summary == markdown
+    assert texts(back.items[0].lessons) == (markdown, "Une autre : leçon")
     assert not back.items[0].edited
+    # ... and reads as the plain text it was.
+    assert markdown_text(back.intro) == [clean(text)]
+    assert markdown_inline_text(back.items[0].lessons[0].text) == clean(text)
 
 
 def test_machine_values_with_quotes_and_comment_ends_round_trip(path: Path) -> None:
@@ -236,7 +252,8 @@ def test_rerunning_draft_keeps_every_edit(path: Path) -> None:
     assert merged.title == "Mon titre"
     assert merged.intro == "Bonjour,\n\nMon introduction."
     assert [i.article_id for i in merged.items] == [1, 2]  # nothing added without --refresh
-    assert merged.items[0].lessons[0] == "Ma leçon."
+    assert merged.items[0].lessons[0] == Lesson("Ma leçon.")  # rewritten: no quote any more
+    assert merged.items[0].lessons[1] == make_item(1).lessons[1]
     assert merged.items[1].summary == "Le résumé généré de l'article 2."  # kept, not regenerated
 
 
@@ -290,7 +307,7 @@ def test_merge_takes_machine_fields_from_the_regenerated_issue(path: Path) -> No
     regenerated = make_issue(items=(make_item(1, image_url="https://example.org/new.png"),))
     merged = merge_draft(regenerated, read_draft(path))
     assert merged.items[0].image_url == "https://example.org/new.png"
-    assert merged.items[0].lessons[0].startswith("Ma leçon")
+    assert merged.items[0].lessons[0].text.startswith("Ma leçon")
 
 
 @pytest.mark.parametrize(
@@ -301,7 +318,6 @@ def test_merge_takes_machine_fields_from_the_regenerated_issue(path: Path) -> No
         ("approved = false", 'approved = "true"', 'approved = "true"', "true or false"),
         ("approved = false", "aproved = true", "aproved = true", "unknown setting 'aproved'"),
         ("article = 2, ", "article = deux, ", "<!-- digest: article = deux", "damaged"),
-        ("<!-- digest: article = 2", "<!-- note: article = 2", "## Article 2", "no '<!-- digest"),
         ("## Article 3", "# Article 3", "# Article 3", "second title"),
         ("## Article 3", "<!-- oubli\n## Article 3", "<!-- oubli", "never closed"),
         ("article = 3,", "article = 1,", '<!-- digest: article = 1, source = "Source 3"', "twice"),
@@ -340,7 +356,7 @@ def test_windows_editor_bom_and_crlf_are_fine(path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     back = read_draft(path)
     assert [i.edited for i in back.items] == [False, False]
-    assert back.items[0].lessons == make_item(1).lessons
+    assert texts(back.items[0].lessons) == texts(make_item(1).lessons)
 
 
 def test_editor_comments_and_plain_label_are_ignored(path: Path) -> None:
@@ -402,7 +418,7 @@ def test_fingerprint_ignores_line_wrapping_but_not_words() -> None:
     item = make_item(1)
     rewrapped = dataclasses.replace(item, summary=item.summary.replace(" ", "\n", 2))
     assert item_fingerprint(rewrapped) == item_fingerprint(item)
-    changed = dataclasses.replace(item, lessons=(item.lessons[0], "Autre chose."))
+    changed = dataclasses.replace(item, lessons=(item.lessons[0], Lesson("Autre chose.")))
     assert item_fingerprint(changed) != item_fingerprint(item)
 
 
