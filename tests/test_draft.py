@@ -89,7 +89,9 @@ def test_round_trip_keeps_every_field_and_marks_nothing_edited(path: Path) -> No
     assert back.language == "fr"
     # The file does not show the lessons' quotes: the store keeps them (see with_evidence).
     assert [dataclasses.asdict(i) for i in back.items] == [
-        dataclasses.asdict(dataclasses.replace(i, lessons=tuple(Lesson(t) for t in texts(i.lessons))))
+        dataclasses.asdict(
+            dataclasses.replace(i, lessons=tuple(Lesson(t) for t in texts(i.lessons)))
+        )
         for i in issue.items
     ]
 

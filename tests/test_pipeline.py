@@ -16,6 +16,7 @@ from conftest import ROOT, HTTPServer, Route
 
 from digest.cli import main
 from digest.mailbox import Mailbox
+from digest.richtext import markdown_inline_text
 from digest.store import Store, deliveries
 
 ACTIVE_EXAMPLE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
@@ -220,6 +221,9 @@ def test_every_lesson_of_the_demo_issue_is_grounded_in_its_article(tmp_path: Pat
         article = store.article(item.article_id)
         assert article is not None
         for lesson in item.lessons:
-            assert len(lesson.split()) <= 27, lesson
-            # extractive lessons are the article's own words, perhaps cut at a clause
-            assert locate_quote(lesson.rstrip("…"), article.text) is not None, lesson
+            assert len(lesson.text.split()) <= 27, lesson
+            # extractive lessons are the article's own words, perhaps cut at a clause,
+            # and the store keeps the quote that supports each one
+            text = markdown_inline_text(lesson.text)
+            assert locate_quote(text.rstrip("…"), article.text) is not None, lesson
+            assert lesson.quote and article.text[lesson.start : lesson.end] == lesson.quote

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from digest import store as store_module
 from digest.errors import LockedError, StoreError
-from digest.models import Article, Issue, IssueItem
+from digest.models import Article, Issue, IssueItem, Lesson
 from digest.store import SCHEMA_VERSION, Store, meta
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
@@ -71,10 +71,16 @@ def test_same_article_twice_is_stored_once_and_updated(tmp_path: Path) -> None:
 def test_issue_round_trip_and_sent_issue_is_frozen(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'd.db'}")
     item = IssueItem(
-        None, 1, "Feed", "Titre", "https://e.org/a", "Résumé.", ("Leçon une.", "Deux.")
+        None,
+        1,
+        "Feed",
+        "Titre",
+        "https://e.org/a",
+        "Résumé.",
+        (Lesson("Leçon une.", "Une citation de l'article.", 10, 37), Lesson("Deux.")),
     )
     saved = store.save_issue(Issue("2026-W48", "Semaine", "Intro", (item,)))
-    assert saved.items[0].lessons == ("Leçon une.", "Deux.")
+    assert saved.items[0].lessons == item.lessons  # the evidence is kept
     assert store.set_issue_status("2026-W48", "sending", expect=("draft",))
     assert not store.set_issue_status("2026-W48", "sending", expect=("draft",))
     with pytest.raises(StoreError, match="cannot be changed"):

@@ -16,7 +16,7 @@ import uvicorn
 
 from digest.config import NewsletterSettings, Settings, WebSettings
 from digest.mailbox import free_port
-from digest.models import Issue, IssueItem
+from digest.models import Issue, IssueItem, Lesson
 from digest.store import Store, subscribers
 from digest.subscribers import import_csv, token_for
 from digest.web import create_app
@@ -127,7 +127,7 @@ def sent_issue(store: Store) -> None:
         title="L’IA générative à l’école",
         url="https://exemple.fr/article",
         summary="Un résumé de l’article.",
-        lessons=("Une leçon.", "Une autre leçon."),
+        lessons=(Lesson("Une leçon."), Lesson("Une autre leçon.")),
         published=dt.datetime(2026, 11, 24, tzinfo=dt.UTC),
     )
     store.save_issue(Issue(period="2026-W48", title="La veille n° 48", intro="", items=(item,)))
