@@ -157,6 +157,11 @@ def _item_views(issue: Issue, timezone: str, part: Part, link_style: str) -> tup
     return tuple(views)
 
 
+def _has_links(intro: list[str], items: tuple[_Item, ...]) -> bool:
+    texts = [*intro, *(t for item in items for t in (*item.summary, *item.lessons))]
+    return any("dg-inline-link" in text for text in texts)
+
+
 def _zone(name: str) -> dt.tzinfo:
     try:
         return ZoneInfo(name)
@@ -194,11 +199,11 @@ def _language(issue: Issue, settings: Settings) -> str:
 
 def _preheader(issue: Issue, language: str) -> str:
     """What inbox lists show after the subject: the introduction, else the first summary."""
-    intro = markdown_text(issue.intro)
+    intro = markdown_text(issue.intro, urls=False)
     if intro:
         source = intro[0]
     else:
-        summaries = (markdown_text(i.summary) for i in issue.items if not i.is_note)
+        summaries = (markdown_text(i.summary, urls=False) for i in issue.items if not i.is_note)
         source = next((" ".join(s) for s in summaries if s), "")
     return str(typography(shorten(" ".join(source.split()), PREHEADER_CHARS), language))
 
@@ -257,6 +262,8 @@ def template_context(issue: Issue, settings: Settings, part: Part = "html") -> d
         "items": items,
         "sections": _sections(items),
         "has_sections": any(item.section for item in items),
+        # Links in the editor's Markdown: their dark-mode colour is only sent when needed.
+        "has_inline_links": part == "html" and _has_links(intro, items),
         "theme": theme,
         "name_marker": NAME_MARKER,
         "unsubscribe_marker": UNSUBSCRIBE_MARKER,

@@ -237,7 +237,7 @@ def markdown_inline_html(source: str, link_style: str = "") -> Markup:
     return Markup(_inline_html(_tree(source, True).children[0], link_style).strip())
 
 
-def _inline_text(node: SyntaxTreeNode) -> str:
+def _inline_text(node: SyntaxTreeNode, urls: bool = True) -> str:
     out: list[str] = []
     for child in node.children:
         kind = child.type
@@ -246,19 +246,19 @@ def _inline_text(node: SyntaxTreeNode) -> str:
         elif kind in ("softbreak", "hardbreak"):
             out.append(" ")
         elif kind == "link":
-            inner = _inline_text(child)
+            inner = _inline_text(child, urls)
             target = _link_target(child)
             shown = target.removeprefix("mailto:")
-            if not target or inner.strip() in (target, shown):
+            if not urls or not target or inner.strip() in (target, shown):
                 out.append(inner)
             else:
                 out.append(f"{inner} ({shown})")
         else:
-            out.append(_inline_text(child))
+            out.append(_inline_text(child, urls))
     return "".join(out)
 
 
-def _list_text(node: SyntaxTreeNode, depth: int) -> list[str]:
+def _list_text(node: SyntaxTreeNode, depth: int, urls: bool) -> list[str]:
     lines: list[str] = []
     number = int(node.attrs.get("start") or 1)
     for item in node.children:
@@ -268,31 +268,32 @@ def _list_text(node: SyntaxTreeNode, depth: int) -> list[str]:
         nested: list[str] = []
         for child in item.children:
             if child.type in ("bullet_list", "ordered_list"):
-                nested += _list_text(child, depth + 1)
+                nested += _list_text(child, depth + 1, urls)
             else:
                 inline = _inline_of(child)
                 if inline is not None:
-                    texts.append(_inline_text(inline).strip())
+                    texts.append(_inline_text(inline, urls).strip())
         lines.append("  " * depth + f"{marker} {' '.join(t for t in texts if t)}")
         lines += nested
     return lines
 
 
-def markdown_text(source: str) -> list[str]:
+def markdown_text(source: str, urls: bool = True) -> list[str]:
     """The editor's Markdown as plain-text blocks: a paragraph is one line, a list
-    one line per item (``- `` or ``1. ``); links read ``text (url)``."""
+    one line per item (``- `` or ``1. ``); links read ``text (url)``, or ``text``
+    without ``urls`` (for the preheader, where a URL is noise)."""
     blocks: list[str] = []
 
     def walk(node: SyntaxTreeNode) -> None:
         for child in node.children:
             if child.type in ("bullet_list", "ordered_list"):
-                blocks.append("\n".join(_list_text(child, 0)))
+                blocks.append("\n".join(_list_text(child, 0, urls)))
             elif child.type == "blockquote":
                 walk(child)
             else:
                 inline = _inline_of(child)
                 if inline is not None:
-                    text = _inline_text(inline).strip()
+                    text = _inline_text(inline, urls).strip()
                     if text:
                         blocks.append(text)
 
