@@ -430,3 +430,108 @@ def test_english_issue_gets_english_instructions(path: Path) -> None:
     assert "set approved = true" in text
     assert "### What this teaches us" in text
     assert read_draft(path).language == "en"
+
+
+# -- Markdown, the editor's own blocks, evidence ------------------------------------------
+
+
+def test_markdown_in_every_text_is_kept_as_written(path: Path) -> None:
+    write_draft(make_issue(1, 2), path)
+    edit(
+        path,
+        "Voici la veille de la semaine.",
+        "Voici la veille, avec une [journée d'étude](https://exemple.org/j) :\n\n"
+        "- un **atelier** ;\n- une *table ronde*.",
+    )
+    edit(path, "Le résumé généré de l'article 1.", "Un résumé **revu**.\n\n1. un\n2. deux")
+    edit(path, "- Première leçon de l'article 1.", "- Une leçon [sourcée](https://e.org/s).")
+    back = read_draft(path)
+    assert back.intro == (
+        "Bonjour,\n\nVoici la veille, avec une [journée d'étude](https://exemple.org/j) :"
+        "\n\n- un **atelier** ;\n- une *table ronde*."
+    )
+    assert back.items[0].summary == "Un résumé **revu**.\n\n1. un\n2. deux"
+    assert texts(back.items[0].lessons)[0] == "Une leçon [sourcée](https://e.org/s)."
+    assert back.items[0].edited and not back.items[1].edited
+    write_draft(back, path)  # and a rewrite (approve, draft again) changes none of it
+    again = read_draft(path)
+    assert (again.intro, again.items) == (back.intro, back.items)
+
+
+def test_a_block_without_digest_line_is_the_editors_own(path: Path) -> None:
+    write_draft(make_issue(1, 2), path)
+    edit(
+        path,
+        "## Article 2",
+        "## Journée d'étude\n\nLe **12 décembre** :\n\n- ateliers ;\n- table ronde.\n\n"
+        "## À lire aussi\n\n## Article 2",
+    )
+    text = path.read_text(encoding="utf-8") + "\n## Le mot de la fin\n\nMerci !\n"
+    path.write_text(text, encoding="utf-8")
+    back = read_draft(path)
+    assert [i.title for i in back.items] == [
+        "Article 1",
+        "Journée d'étude",
+        "À lire aussi",
+        "Article 2",
+        "Le mot de la fin",
+    ]
+    note, heading = back.items[1], back.items[2]
+    assert note.is_note and heading.is_note and not back.items[3].is_note
+    assert note.summary == "Le **12 décembre** :\n\n- ateliers ;\n- table ronde."
+    assert note.lessons == () and heading.summary == ""
+    assert [i.position for i in back.items] == [1, 2, 3, 4, 5]
+    # Written back as they were: no digest line, no lessons label.
+    write_draft(back, path)
+    assert read_draft(path).items == back.items
+    assert "## À lire aussi\n\n## Article 2\n<!-- digest:" in path.read_text(encoding="utf-8")
+    # Drafting again keeps them where the editor put them.
+    merged = merge_draft(make_issue(1, 2, 3), read_draft(path), refresh=True)
+    assert [i.title for i in merged.items] == [*(i.title for i in back.items), "Article 3"]
+
+
+def test_a_draft_written_by_the_first_version_still_reads(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "+++\n"
+        "# Brouillon de la lettre 2026-W48.\n"
+        'period = "2026-W48"\nlanguage = "fr"\napproved = false\noffered = [7, 9]\n'
+        "+++\n\n# Titre\n\nIntro.\n\n## Un titre\n"
+        '<!-- digest: article = 7, source = "Le Journal", url = "https://e.org/a", '
+        'published = 2026-11-24T08:30:00Z, backend = "extractive", '
+        'fingerprint = "a2de903fc9f18558" -->\n\n'
+        "Le résumé.\n\n### Ce que cela nous apprend\n\n- Une leçon.\n- Une autre.\n",
+        encoding="utf-8",
+    )
+    back = read_draft(path)
+    (item,) = back.items
+    assert (back.title, back.intro, back.removed) == ("Titre", "Intro.", (9,))
+    assert (item.article_id, item.source, item.url, item.summary) == (
+        7,
+        "Le Journal",
+        "https://e.org/a",
+        "Le résumé.",
+    )
+    assert item.published == dt.datetime(2026, 11, 24, 8, 30, tzinfo=dt.UTC)
+    assert texts(item.lessons) == ("Une leçon.", "Une autre.")
+    assert not item.edited  # the fingerprint the first version wrote still matches
+
+
+def test_unedited_lessons_keep_their_quote_through_a_redraft(path: Path) -> None:
+    generated = make_issue(1)
+    write_draft(generated, path)
+    untouched = merge_draft(generated, read_draft(path))
+    assert untouched.items[0].lessons == generated.items[0].lessons  # quote and offsets back
+    edit(path, "Première leçon de l'article 1.", "Une leçon réécrite.")
+    rewritten = merge_draft(generated, read_draft(path))
+    assert rewritten.items[0].lessons[0] == Lesson("Une leçon réécrite.")
+
+
+def test_the_lessons_label_is_the_emails(path: Path) -> None:
+    from digest.i18n import strings_for
+
+    for language in ("fr", "en"):
+        write_draft(make_issue(1, language=language), path)
+        label = strings_for(language)["lessons_title"]
+        assert f"\n### {label}\n" in path.read_text(encoding="utf-8")
+        path.unlink()

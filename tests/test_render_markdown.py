@@ -103,7 +103,9 @@ def test_markdown_that_would_show_literally_is_a_warning() -> None:
         assert repr(piece) in warning.message
     clean = sample_issue(3, intro="**Nouveau** : une [journée](https://exemple.org/j).")
     assert not [
-        c for c in check_email(render_issue(clean, sample_settings()), clean) if c.name == "markdown"
+        c
+        for c in check_email(render_issue(clean, sample_settings()), clean)
+        if c.name == "markdown"
     ]
 
 
