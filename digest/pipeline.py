@@ -175,7 +175,7 @@ def draft(
     issue = merge_draft(generated, existing, refresh=refresh)
     saved = store.save_issue(issue)
     write_draft(saved, path)
-    return DraftResult(saved, path, len(saved.items))
+    return DraftResult(saved, path, sum(not item.is_note for item in saved.items))
 
 
 def load_issue(settings: Settings, store: Store, period: str | None = None) -> Issue:
@@ -294,7 +294,7 @@ def send(
             f"issue {period} is not approved",
             hint="review it, then set approved = true in the draft file or run `digest approve`",
         )
-    if not issue.items:
+    if not any(not item.is_note for item in issue.items):
         raise IssueError(
             f"issue {period} has no articles", hint="run `digest collect` and `digest draft`"
         )
@@ -377,12 +377,13 @@ def _run_stages(
                 source_errors=source_errors,
             )
         drafted = draft(settings, store, period)
-        if len(drafted.issue.items) < settings.run.min_articles:
+        articles = sum(not item.is_note for item in drafted.issue.items)
+        if articles < settings.run.min_articles:
             store.set_issue_status(period, "draft")
             return RunReport(
                 period,
                 "skipped",
-                f"{len(drafted.issue.items)} article(s), fewer than the "
+                f"{articles} article(s), fewer than the "
                 f"{settings.run.min_articles} required; kept for next week",
                 run_id,
                 source_errors=source_errors,

@@ -227,3 +227,43 @@ def test_every_lesson_of_the_demo_issue_is_grounded_in_its_article(tmp_path: Pat
             text = markdown_inline_text(lesson.text)
             assert locate_quote(text.rstrip("…"), article.text) is not None, lesson
             assert lesson.quote and article.text[lesson.start : lesson.end] == lesson.quote
+
+
+def test_editor_markdown_and_notes_reach_the_email_and_reading_never_writes(
+    tmp_path: Path,
+) -> None:
+    from digest.config import load_settings
+    from digest.draft import draft_path
+
+    config = make_config(tmp_path, 1)
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    settings = load_settings(config)
+    store = Store(settings.database.url)
+    issue = store.latest_issue()
+    assert issue is not None
+    path = draft_path(settings, issue.period)
+    text = path.read_text(encoding="utf-8")
+    first_article = text.index("\n## ")
+    text = (
+        text[:first_article]
+        + "\n**Nouveau** : une [journée d'étude](https://exemple.org/journee).\n"
+        + "\n## Agenda\n\nLe *12 décembre* à l'Institut.\n"
+        + text[first_article:]
+    )
+    path.write_text(text, encoding="utf-8")
+
+    assert cli(config, "render", "--out", str(tmp_path / "out")) == 0
+    html = (tmp_path / "out" / "email.html").read_text(encoding="utf-8")
+    plain = (tmp_path / "out" / "email.txt").read_text(encoding="utf-8")
+    assert "<strong>Nouveau</strong>" in html and "**" not in html
+    assert 'href="https://exemple.org/journee"' in html
+    assert "<em>12 décembre</em>" in html and "Agenda" in html
+    assert "journée d'étude (https://exemple.org/journee)" in " ".join(plain.split())
+    assert store.issue(issue.period) == issue  # rendering read the draft, stored nothing
+
+    assert cli(config, "approve") == 0
+    approved = store.issue(issue.period)
+    assert approved is not None and approved.status == "approved"
+    assert "journée d'étude" in approved.intro
+    assert [i.title for i in approved.items if i.is_note] == ["Agenda"]
