@@ -51,7 +51,7 @@ class _Html:
 def _read_html(html: str) -> _Html:
     if not html.strip():
         return _Html(None, [], [], [], "")
-    doc = lxml.html.document_fromstring(html.encode("utf-8"), parser=_PARSER)
+    doc = lxml.html.document_fromstring(html.encode("utf-8"), parser=_HTML_PARSER)
     for node in doc.xpath("//style|//script|//title"):
         node.drop_tree()
     links = doc.xpath("//a[@href]")
@@ -67,7 +67,7 @@ def _read_html(html: str) -> _Html:
     )
 
 
-_PARSER = lxml.html.HTMLParser(encoding="utf-8")
+_HTML_PARSER = lxml.html.HTMLParser(encoding="utf-8")
 
 
 # Link texts that say nothing out of context (screen readers list links on their own).
