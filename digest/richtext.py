@@ -35,7 +35,6 @@ __all__ = [
     "Block",
     "ListBlock",
     "clean",
-    "clean_paragraphs",
     "defuse",
     "display_title",
     "literal_markdown",
@@ -61,12 +60,6 @@ _SPACES = re.compile(r"\s+")
 def clean(text: str) -> str:
     """One line of reader-facing text: no control characters, whitespace collapsed."""
     return defuse(" ".join(_CONTROL.sub(" ", text).split()))
-
-
-def clean_paragraphs(text: str) -> list[str]:
-    """Paragraphs separated by blank lines, each cleaned as one line."""
-    text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return [p for p in (clean(block) for block in re.split(r"\n\s*\n", text)) if p]
 
 
 def defuse(text: str) -> str:
