@@ -535,3 +535,12 @@ def test_the_lessons_label_is_the_emails(path: Path) -> None:
         label = strings_for(language)["lessons_title"]
         assert f"\n### {label}\n" in path.read_text(encoding="utf-8")
         path.unlink()
+
+
+def test_without_the_label_an_articles_list_is_its_lessons(path: Path) -> None:
+    write_draft(make_issue(1), path)
+    edit(path, "### Ce que cela nous apprend\n\n", "")
+    back = read_draft(path)
+    assert back.items[0].summary == "Le résumé généré de l'article 1."
+    assert texts(back.items[0].lessons) == texts(make_item(1).lessons)
+    assert not back.items[0].edited

@@ -45,7 +45,9 @@ class _Block:
     labelled: bool = False
     """Past the « Ce que cela nous apprend » label: lists are lessons."""
     lists: list[str] = dataclasses.field(default_factory=list)
-    """Lists met before any label: lessons if the block has no label at all."""
+    """Items of the lists met before any label: the lessons if the block has no label."""
+    list_blocks: set[int] = dataclasses.field(default_factory=set)
+    """Where those lists are in ``summary``: they leave it when they are the lessons."""
 
 
 class _Reader:
@@ -172,7 +174,7 @@ class _Reader:
             raw = [line.rstrip(SPACE) for line in self.lines[first + begin : first + stop]]
             block = blocks[-1] if blocks else None
             if node.type == "html_block" and raw[0].lstrip().startswith("<!--"):
-                self._comment(node, raw, number, block)
+                self._comment(raw, number, block)
                 continue
             if node.type == "heading" and node.tag in ("h1", "h2"):
                 text = one_line(re.sub(r"^[ ]{0,3}#{1,2}", "", raw[0]))
@@ -200,14 +202,13 @@ class _Reader:
                     if i.map
                 ]
                 if not block.labelled:
+                    block.list_blocks.add(len(block.summary))
                     block.summary.append(_source(node, raw))
             else:
                 block.summary.append(_source(node, raw))
         return title, "\n\n".join(p for p in intro if p), blocks
 
-    def _comment(
-        self, node: SyntaxTreeNode, raw: list[str], number: int, block: _Block | None
-    ) -> None:
+    def _comment(self, raw: list[str], number: int, block: _Block | None) -> None:
         """An HTML comment: a block's machine values, or the editor's own note (ignored)."""
         for offset, line in enumerate(raw[1:], start=1):
             # A forgotten "-->" would silently swallow the next articles: refuse instead.
@@ -287,7 +288,7 @@ class _Reader:
         lessons = block.lessons
         if not block.labelled and block.lists:
             # No label at all (an editor deleted it): the lists are the lessons.
-            summary = [p for p in summary if not _BULLET.match(p)]
+            summary = [p for n, p in enumerate(summary) if n not in block.list_blocks]
             lessons = block.lists
         item = IssueItem(
             article_id=meta.get("article"),
