@@ -225,18 +225,36 @@ def template_context(issue: Issue, settings: Settings, part: Part = "html") -> d
     (a list block has ``is_list``); for ``"text"``, plain lines, a list's items
     one per line.
     """
+    return _for_part(_shared_context(issue, settings), issue, part)
+
+
+def _for_part(shared: dict[str, Any], issue: Issue, part: Part) -> dict[str, Any]:
+    """``shared`` (what both parts say alike) with the editor's Markdown rendered for ``part``."""
+    link_style = f"color:{shared['theme'].primary_color};text-decoration:underline;"
+    timezone = shared["timezone"]
+    items = _item_views(issue, timezone, part, link_style)
+    intro: list[str]
+    intro = list(
+        markdown_html(issue.intro, link_style) if part == "html" else markdown_text(issue.intro)
+    )
+    return {
+        **shared,
+        "issue": {**shared["issue"], "intro": intro},
+        "items": items,
+        "sections": _sections(items),
+        "has_sections": any(item.section for item in items),
+        # Links in the editor's Markdown: their dark-mode colour is only sent when needed.
+        "has_inline_links": part == "html" and _has_links(intro, items),
+    }
+
+
+def _shared_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     language = _language(issue, settings)
     strings = strings_for(language)
     newsletter = settings.newsletter
     timezone = newsletter.timezone
     title = clean(newsletter.title)
     theme = Theme.from_settings(settings, strings["logo_alt"].format(title=title))
-    link_style = f"color:{theme.primary_color};text-decoration:underline;"
-    items = _item_views(issue, timezone, part, link_style)
-    intro: list[str]
-    intro = list(
-        markdown_html(issue.intro, link_style) if part == "html" else markdown_text(issue.intro)
-    )
     date = _issue_date(issue, timezone)
     archive = safe_url(settings.render.archive_url).rstrip("/")
     return {
@@ -257,14 +275,9 @@ def template_context(issue: Issue, settings: Settings, part: Part = "html") -> d
             "date": date,
             # This issue on the web archive (``digest serve`` serves ARCHIVE/PERIOD).
             "url": f"{archive}/{issue.period}" if archive and date else "",
-            "intro": intro,
         },
-        "items": items,
-        "sections": _sections(items),
-        "has_sections": any(item.section for item in items),
-        # Links in the editor's Markdown: their dark-mode colour is only sent when needed.
-        "has_inline_links": part == "html" and _has_links(intro, items),
         "theme": theme,
+        "timezone": timezone,
         "name_marker": NAME_MARKER,
         "unsubscribe_marker": UNSUBSCRIBE_MARKER,
     }
@@ -455,12 +468,12 @@ def inline_css(html: str) -> str:
 
 def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
     """Render ``issue`` once; raise ``TemplateError`` naming the template file and line."""
-    context = template_context(issue, settings)
+    shared = _shared_context(issue, settings)
+    context = _for_part(shared, issue, "html")
     env = _environment(settings.render.templates)
     source = _render_template(env, HTML_TEMPLATE, context)
     html = inline_css(compile_mjml(source))
-    text_context = template_context(issue, settings, "text")
-    text = _tidy_text(_render_template(env, TEXT_TEMPLATE, text_context))
+    text = _tidy_text(_render_template(env, TEXT_TEMPLATE, _for_part(shared, issue, "text")))
     return RenderedIssue(
         subject=context["subject"],
         preheader=context["preheader"],
