@@ -134,7 +134,6 @@ class ListBlock(Block):
     is_list = True
 
 
-@functools.lru_cache(maxsize=2048)
 def _tree(source: str, inline: bool) -> SyntaxTreeNode:
     source = _CONTROL.sub(" ", source.replace("\r\n", "\n").replace("\r", "\n"))
     tokens = _PARSER.parseInline(source) if inline else _PARSER.parse(source)
@@ -220,11 +219,17 @@ def _top_blocks(node: SyntaxTreeNode, link_style: str) -> list[Block]:
     return blocks
 
 
-def markdown_html(source: str, link_style: str = "") -> list[Block]:
-    """The editor's Markdown as HTML blocks (paragraphs and lists), safe to insert."""
-    return _top_blocks(_tree(source, False), link_style)
+@functools.lru_cache(maxsize=2048)
+def markdown_html(source: str, link_style: str = "") -> tuple[Block, ...]:
+    """The editor's Markdown as HTML blocks (paragraphs and lists), safe to insert.
+
+    Cached, like the other renderings here: an issue is rendered again on every
+    preview rebuild and check, and its texts rarely change between two.
+    """
+    return tuple(_top_blocks(_tree(source, False), link_style))
 
 
+@functools.lru_cache(maxsize=2048)
 def markdown_inline_html(source: str, link_style: str = "") -> Markup:
     """One line of Markdown (a lesson): emphasis, code and links only, as HTML."""
     return Markup(_inline_html(_tree(source, True).children[0], link_style).strip())
@@ -271,7 +276,8 @@ def _list_text(node: SyntaxTreeNode, depth: int, urls: bool) -> list[str]:
     return lines
 
 
-def markdown_text(source: str, urls: bool = True) -> list[str]:
+@functools.lru_cache(maxsize=2048)
+def markdown_text(source: str, urls: bool = True) -> tuple[str, ...]:
     """The editor's Markdown as plain-text blocks: a paragraph is one line, a list
     one line per item (``- `` or ``1. ``); links read ``text (url)``, or ``text``
     without ``urls`` (for the preheader, where a URL is noise)."""
@@ -291,9 +297,10 @@ def markdown_text(source: str, urls: bool = True) -> list[str]:
                         blocks.append(text)
 
     walk(_tree(source, False))
-    return blocks
+    return tuple(blocks)
 
 
+@functools.lru_cache(maxsize=2048)
 def markdown_inline_text(source: str) -> str:
     """One line of Markdown (a lesson) as plain text; links read ``text (url)``."""
     return _inline_text(_tree(source, True).children[0]).strip()
