@@ -44,7 +44,7 @@ from digest.config import (  # noqa: E402
 )
 from digest.db import Store, issues  # noqa: E402
 from digest.db import subscribers as subscriber_rows  # noqa: E402
-from digest.models import Issue, IssueItem  # noqa: E402
+from digest.models import Issue, IssueItem, Lesson  # noqa: E402
 
 PERIOD = "2026-W48"
 
@@ -67,7 +67,9 @@ def make_issue() -> Issue:
                 "Un résumé de deux phrases qui explique l’essentiel de l’article. " * 4
             ).strip(),
             lessons=tuple(
-                f"Leçon {j} : une idée courte tirée de l’article, en moins de vingt-cinq mots."
+                Lesson(
+                    f"Leçon {j} : une idée courte tirée de l’article, en moins de vingt-cinq mots."
+                )
                 for j in range(3)
             ),
             published=dt.datetime(2026, 11, 24, tzinfo=dt.UTC),

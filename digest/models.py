@@ -6,7 +6,9 @@ Times are timezone-aware UTC ``datetime`` objects.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 from html import escape
@@ -23,6 +25,8 @@ __all__ = [
     "RenderedEmail",
     "RenderedIssue",
     "UNSUBSCRIBE_MARKER",
+    "decode_lessons",
+    "encode_lessons",
     "split_at_markers",
     "Subscriber",
     "SubscriberStatus",
@@ -73,6 +77,32 @@ class Lesson:
     end: int = -1
 
 
+def encode_lessons(lessons: tuple[Lesson, ...]) -> str:
+    """Lessons as the store keeps them: a JSON list of objects, evidence included."""
+    return json.dumps(
+        [dataclasses.asdict(lesson) for lesson in lessons],
+        ensure_ascii=False,
+    )
+
+
+def decode_lessons(value: str) -> tuple[Lesson, ...]:
+    """The inverse of ``encode_lessons``; also reads the older form, a list of strings."""
+    lessons = []
+    for entry in json.loads(value):
+        if isinstance(entry, str):
+            lessons.append(Lesson(entry))
+        else:
+            lessons.append(
+                Lesson(
+                    text=str(entry.get("text", "")),
+                    quote=str(entry.get("quote", "")),
+                    start=int(entry.get("start", -1)),
+                    end=int(entry.get("end", -1)),
+                )
+            )
+    return tuple(lessons)
+
+
 @dataclass(frozen=True)
 class Summary:
     summary: str
@@ -84,7 +114,13 @@ class Summary:
 
 @dataclass(frozen=True)
 class IssueItem:
-    """An article as it appears in an issue; editors may rewrite every text field."""
+    """An article as it appears in an issue; editors may rewrite every text field.
+
+    ``summary`` and each lesson's ``text`` are Markdown (the editor's links and
+    emphasis render in the email); the pipeline escapes machine-written text so
+    that it shows as written. An item with neither ``article_id`` nor ``url`` is
+    the editor's own block (a note, an event, a section title): see ``is_note``.
+    """
 
     article_id: int | None
     position: int
@@ -92,7 +128,7 @@ class IssueItem:
     title: str
     url: str
     summary: str
-    lessons: tuple[str, ...]
+    lessons: tuple[Lesson, ...]
     published: dt.datetime | None = None
     image_url: str = ""
     image_alt: str = ""
@@ -101,9 +137,16 @@ class IssueItem:
     grounded: bool = True
     edited: bool = False
 
+    @property
+    def is_note(self) -> bool:
+        """Written by the editor in the draft, not drawn from a collected article."""
+        return self.article_id is None and not self.url
+
 
 @dataclass(frozen=True)
 class Issue:
+    """One issue; ``intro`` is Markdown written by the editor (or the config)."""
+
     period: str
     title: str
     intro: str

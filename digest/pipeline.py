@@ -22,11 +22,12 @@ from .db import Store, issues, locks, runs
 from .errors import DigestError, IssueError
 from .models import Issue, IssueItem, RenderedIssue
 from .period import current_period, period_bounds
+from .richtext import markdown_escape
 from .select import select_articles
 
 if TYPE_CHECKING:
+    from .checks import Check
     from .collect import CollectReport
-    from .render import Check
     from .send import SendReport
 
 __all__ = [
@@ -118,8 +119,12 @@ def build_issue(settings: Settings, store: Store, period: str) -> Issue:
                 source=article.source,
                 title=article.title,
                 url=article.url,
-                summary=summary.summary,
-                lessons=tuple(lesson.text for lesson in summary.lessons),
+                # The summarizer writes plain text; the issue holds Markdown.
+                summary=markdown_escape(summary.summary),
+                lessons=tuple(
+                    dataclasses.replace(lesson, text=markdown_escape(lesson.text))
+                    for lesson in summary.lessons
+                ),
                 published=article.published,
                 image_url=article.image_url,
                 image_alt=article.image_alt,
@@ -155,7 +160,7 @@ def draft(
     Re-running keeps what the editor changed in the file; ``refresh`` rebuilds
     only the articles the editor has not touched.
     """
-    from .draftfile import draft_path, merge_draft, read_draft, write_draft
+    from .draft import draft_path, merge_draft, read_draft, write_draft
 
     period = period_or_current(settings, period)
     stored = issues.get(store, period)
@@ -170,12 +175,18 @@ def draft(
     issue = merge_draft(generated, existing, refresh=refresh)
     saved = issues.save(store, issue)
     write_draft(saved, path)
-    return DraftResult(saved, path, len(saved.items))
+    return DraftResult(saved, path, sum(not item.is_note for item in saved.items))
 
 
 def load_issue(settings: Settings, store: Store, period: str | None = None) -> Issue:
-    """The issue for ``period`` as the editor left it: stored issue plus the draft file's edits."""
-    from .draftfile import draft_path, read_draft
+    """The issue for ``period`` as the editor left it: stored issue plus the draft file's edits.
+
+    Read-only: the preview calls this on every rebuild, and reading must not change
+    what is stored. The edits reach the store when something acts on them
+    (``draft``, ``approve``, ``send``). Lessons the editor left as they were keep
+    the evidence (the supporting quote) that the store has for them.
+    """
+    from .draft import draft_path, read_draft, with_evidence
 
     period = period_or_current(settings, period)
     stored = issues.get(store, period)
@@ -187,11 +198,11 @@ def load_issue(settings: Settings, store: Store, period: str | None = None) -> I
     edited = read_draft(path)
     if edited.period != period:
         raise IssueError(f"{path} is the draft of {edited.period}, not {period}")
-    return issues.save(store, dataclasses.replace(edited, id=stored.id))
+    return with_evidence(dataclasses.replace(edited, id=stored.id), stored)
 
 
 def approve(settings: Settings, store: Store, period: str | None = None) -> Issue:
-    from .draftfile import draft_path, write_draft
+    from .draft import draft_path, write_draft
 
     issue = load_issue(settings, store, period)
     if issue.status in ("sending", "sent"):
@@ -208,7 +219,8 @@ def render(
     settings: Settings, store: Store, period: str | None = None, out: Path | None = None
 ) -> RenderResult:
     """Render the issue once and run the pre-send checks; with ``out``, write the files."""
-    from .render import check_email, render_issue
+    from .checks import check_email
+    from .render import render_issue
 
     issue = load_issue(settings, store, period)
     rendered = render_issue(issue, settings)
@@ -282,12 +294,15 @@ def send(
             f"issue {period} is not approved",
             hint="review it, then set approved = true in the draft file or run `digest approve`",
         )
-    if not issue.items:
+    if not any(not item.is_note for item in issue.items):
         raise IssueError(
             f"issue {period} has no articles", hint="run `digest collect` and `digest draft`"
         )
     if dry_run:
         return send_issue(settings, store, issue, result.rendered, dry_run=True, progress=progress)
+    if issue.status in ("draft", "approved"):
+        # What goes out is what the store keeps (the archive shows it): the draft's edits.
+        issue = issues.save(store, issue)
     issues.set_status(store, period, "sending", expect=("draft", "approved", "sending"))
     report = send_issue(
         settings,
@@ -362,12 +377,13 @@ def _run_stages(
                 source_errors=source_errors,
             )
         drafted = draft(settings, store, period)
-        if len(drafted.issue.items) < settings.run.min_articles:
+        articles = sum(not item.is_note for item in drafted.issue.items)
+        if articles < settings.run.min_articles:
             issues.set_status(store, period, "draft")
             return RunReport(
                 period,
                 "skipped",
-                f"{len(drafted.issue.items)} article(s), fewer than the "
+                f"{articles} article(s), fewer than the "
                 f"{settings.run.min_articles} required; kept for next week",
                 run_id,
                 source_errors=source_errors,
@@ -402,6 +418,6 @@ def _run_stages(
 
 
 def draft_file(settings: Settings, period: str) -> Path:
-    from .draftfile import draft_path
+    from .draft import draft_path
 
     return draft_path(settings, period)

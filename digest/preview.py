@@ -58,13 +58,13 @@ from starlette.routing import Route
 
 from .config import Settings, load_settings
 from .db import Store, articles
-from .draftfile import draft_path
+from .draft import draft_path
 from .errors import DigestError
 from .i18n import format_date
 from .models import Issue, RenderedEmail, RenderedIssue, Subscriber
 
 if TYPE_CHECKING:
-    from .render import Check
+    from .checks import Check
 
 __all__ = ["Snapshot", "SourceHealth", "create_preview_app", "serve_preview"]
 
@@ -182,7 +182,8 @@ class Preview:
 
     def _build(self, settings: Settings, version: str, config_problem: Problem | None) -> Snapshot:
         from . import pipeline
-        from .render import check_email, render_issue
+        from .checks import check_email
+        from .render import render_issue
 
         problems = [config_problem] if config_problem else []
         snapshot = Snapshot(version, settings, draft_path(settings, self.period))

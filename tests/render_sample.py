@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 
 from digest.config import NewsletterSettings, RenderSettings, Settings
-from digest.models import Issue, IssueItem
+from digest.models import Issue, IssueItem, Lesson
 
 _ARTICLES = [
     (
@@ -75,7 +75,7 @@ def sample_items(count: int = 3) -> tuple[IssueItem, ...]:
                 title=title,
                 url=url,
                 summary=summary,
-                lessons=lessons,
+                lessons=tuple(Lesson(text) for text in lessons),
                 published=dt.datetime(2026, 11, 23 + n % 5, 9, 30, tzinfo=dt.UTC),
                 image_url=image,
                 image_alt=alt,
@@ -113,4 +113,126 @@ def sample_settings(tmp: Path | None = None, **render: object) -> Settings:
             RenderSettings(archive_url="https://veille.exemple.org/archives"),
             **render,  # type: ignore[arg-type]
         ),
+    )
+
+
+_ENGLISH = [
+    (
+        "Digital Arts Weekly",
+        "Animation studios sketch storyboards with image generators",
+        "https://example.org/articles/storyboards",
+        "Several European studios now rough out storyboards with generative tools, "
+        "while artists keep the final drawing.",
+        (
+            "The tool speeds up sketching; the artist's eye still decides.",
+            "Teaching new tools means teaching their limits too!",
+        ),
+        "https://example.org/images/storyboard.jpg",
+        "A storyboard pinned to a studio wall",
+    ),
+    (
+        "Design & Access",
+        "Accessibility: what the European directive changes in 2025",
+        "https://example.org/articles/accessibility-act",
+        "Since June 2025 many digital services must be accessible; design schools are "
+        "reworking their courses.",
+        (
+            "Accessibility becomes a skill employers expect from designers.",
+            "Measurable criteria (contrast, text alternatives) guide the work.",
+        ),
+        "",
+        "",
+    ),
+]
+
+
+def english_issue() -> Issue:
+    """An issue in English (``language = "en"``): English strings, dates and typography."""
+    items = tuple(
+        IssueItem(
+            article_id=n + 1,
+            position=n,
+            source=source,
+            title=title,
+            url=url,
+            summary=summary,
+            lessons=tuple(Lesson(text) for text in lessons),
+            published=dt.datetime(2026, 11, 24 + n, 9, 30, tzinfo=dt.UTC),
+            image_url=image,
+            image_alt=alt,
+        )
+        for n, (source, title, url, summary, lessons, image, alt) in enumerate(_ENGLISH)
+    )
+    return Issue(
+        period="2026-W48",
+        title="Week 48: tools, limits and access",
+        intro="This week: studios adopting image generators, and a directive that makes "
+        "accessibility a trade.\n\nEnjoy the read!",
+        items=items,
+        language="en",
+    )
+
+
+def english_settings(tmp: Path | None = None) -> Settings:
+    settings = sample_settings(tmp)
+    return dataclasses.replace(
+        settings,
+        newsletter=dataclasses.replace(
+            settings.newsletter,
+            title="Digital Arts Watch",
+            language="en",
+            from_name="Institute of Digital Arts",
+            postal_address="Institute of Digital Arts, 12 Example Street, London",
+            why="You receive this digest because you follow a course at the Institute.",
+        ),
+    )
+
+
+def markdown_issue() -> Issue:
+    """The sample issue as an editor might rework it: Markdown in the introduction, a
+    summary and a lesson, a note of their own, a section heading and a closing word."""
+    first, second, third = sample_items(3)
+    first = dataclasses.replace(
+        first,
+        summary="Sam Altman déclenche un **« code rouge »** : la *qualité* de ChatGPT passe "
+        "avant la publicité ([le mémo](https://exemple.org/memo)).\n\n"
+        "Ce qui est mis en pause :\n\n- la publicité ;\n- les agents spécialisés.",
+        lessons=(
+            Lesson("Gestion de crise : *hiérarchiser* les priorités."),
+            Lesson("Voir aussi [notre dossier](https://exemple.org/dossier)."),
+            first.lessons[2],
+        ),
+        edited=True,
+    )
+    note = IssueItem(
+        article_id=None,
+        position=2,
+        source="",
+        title="Journée d'étude : l'IA au studio",
+        url="",
+        summary="Le **12 décembre**, à l'Institut :\n\n1. ateliers le matin ;\n"
+        "2. table ronde l'après-midi.\n\nInscriptions : [journée d'étude]"
+        "(https://exemple.org/journee) ou [par e-mail](mailto:veille@exemple.org).",
+        lessons=(),
+        backend="editor",
+        edited=True,
+    )
+    heading = dataclasses.replace(note, position=3, title="À lire aussi", summary="")
+    closing = dataclasses.replace(
+        note, position=6, title="Le mot de la fin", summary="Merci de votre *fidélité* !"
+    )
+    items = (
+        first,
+        note,
+        heading,
+        dataclasses.replace(second, position=4),
+        dataclasses.replace(third, position=5),
+        closing,
+    )
+    return sample_issue(
+        3,
+        intro="Cette semaine, **trois sujets** et une [journée d'étude](https://exemple.org/"
+        "journee) :\n\n- une crise chez OpenAI ;\n- des studios qui réinventent le storyboard ;"
+        "\n- l'accessibilité comme métier.\n\nBonne lecture !",
+        items=items,
     )

@@ -25,7 +25,7 @@ from digest.db import Store, articles, issues, locks, mask_url, runs, schema
 from digest.db import subscribers as subscriber_rows
 from digest.db.jobstore import stored_next_run
 from digest.errors import LockedError, StoreError
-from digest.models import Article, Issue, IssueItem
+from digest.models import Article, Issue, IssueItem, Lesson
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -240,10 +240,16 @@ def test_the_summary_cache_keeps_the_latest_value(store: Store) -> None:
 
 def test_issue_round_trip_and_sent_issue_is_frozen(store: Store) -> None:
     item = IssueItem(
-        None, 1, "Feed", "Titre", "https://e.org/a", "Résumé.", ("Leçon une.", "Deux.")
+        None,
+        1,
+        "Feed",
+        "Titre",
+        "https://e.org/a",
+        "Résumé.",
+        (Lesson("Leçon une.", "Une citation de l'article.", 10, 37), Lesson("Deux.")),
     )
     saved = issues.save(store, Issue("2026-W48", "Semaine", "Intro", (item,)))
-    assert saved.id is not None and saved.items[0].lessons == ("Leçon une.", "Deux.")
+    assert saved.id is not None and saved.items[0].lessons == item.lessons  # evidence kept
     assert issues.get(store, "2026-W48") == saved
     assert issues.get(store, "2026-W47") is None
     assert issues.sent_issues(store) == []

@@ -17,6 +17,7 @@ from conftest import ROOT, HTTPServer, Route
 from digest.cli import main
 from digest.db import Store, articles, issues, schema
 from digest.mailbox import Mailbox
+from digest.richtext import markdown_inline_text
 
 ACTIVE_EXAMPLE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
 
@@ -223,6 +224,49 @@ def test_every_lesson_of_the_demo_issue_is_grounded_in_its_article(tmp_path: Pat
             article = articles.row(conn, item.article_id)
         assert article is not None
         for lesson in item.lessons:
-            assert len(lesson.split()) <= 27, lesson
-            # extractive lessons are the article's own words, perhaps cut at a clause
-            assert locate_quote(lesson.rstrip("…"), article["text"]) is not None, lesson
+            assert len(lesson.text.split()) <= 27, lesson
+            # extractive lessons are the article's own words, perhaps cut at a clause,
+            # and the store keeps the quote that supports each one
+            text = markdown_inline_text(lesson.text)
+            assert locate_quote(text.rstrip("…"), article["text"]) is not None, lesson
+            assert lesson.quote and article["text"][lesson.start : lesson.end] == lesson.quote
+
+
+def test_editor_markdown_and_notes_reach_the_email_and_reading_never_writes(
+    tmp_path: Path,
+) -> None:
+    from digest.config import load_settings
+    from digest.draft import draft_path
+
+    config = make_config(tmp_path, 1)
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    settings = load_settings(config)
+    store = Store(settings.database.url)
+    issue = issues.latest(store)
+    assert issue is not None
+    path = draft_path(settings, issue.period)
+    text = path.read_text(encoding="utf-8")
+    first_article = text.index("\n## ")
+    text = (
+        text[:first_article]
+        + "\n**Nouveau** : une [journée d'étude](https://exemple.org/journee).\n"
+        + "\n## Agenda\n\nLe *12 décembre* à l'Institut.\n"
+        + text[first_article:]
+    )
+    path.write_text(text, encoding="utf-8")
+
+    assert cli(config, "render", "--out", str(tmp_path / "out")) == 0
+    html = (tmp_path / "out" / "email.html").read_text(encoding="utf-8")
+    plain = (tmp_path / "out" / "email.txt").read_text(encoding="utf-8")
+    assert "<strong>Nouveau</strong>" in html and "**" not in html
+    assert 'href="https://exemple.org/journee"' in html
+    assert "<em>12 décembre</em>" in html and "Agenda" in html
+    assert "journée d'étude (https://exemple.org/journee)" in " ".join(plain.split())
+    assert issues.get(store, issue.period) == issue  # rendering read the draft, stored nothing
+
+    assert cli(config, "approve") == 0
+    approved = issues.get(store, issue.period)
+    assert approved is not None and approved.status == "approved"
+    assert "journée d'étude" in approved.intro
+    assert [i.title for i in approved.items if i.is_note] == ["Agenda"]

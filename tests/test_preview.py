@@ -24,10 +24,10 @@ from digest import pipeline
 from digest.config import Settings, load_settings
 from digest.db import Store, issues
 from digest.db.articles import record_fetch
-from digest.draftfile import draft_path, read_draft, write_draft
+from digest.draft import draft_path, read_draft, write_draft
 from digest.errors import DeliveryError, DigestError
 from digest.mailbox import Mailbox, free_port
-from digest.models import Article, Issue, IssueItem
+from digest.models import Article, Issue, IssueItem, Lesson
 from digest.preview import create_preview_app, serve_preview
 
 # Starlette's TestClient warns (on import and on use) that it is moving to httpx2;
@@ -41,6 +41,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.te
 ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-W48"
 LESSON = "Un cadre commun évite que chaque équipe réinvente ses règles."
+QUOTE = "Sans cadre commun, chaque équipe finissait par réinventer ses propres règles."
+EVIDENCE = {LESSON: QUOTE}
 
 CONFIG = """\
 [newsletter]
@@ -119,7 +121,8 @@ def make_site(folder: Path, smtp_port: int = 2525, extra_config: str = "") -> Si
                 title=title,
                 url=url,
                 summary=summary,
-                lessons=lessons,
+                # The summarizer's evidence: the sentence of the article behind the lesson.
+                lessons=tuple(Lesson(text, quote=EVIDENCE.get(text, "")) for text in lessons),
                 published=published,
             )
         )
@@ -374,9 +377,30 @@ def test_taken_port_is_a_clear_error(site: Site) -> None:
 def test_articles_list_shows_which_ones_the_editor_changed(site: Site, client: TestClient) -> None:
     site.edit(site.draft, LESSON, "Une leçon à nous.")
     articles = client.get("/").text.split('id="articles"')[1].split("</ol>")[0]
-    first, second = articles.split("<li>")[1:]
+    first, second = articles.split('<li class="article">')[1:]
     assert "Un code de conduite pour les studios" in first and "modifié à la main" in first
     assert "Le son spatial" in second and "généré" in second
+
+
+def test_each_lesson_shows_its_quote_until_the_editor_rewrites_it(
+    site: Site, client: TestClient
+) -> None:
+    articles = client.get("/").text.split('id="articles"')[1].split("</ol>")[0]
+    assert LESSON in articles
+    assert f"« {QUOTE} »" in articles.replace("&#39;", "'")
+    site.edit(site.draft, LESSON, "Une leçon à nous.")
+    articles = client.get("/").text.split('id="articles"')[1].split("</ol>")[0]
+    assert "Une leçon à nous." in articles
+    assert QUOTE not in articles.replace("&#39;", "'")  # the quote backed the old text
+
+
+def test_showing_the_preview_never_writes_the_issue(site: Site, client: TestClient) -> None:
+    before = issues.get(site.store, PERIOD)
+    site.edit(site.draft, "# Semaine du 23 novembre 2026", "# Un titre à nous")
+    site.edit(site.draft, LESSON, "Une leçon à nous.")
+    page = client.get("/").text
+    assert "Un titre à nous" in page  # the preview shows the edit...
+    assert issues.get(site.store, PERIOD) == before  # ...and the store still has what it had
 
 
 def test_repeated_check_is_listed_once(tmp_path: Path) -> None:

@@ -17,18 +17,17 @@ import lxml.html
 import pytest
 from render_sample import sample_issue, sample_items, sample_settings
 
+from digest.checks import check_email
 from digest.errors import TemplateError
 from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, IssueItem, RenderedIssue
 from digest.render import (
     MAX_HTML_BYTES,
-    Theme,
-    check_email,
     compile_mjml,
-    contrast_ratio,
     inline_css,
     render_issue,
     render_mjml,
 )
+from digest.theme import Theme, contrast_ratio
 from digest.typography import NBSP, NNBSP
 
 UNSUBSCRIBE = "https://veille.exemple.org/u/tok3n?x=1&y=2"
@@ -180,7 +179,7 @@ def test_articles_show_source_date_linked_title_summary_and_lessons() -> None:
         assert " ".join(link.text_content().split()).replace(NBSP, " ") == it.title
         assert it.source.upper() in text.upper()
         for lesson in it.lessons:
-            assert _plain(lesson) in _plain(text)
+            assert _plain(lesson.text) in _plain(text)
         assert _plain(it.summary) in _plain(text)
     assert text.count("Ce que cela nous apprend") == 3
     assert "23 novembre 2026" in text

@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 from render_sample import sample_issue, sample_items, sample_settings
 
-from digest.render import contrast_ratio, render_issue
+from digest.models import Lesson
+from digest.render import render_issue
+from digest.theme import contrast_ratio
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -147,7 +149,7 @@ def test_hostile_content_does_not_break_the_layout_on_a_phone(tmp_path: Path) ->
     a, b = sample_items(2)
     items = (
         dataclasses.replace(a, title="T" * 3000, summary=f"Voir {long_word} maintenant."),
-        dataclasses.replace(b, lessons=("x" * 400,), source="S" * 200),
+        dataclasses.replace(b, lessons=(Lesson("x" * 400),), source="S" * 200),
     )
     email = render_issue(sample_issue(2, items=items), sample_settings()).personalise(
         "", UNSUBSCRIBE

@@ -1,4 +1,8 @@
-"""Whole-output golden files: the sample issue's ``email.html`` and ``email.txt``.
+"""Whole-output golden files: the sample issues' ``email.html`` and ``email.txt``.
+
+Three issues: the French sample (``golden/email.*``), the same kind of issue in
+English (``golden/en/``), and the French sample as an editor reworked it, with
+Markdown, notes of their own and a section heading (``golden/markdown/``).
 
 Any change to the templates, the typography or the toolchain (mjml-python,
 premailer) shows here as a diff to review. After an intended change, refresh with
@@ -18,8 +22,15 @@ import os
 from pathlib import Path
 
 import pytest
-from render_sample import sample_issue, sample_settings
+from render_sample import (
+    english_issue,
+    english_settings,
+    markdown_issue,
+    sample_issue,
+    sample_settings,
+)
 
+from digest.models import RenderedIssue
 from digest.render import render_issue
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -32,28 +43,42 @@ def normalise(text: str) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-@pytest.fixture(scope="module")
-def rendered():  # type: ignore[no-untyped-def]
+def _french() -> RenderedIssue:
     settings = sample_settings(logo_url="https://exemple.org/logo.png", logo_alt="Institut")
     return render_issue(sample_issue(3), settings)
 
 
+def _english() -> RenderedIssue:
+    return render_issue(english_issue(), english_settings())
+
+
+def _markdown() -> RenderedIssue:
+    settings = sample_settings(logo_url="https://exemple.org/logo.png", logo_alt="Institut")
+    return render_issue(markdown_issue(), settings)
+
+
+CASES = {"": _french, "en": _english, "markdown": _markdown}
+
+
+@pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("name", ["email.html", "email.txt"])
-def test_matches_golden_file(name: str, rendered) -> None:  # type: ignore[no-untyped-def]
+def test_matches_golden_file(name: str, case: str) -> None:
+    rendered = CASES[case]()
     actual = normalise(rendered.html if name.endswith(".html") else rendered.text)
-    path = GOLDEN / name
+    path = GOLDEN / case / name
+    shown_path = path.relative_to(GOLDEN.parent)
     if UPDATE:
-        GOLDEN.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(actual, encoding="utf-8")
         return
     assert path.exists(), f"no golden file {path}: run DIGEST_UPDATE_GOLDEN=1 pytest {__file__}"
     expected = normalise(path.read_text(encoding="utf-8"))
     if actual != expected:
         diff = difflib.unified_diff(
-            expected.splitlines(), actual.splitlines(), f"golden/{name}", "rendered", lineterm=""
+            expected.splitlines(), actual.splitlines(), str(shown_path), "rendered", lineterm=""
         )
         shown = "\n".join(list(diff)[:80])
         pytest.fail(
-            f"{name} differs from tests/golden/{name}; if intended, refresh with "
+            f"{name} differs from {shown_path}; if intended, refresh with "
             f"DIGEST_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render_golden.py\n{shown}"
         )

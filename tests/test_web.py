@@ -18,7 +18,7 @@ from conftest import token_of
 from digest.config import NewsletterSettings, Settings, WebSettings
 from digest.db import Store, issues, schema
 from digest.mailbox import free_port
-from digest.models import Issue, IssueItem
+from digest.models import Issue, IssueItem, Lesson
 from digest.subscribers import import_csv
 from digest.web import create_app
 
@@ -130,7 +130,7 @@ def sent_issue(store: Store) -> None:
         title="L’IA générative à l’école",
         url="https://exemple.fr/article",
         summary="Un résumé de l’article.",
-        lessons=("Une leçon.", "Une autre leçon."),
+        lessons=(Lesson("Une leçon."), Lesson("Une autre leçon.")),
         published=dt.datetime(2026, 11, 24, tzinfo=dt.UTC),
     )
     issues.save(store, Issue(period="2026-W48", title="La veille n° 48", intro="", items=(item,)))

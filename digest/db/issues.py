@@ -8,14 +8,13 @@ Moving an issue between statuses is a conditional update (``set_status`` with
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import StoreError
-from ..models import Issue, IssueItem
+from ..models import Issue, IssueItem, decode_lessons, encode_lessons
 from .engine import Store
 from .schema import as_utc, deliveries, issue_items, issues, utcnow
 
@@ -163,7 +162,7 @@ def _issue_item(row: Any) -> IssueItem:
         title=row["title"],
         url=row["url"],
         summary=row["summary"],
-        lessons=tuple(json.loads(row["lessons"])),
+        lessons=decode_lessons(row["lessons"]),
         published=row["published_at"],
         image_url=row["image_url"],
         image_alt=row["image_alt"],
@@ -183,7 +182,7 @@ def _issue_item_values(issue_id: int, item: IssueItem) -> dict[str, Any]:
         "title": item.title,
         "url": item.url,
         "summary": item.summary,
-        "lessons": json.dumps(list(item.lessons), ensure_ascii=False),
+        "lessons": encode_lessons(item.lessons),
         "published_at": item.published,
         "image_url": item.image_url,
         "image_alt": item.image_alt,

@@ -147,7 +147,7 @@ issue_items = sa.Table(
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
-    sa.Column("lessons", sa.Text, nullable=False),  # a JSON list of strings
+    sa.Column("lessons", sa.Text, nullable=False),  # JSON: models.encode_lessons
     sa.Column("published_at", UTCDateTime),
     sa.Column("image_url", sa.Text, nullable=False, default=""),
     sa.Column("image_alt", sa.Text, nullable=False, default=""),

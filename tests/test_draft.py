@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import load_settings
-from digest.draftfile import (
+from digest.draft import (
     draft_path,
     format_draft,
     item_fingerprint,
@@ -19,7 +19,8 @@ from digest.draftfile import (
     write_draft,
 )
 from digest.errors import DigestError, IssueError
-from digest.models import Issue, IssueItem
+from digest.models import Issue, IssueItem, Lesson
+from digest.richtext import clean, markdown_escape, markdown_inline_text, markdown_text
 
 PERIOD = "2026-W48"
 
@@ -32,13 +33,20 @@ def make_item(n: int, **changes: object) -> IssueItem:
         title=f"Article {n}",
         url=f"https://example.org/articles/{n}",
         summary=f"Le résumé généré de l'article {n}.",
-        lessons=(f"Première leçon de l'article {n}.", f"Deuxième leçon de l'article {n}."),
+        lessons=(
+            Lesson(f"Première leçon de l'article {n}.", quote=f"Citation {n}.", start=0, end=11),
+            Lesson(f"Deuxième leçon de l'article {n}."),
+        ),
         published=dt.datetime(2026, 11, 24, 8, 30, tzinfo=dt.UTC),
         image_url=f"https://example.org/img/{n}.png" if n == 1 else "",
         image_alt="Une photo" if n == 1 else "",
         backend="extractive",
     )
     return dataclasses.replace(item, **changes)  # type: ignore[arg-type]
+
+
+def texts(lessons: tuple[Lesson, ...]) -> tuple[str, ...]:
+    return tuple(lesson.text for lesson in lessons)
 
 
 def make_issue(*numbers: int, **changes: object) -> Issue:
@@ -79,8 +87,12 @@ def test_round_trip_keeps_every_field_and_marks_nothing_edited(path: Path) -> No
     assert back.intro == issue.intro
     assert back.status == "draft"
     assert back.language == "fr"
+    # The file does not show the lessons' quotes: the store keeps them (see with_evidence).
     assert [dataclasses.asdict(i) for i in back.items] == [
-        dataclasses.asdict(i) for i in issue.items
+        dataclasses.asdict(
+            dataclasses.replace(i, lessons=tuple(Lesson(t) for t in texts(i.lessons)))
+        )
+        for i in issue.items
     ]
 
 
@@ -100,7 +112,7 @@ def test_an_edited_lesson_is_kept_and_marked_edited(path: Path) -> None:
     write_draft(make_issue(1, 2), path)
     edit(path, "- Deuxième leçon de l'article 2.", "- Une leçon réécrite par l'équipe.")
     back = read_draft(path)
-    assert back.items[1].lessons == (
+    assert texts(back.items[1].lessons) == (
         "Première leçon de l'article 2.",
         "Une leçon réécrite par l'équipe.",
     )
@@ -129,7 +141,7 @@ def test_title_intro_and_added_lesson_lines(path: Path) -> None:
     back = read_draft(path)
     assert back.title == "Notre sélection : « IA et création »"
     assert back.intro == "Bonjour,\n\nVoici notre veille, sur deux lignes."
-    assert back.items[0].lessons == (
+    assert texts(back.items[0].lessons) == (
         "Première leçon de l'article 1.",
         "Deuxième leçon.",
         "Troisième leçon sur deux lignes.",
@@ -154,15 +166,21 @@ def test_title_intro_and_added_lesson_lines(path: Path) -> None:
     ],
 )
 def test_weird_text_round_trips_unedited(path: Path, text: str) -> None:
-    item = make_item(1, title=text, summary=text, lessons=(text, "Une autre : leçon"))
-    issue = make_issue(intro=text, items=(item,), title=text)
+    # Texts are Markdown; plain text (what summarizers write) is escaped to show as written.
+    markdown = markdown_escape(text)
+    lessons = (Lesson(markdown), Lesson("Une autre : leçon"))
+    item = make_item(1, title=text, summary=markdown, lessons=lessons)
+    issue = make_issue(intro=markdown, items=(item,), title=text)
     write_draft(issue, path)
     back = read_draft(path)
     assert back.title == text
-    assert back.intro == text
-    assert back.items[0].summary == text
-    assert back.items[0].lessons == (text, "Une autre : leçon")
+    assert back.intro == markdown
+    assert back.items[0].summary == markdown
+    assert texts(back.items[0].lessons) == (markdown, "Une autre : leçon")
     assert not back.items[0].edited
+    # ... and reads as the plain text it was.
+    assert markdown_text(back.intro) == (clean(text),)
+    assert markdown_inline_text(back.items[0].lessons[0].text) == clean(text)
 
 
 def test_machine_values_with_quotes_and_comment_ends_round_trip(path: Path) -> None:
@@ -236,7 +254,8 @@ def test_rerunning_draft_keeps_every_edit(path: Path) -> None:
     assert merged.title == "Mon titre"
     assert merged.intro == "Bonjour,\n\nMon introduction."
     assert [i.article_id for i in merged.items] == [1, 2]  # nothing added without --refresh
-    assert merged.items[0].lessons[0] == "Ma leçon."
+    assert merged.items[0].lessons[0] == Lesson("Ma leçon.")  # rewritten: no quote any more
+    assert merged.items[0].lessons[1] == make_item(1).lessons[1]
     assert merged.items[1].summary == "Le résumé généré de l'article 2."  # kept, not regenerated
 
 
@@ -290,7 +309,7 @@ def test_merge_takes_machine_fields_from_the_regenerated_issue(path: Path) -> No
     regenerated = make_issue(items=(make_item(1, image_url="https://example.org/new.png"),))
     merged = merge_draft(regenerated, read_draft(path))
     assert merged.items[0].image_url == "https://example.org/new.png"
-    assert merged.items[0].lessons[0].startswith("Ma leçon")
+    assert merged.items[0].lessons[0].text.startswith("Ma leçon")
 
 
 @pytest.mark.parametrize(
@@ -301,7 +320,6 @@ def test_merge_takes_machine_fields_from_the_regenerated_issue(path: Path) -> No
         ("approved = false", 'approved = "true"', 'approved = "true"', "true or false"),
         ("approved = false", "aproved = true", "aproved = true", "unknown setting 'aproved'"),
         ("article = 2, ", "article = deux, ", "<!-- digest: article = deux", "damaged"),
-        ("<!-- digest: article = 2", "<!-- note: article = 2", "## Article 2", "no '<!-- digest"),
         ("## Article 3", "# Article 3", "# Article 3", "second title"),
         ("## Article 3", "<!-- oubli\n## Article 3", "<!-- oubli", "never closed"),
         ("article = 3,", "article = 1,", '<!-- digest: article = 1, source = "Source 3"', "twice"),
@@ -340,7 +358,7 @@ def test_windows_editor_bom_and_crlf_are_fine(path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     back = read_draft(path)
     assert [i.edited for i in back.items] == [False, False]
-    assert back.items[0].lessons == make_item(1).lessons
+    assert texts(back.items[0].lessons) == texts(make_item(1).lessons)
 
 
 def test_editor_comments_and_plain_label_are_ignored(path: Path) -> None:
@@ -402,7 +420,7 @@ def test_fingerprint_ignores_line_wrapping_but_not_words() -> None:
     item = make_item(1)
     rewrapped = dataclasses.replace(item, summary=item.summary.replace(" ", "\n", 2))
     assert item_fingerprint(rewrapped) == item_fingerprint(item)
-    changed = dataclasses.replace(item, lessons=(item.lessons[0], "Autre chose."))
+    changed = dataclasses.replace(item, lessons=(item.lessons[0], Lesson("Autre chose.")))
     assert item_fingerprint(changed) != item_fingerprint(item)
 
 
@@ -412,3 +430,117 @@ def test_english_issue_gets_english_instructions(path: Path) -> None:
     assert "set approved = true" in text
     assert "### What this teaches us" in text
     assert read_draft(path).language == "en"
+
+
+# -- Markdown, the editor's own blocks, evidence ------------------------------------------
+
+
+def test_markdown_in_every_text_is_kept_as_written(path: Path) -> None:
+    write_draft(make_issue(1, 2), path)
+    edit(
+        path,
+        "Voici la veille de la semaine.",
+        "Voici la veille, avec une [journée d'étude](https://exemple.org/j) :\n\n"
+        "- un **atelier** ;\n- une *table ronde*.",
+    )
+    edit(path, "Le résumé généré de l'article 1.", "Un résumé **revu**.\n\n1. un\n2. deux")
+    edit(path, "- Première leçon de l'article 1.", "- Une leçon [sourcée](https://e.org/s).")
+    back = read_draft(path)
+    assert back.intro == (
+        "Bonjour,\n\nVoici la veille, avec une [journée d'étude](https://exemple.org/j) :"
+        "\n\n- un **atelier** ;\n- une *table ronde*."
+    )
+    assert back.items[0].summary == "Un résumé **revu**.\n\n1. un\n2. deux"
+    assert texts(back.items[0].lessons)[0] == "Une leçon [sourcée](https://e.org/s)."
+    assert back.items[0].edited and not back.items[1].edited
+    write_draft(back, path)  # and a rewrite (approve, draft again) changes none of it
+    again = read_draft(path)
+    assert (again.intro, again.items) == (back.intro, back.items)
+
+
+def test_a_block_without_digest_line_is_the_editors_own(path: Path) -> None:
+    write_draft(make_issue(1, 2), path)
+    edit(
+        path,
+        "## Article 2",
+        "## Journée d'étude\n\nLe **12 décembre** :\n\n- ateliers ;\n- table ronde.\n\n"
+        "## À lire aussi\n\n## Article 2",
+    )
+    text = path.read_text(encoding="utf-8") + "\n## Le mot de la fin\n\nMerci !\n"
+    path.write_text(text, encoding="utf-8")
+    back = read_draft(path)
+    assert [i.title for i in back.items] == [
+        "Article 1",
+        "Journée d'étude",
+        "À lire aussi",
+        "Article 2",
+        "Le mot de la fin",
+    ]
+    note, heading = back.items[1], back.items[2]
+    assert note.is_note and heading.is_note and not back.items[3].is_note
+    assert note.summary == "Le **12 décembre** :\n\n- ateliers ;\n- table ronde."
+    assert note.lessons == () and heading.summary == ""
+    assert [i.position for i in back.items] == [1, 2, 3, 4, 5]
+    # Written back as they were: no digest line, no lessons label.
+    write_draft(back, path)
+    assert read_draft(path).items == back.items
+    assert "## À lire aussi\n\n## Article 2\n<!-- digest:" in path.read_text(encoding="utf-8")
+    # Drafting again keeps them where the editor put them.
+    merged = merge_draft(make_issue(1, 2, 3), read_draft(path), refresh=True)
+    assert [i.title for i in merged.items] == [*(i.title for i in back.items), "Article 3"]
+
+
+def test_a_draft_written_by_the_first_version_still_reads(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "+++\n"
+        "# Brouillon de la lettre 2026-W48.\n"
+        'period = "2026-W48"\nlanguage = "fr"\napproved = false\noffered = [7, 9]\n'
+        "+++\n\n# Titre\n\nIntro.\n\n## Un titre\n"
+        '<!-- digest: article = 7, source = "Le Journal", url = "https://e.org/a", '
+        'published = 2026-11-24T08:30:00Z, backend = "extractive", '
+        'fingerprint = "a2de903fc9f18558" -->\n\n'
+        "Le résumé.\n\n### Ce que cela nous apprend\n\n- Une leçon.\n- Une autre.\n",
+        encoding="utf-8",
+    )
+    back = read_draft(path)
+    (item,) = back.items
+    assert (back.title, back.intro, back.removed) == ("Titre", "Intro.", (9,))
+    assert (item.article_id, item.source, item.url, item.summary) == (
+        7,
+        "Le Journal",
+        "https://e.org/a",
+        "Le résumé.",
+    )
+    assert item.published == dt.datetime(2026, 11, 24, 8, 30, tzinfo=dt.UTC)
+    assert texts(item.lessons) == ("Une leçon.", "Une autre.")
+    assert not item.edited  # the fingerprint the first version wrote still matches
+
+
+def test_unedited_lessons_keep_their_quote_through_a_redraft(path: Path) -> None:
+    generated = make_issue(1)
+    write_draft(generated, path)
+    untouched = merge_draft(generated, read_draft(path))
+    assert untouched.items[0].lessons == generated.items[0].lessons  # quote and offsets back
+    edit(path, "Première leçon de l'article 1.", "Une leçon réécrite.")
+    rewritten = merge_draft(generated, read_draft(path))
+    assert rewritten.items[0].lessons[0] == Lesson("Une leçon réécrite.")
+
+
+def test_the_lessons_label_is_the_emails(path: Path) -> None:
+    from digest.i18n import strings_for
+
+    for language in ("fr", "en"):
+        write_draft(make_issue(1, language=language), path)
+        label = strings_for(language)["lessons_title"]
+        assert f"\n### {label}\n" in path.read_text(encoding="utf-8")
+        path.unlink()
+
+
+def test_without_the_label_an_articles_list_is_its_lessons(path: Path) -> None:
+    write_draft(make_issue(1), path)
+    edit(path, "### Ce que cela nous apprend\n\n", "")
+    back = read_draft(path)
+    assert back.items[0].summary == "Le résumé généré de l'article 1."
+    assert texts(back.items[0].lessons) == texts(make_item(1).lessons)
+    assert not back.items[0].edited
