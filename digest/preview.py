@@ -61,6 +61,7 @@ from .draftfile import draft_path
 from .errors import DigestError
 from .i18n import format_date
 from .models import Issue, RenderedEmail, RenderedIssue, Subscriber
+from .pipeline import SAMPLE_READER, SAMPLE_TOKEN
 from .store import Store
 
 if TYPE_CHECKING:
@@ -71,10 +72,9 @@ __all__ = ["Snapshot", "SourceHealth", "create_preview_app", "serve_preview"]
 log = logging.getLogger(__name__)
 
 WEB_TEMPLATES = Path(__file__).resolve().parent / "templates" / "web"
-SAMPLE_NAME = "Camille"
-SAMPLE_EMAIL = "camille@example.org"
-SAMPLE_TOKEN = "exemple-de-jeton"
-"""A made-up reader: the preview shows the email as it would reach them, not a real subscriber."""
+# A made-up reader: the preview shows the email as it would reach them, not a real subscriber.
+SAMPLE_NAME = SAMPLE_READER.name
+SAMPLE_EMAIL = SAMPLE_READER.email
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
