@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-__all__ = ["CATALOGUE", "DEFAULT_LANGUAGE", "format_date", "strings_for"]
+__all__ = ["CATALOGUE", "DEFAULT_LANGUAGE", "base_language", "format_date", "strings_for"]
 
 DEFAULT_LANGUAGE = "fr"
 
@@ -59,14 +59,14 @@ _MONTHS = {
 }
 
 
-def _base(language: str) -> str:
+def base_language(language: str) -> str:
     """``fr-CA`` → ``fr``; the catalogue is keyed by base language."""
     return language.replace("_", "-").split("-")[0].lower()
 
 
 def strings_for(language: str) -> dict[str, str]:
     """The strings for ``language``; English when we have no catalogue for it."""
-    return CATALOGUE.get(_base(language), CATALOGUE["en"])
+    return CATALOGUE.get(base_language(language), CATALOGUE["en"])
 
 
 def format_date(value: dt.date | dt.datetime, language: str) -> str:
@@ -77,7 +77,7 @@ def format_date(value: dt.date | dt.datetime, language: str) -> str:
     """
     if isinstance(value, dt.datetime):
         value = value.date()
-    base = _base(language)
+    base = base_language(language)
     if base == "fr":
         day = "1er" if value.day == 1 else str(value.day)
         return f"{day} {_MONTHS['fr'][value.month - 1]} {value.year}"

@@ -242,3 +242,40 @@ def test_subscriber_list_keeps_long_addresses_whole(
     capsys.readouterr()
     assert cli(config, "subscribers", "list") == 0
     assert long in capsys.readouterr().out
+
+
+# -- 5. a draft or a source that cannot work is one clear line --------------------------------
+
+
+def test_a_block_pointing_at_a_missing_article_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, 1)
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    path = draft_file(config)
+    second = blocks(path)[1]
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(f"article = {second},", "article = 9999,"), encoding="utf-8")
+    line = next(
+        n for n, t in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "9999" in t
+    )
+    for command in (["render", "--out", str(tmp_path / "out")], ["approve"], ["draft"]):
+        capsys.readouterr()
+        assert cli(config, *command) == 1, command
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "IntegrityError" not in err
+        assert len(err.strip().splitlines()) == 1
+        assert f"line {line}" in err and "9999" in err
+
+
+def test_a_source_at_an_octal_address_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sources = '[[sources]]\nname = "Octale"\nurl = "http://0177.0.0.1/feed.xml"\n'
+    config = make_config(tmp_path, 1, sources=sources)
+    assert cli(config, "collect") == 1
+    captured_io = capsys.readouterr()
+    assert "Traceback" not in captured_io.err + captured_io.out
+    assert len(captured_io.err.strip().splitlines()) == 1
+    assert "0177.0.0.1" in captured_io.err and "[sources[0]] url" in captured_io.err
