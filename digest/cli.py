@@ -413,10 +413,15 @@ def subscribers_import(ctx: Context, file: Path) -> None:
     from .subscribers import import_csv
 
     report = import_csv(ctx.store, file)
+    duplicates = f", {report.duplicates} duplicate row(s) merged" if report.duplicates else ""
     ctx.console.print(
         f"{report.added} added, {report.updated} updated, {report.skipped} kept as they were, "
-        f"{len(report.errors)} rejected."
+        f"{len(report.errors)} rejected{duplicates}."
     )
+    for row in report.folded_names:
+        ctx.err.print(
+            f"{file}: row {row}: the name held a line break; imported on one line, check it"
+        )
     for row, reason in report.errors:
         ctx.err.print(f"{file}: row {row}: {reason}")
     if report.errors:

@@ -278,7 +278,7 @@ def render(
 
     issue = load_issue(settings, store, period)
     rendered = render_issue(issue, settings)
-    checks = check_email(rendered, issue)
+    checks = list(dict.fromkeys(check_email(rendered, issue)))  # a link twice: said once
     files: list[Path] = []
     if out is not None:
         files = write_rendered(settings, store, rendered, out)

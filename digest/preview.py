@@ -59,7 +59,7 @@ from starlette.routing import Route
 from .config import Settings, load_settings
 from .draftfile import draft_path
 from .errors import DigestError
-from .i18n import format_date
+from .i18n import format_date, translate_check
 from .models import Issue, RenderedEmail, RenderedIssue, Subscriber
 from .pipeline import SAMPLE_READER, SAMPLE_TOKEN
 from .store import Store
@@ -196,7 +196,11 @@ class Preview:
                 issue=issue,
                 rendered=rendered,
                 email=email,
-                checks=tuple(dict.fromkeys(check_email(rendered, issue))),  # once each
+                checks=tuple(
+                    # once each, in the page's French
+                    dataclasses.replace(check, message=translate_check(check.message, "fr"))
+                    for check in dict.fromkeys(check_email(rendered, issue))
+                ),
                 headers=tuple(headers),
             )
         except DigestError as exc:

@@ -279,3 +279,86 @@ def test_a_source_at_an_octal_address_is_refused_in_one_line(
     assert "Traceback" not in captured_io.err + captured_io.out
     assert len(captured_io.err.strip().splitlines()) == 1
     assert "0177.0.0.1" in captured_io.err and "[sources[0]] url" in captured_io.err
+
+
+# -- 7. messages that say what matters, once, in the interface's language ----------------------
+
+
+def test_a_second_demo_says_nothing_was_sent_and_lists_each_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, 1)
+    assert cli(config, "demo") == 0
+    first = capsys.readouterr().out
+    assert f"Messages captured: {ACTIVE_EXAMPLE_SUBSCRIBERS} in" in first
+    # the demo's archive is on http://127.0.0.1: two warnings, each shown, not just counted
+    assert "2 warning(s)" in first
+    assert "http://127.0.0.1:8080/archive is not https" in first
+    assert cli(config, "demo") == 0
+    second = capsys.readouterr().out
+    assert "already sent" in second
+    assert f"Messages captured: {ACTIVE_EXAMPLE_SUBSCRIBERS}" not in second
+    assert "none this run" in second
+
+
+def test_render_says_each_finding_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = make_config(tmp_path, 1)
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    path = draft_file(config)
+    text = re.sub(
+        r'url = "https://[^"]*"', 'url = "http://plain.example.org/a"', path.read_text("utf-8"), 1
+    )
+    path.write_text(text, encoding="utf-8")
+    capsys.readouterr()
+    assert cli(config, "render", "--out", str(tmp_path / "out")) == 0
+    out = capsys.readouterr().out
+    assert out.count("http://plain.example.org/a is not https") == 1  # title link and button
+
+
+def test_the_french_preview_lists_its_checks_in_french(tmp_path: Path) -> None:
+    from test_preview import PERIOD, make_site
+
+    from digest.preview import Preview
+
+    site = make_site(tmp_path, extra_config='\n[render]\narchive_url = "http://archive.example"\n')
+    try:
+        snapshot = Preview(site.settings, site.store, PERIOD).snapshot()
+    finally:
+        site.store.engine.dispose()
+    messages = [check.message for check in snapshot.checks]
+    assert messages, "the http archive link should be flagged"
+    assert any("n’est pas en https" in m for m in messages), messages
+    assert not any("is not https" in m for m in messages)
+
+
+def test_check_messages_have_french_translations() -> None:
+    from digest.i18n import translate_check
+
+    for english, french in [
+        ("link http://a.example/x is not https", "Le lien http://a.example/x n’est pas en https"),
+        ("article 3 (Un titre) has no summary", "L’article 3 (Un titre) n’a pas de résumé"),
+        ("the subject is empty", "L’objet est vide"),
+        ("issue 2026-W48 has no articles", "Le numéro 2026-W48 n’a aucun article"),
+    ]:
+        assert translate_check(english, "fr") == french
+    assert translate_check("a check added later", "fr") == "a check added later"
+    assert translate_check("the subject is empty", "en") == "the subject is empty"
+
+
+def test_import_reports_duplicates_and_names_that_held_line_breaks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, 1)
+    csv = tmp_path / "messy.csv"
+    csv.write_text(
+        "email,name,language\n"
+        "ana@example.org,Ana,fr\n"
+        "ANA@example.org,Ana B.,fr\n"
+        'carl@example.org,"Carl\nBcc: victim@evil.example",fr\n',
+        encoding="utf-8",
+    )
+    assert cli(config, "subscribers", "import", str(csv)) == 0
+    captured_io = capsys.readouterr()
+    assert "1 duplicate row(s) merged" in captured_io.out
+    assert "row 4" in captured_io.err and "line break" in captured_io.err
