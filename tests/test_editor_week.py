@@ -307,7 +307,10 @@ def test_render_says_each_finding_once(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli(config, "draft") == 0
     path = draft_file(config)
     text = re.sub(
-        r'url = "https://[^"]*"', 'url = "http://plain.example.org/a"', path.read_text("utf-8"), 1
+        r'url = "https://[^"]*"',
+        'url = "http://plain.example.org/a"',
+        path.read_text("utf-8"),
+        count=1,
     )
     path.write_text(text, encoding="utf-8")
     capsys.readouterr()
