@@ -28,7 +28,7 @@ import math
 import re
 import textwrap
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Literal
@@ -254,6 +254,8 @@ class _Item:
     image_url: str
     image_alt: str
     section: str
+    lang: str = ""
+    """The article's language when it is not the issue's (``lang`` attribute, typography)."""
 
 
 @dataclass(frozen=True)
@@ -340,7 +342,10 @@ def template_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     newsletter = settings.newsletter
     timezone = newsletter.timezone
     ordered = sorted(issue.items, key=lambda i: i.position)
-    items = tuple(_item_view(item, n, timezone) for n, item in enumerate(ordered, start=1))
+    items = tuple(
+        replace(_item_view(item, n, timezone), lang=_other_language(item, settings, language))
+        for n, item in enumerate(ordered, start=1)
+    )
     intro = _clean_paragraphs(issue.intro)
     title = _clean(newsletter.title)
     date = _issue_date(issue, timezone)
@@ -382,9 +387,17 @@ def _autoescape(name: str | None) -> bool:
     return name is None or not name.endswith(".txt.j2")
 
 
+def _other_language(item: IssueItem, settings: Settings, language: str) -> str:
+    """The language its source declares for ``item``, when it differs from the issue's."""
+    declared = next((s.language for s in settings.sources if s.name == item.source), "")
+    same = declared.split("-")[0].lower() == language.split("-")[0].lower()
+    return "" if not declared or same else declared
+
+
 @jinja2.pass_context
-def _typo_filter(context: jinja2.runtime.Context, value: object) -> object:
-    return typography(value, str(context.get("lang", "fr")))
+def _typo_filter(context: jinja2.runtime.Context, value: object, language: str = "") -> object:
+    """``|typo``, or ``|typo(item.lang)`` for an article in another language than the issue."""
+    return typography(value, language or str(context.get("lang", "fr")))
 
 
 @jinja2.pass_context
