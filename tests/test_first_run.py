@@ -35,9 +35,7 @@ def test_make_demo_installs_the_runtime_only_and_shows_progress(tmp_path: Path) 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 @pytest.mark.parametrize("target", ["test", "lint", ".venv/.installed"])
-def test_make_test_lint_and_ci_install_the_development_tools(
-    tmp_path: Path, target: str
-) -> None:
+def test_make_test_lint_and_ci_install_the_development_tools(tmp_path: Path, target: str) -> None:
     plan = planned(target, tmp_path)
     assert "-e '.[dev]'" in plan or '-e ".[dev]"' in plan, plan
 
@@ -55,8 +53,7 @@ def test_the_editable_install_prints_no_warning(tmp_path: Path) -> None:
             "-W",
             "always",
             "-c",
-            "import sys; from setuptools import build_meta; "
-            "build_meta.build_editable(sys.argv[1])",
+            "import sys; from setuptools import build_meta; build_meta.build_editable(sys.argv[1])",
             str(tmp_path / "wheels"),
         ],
         cwd=project,
