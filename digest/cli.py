@@ -256,6 +256,9 @@ def _print_dry_run(ctx: Context, plan: pipeline.DryRun, show_all: bool) -> None:
     ctx.console.print(f"Dry run of {plan.period}: nothing is sent.")
     if plan.test_to:
         ctx.console.print(f"A test send would go to {plan.test_to} only.")
+    elif plan.already_sent:
+        ledger = ", ".join(f"{n} {s}" for s, n in sorted(plan.deliveries.items()))
+        ctx.console.print(f"Issue {plan.period} was already sent ({ledger}); a send does nothing.")
     else:
         listed = ", ".join(f"{n} {s}" for s, n in sorted(plan.subscribers.items()))
         ctx.console.print(f"Subscribers: {listed or 'none'}.")

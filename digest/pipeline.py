@@ -386,6 +386,7 @@ class DryRun:
     problems: list[str]
     """Why a real send would refuse to start; empty when it would go."""
     test_to: str = ""
+    already_sent: bool = False
 
 
 def dry_run(
@@ -407,9 +408,9 @@ def dry_run(
         address = normalise_email(to)
         return DryRun(period, [address], {}, {}, [], test_to=address)
     problems = [] if force else [f"pre-send check: {c.message}" for c in result.errors]
-    if issue.status == "sent":
-        problems.append(f"issue {period} was already sent")
-    elif issue.status == "draft":
+    if issue.status == "sent":  # as `send` says: nothing to do, which is no error
+        return DryRun(period, [], {}, store.delivery_counts(period), [], already_sent=True)
+    if issue.status == "draft":
         problems.append(f"issue {period} is not approved (`digest approve`)")
     if not issue.items and force:  # without --force, a check says so already
         problems.append(f"issue {period} has no articles")

@@ -89,6 +89,9 @@ def test_run_drafts_with_what_it_collected_though_an_empty_draft_exists(
     out = capsys.readouterr().out
     assert "skipped" not in out
     assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    assert cli(config, "send", "--dry-run") == 0  # as `send`: nothing to do, no error
+    assert "already sent" in capsys.readouterr().out
+    assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
 
 
 def test_an_approved_draft_is_not_changed_behind_the_editors_back(tmp_path: Path) -> None:
@@ -267,6 +270,23 @@ def test_a_block_pointing_at_a_missing_article_names_its_line(
         assert "Traceback" not in err and "IntegrityError" not in err
         assert len(err.strip().splitlines()) == 1
         assert f"line {line}" in err and "9999" in err
+
+
+def test_a_damaged_draft_is_one_line_naming_the_blocks_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, 1)
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    path = draft_file(config)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    meta = next(n for n, line in enumerate(lines) if line.startswith("<!-- digest: article"))
+    path.write_text("\n".join(lines[:meta] + lines[meta + 1 :]) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert cli(config, "render", "--out", str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"line {meta}" in err  # the block's "##" line, just above the one removed
 
 
 def test_a_source_at_an_octal_address_is_refused_in_one_line(
