@@ -38,9 +38,8 @@ class Context:
         self.verbose = verbose
         self._settings: Settings | None = None
         self._store: Store | None = None
-        # markup off: feed titles, errors and addresses are data, never rich markup
-        self.console = Console(highlight=False, markup=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+        self.console = make_console()
+        self.err = make_console(stderr=True)
 
     @property
     def settings(self) -> Settings:
@@ -58,6 +57,24 @@ class Context:
         if self._store is not None:
             self._store.close()
 
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for messages: never wrapped, and never narrowed when not on a terminal.
+
+    Markup and highlighting are off: feed titles, errors and addresses are data,
+    never rich markup. Off a terminal (a pipe, a log file, cron's mail) rich
+    would assume 80 columns and fold every longer line and table cell; a line a
+    script greps for must stay one line, so the width is then unbounded.
+    """
+    console = Console(stderr=stderr, highlight=False, markup=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(
+            stderr=stderr, highlight=False, markup=False, soft_wrap=True, width=UNBOUNDED_WIDTH
+        )
+    return console
+
+
+UNBOUNDED_WIDTH = 100_000  # wider than any line we print: rich sizes tables to their content
 
 pass_ctx = click.make_pass_decorator(Context)
 period_option = click.option(
@@ -184,6 +201,9 @@ def _print_checks(ctx: Context, checks: Sequence[Any]) -> None:
 @period_option
 @click.option("--to", "to", metavar="ADDR", help="A test send to this one address only.")
 @click.option("--dry-run", is_flag=True, help="Show who would get it; send nothing.")
+@click.option(
+    "--all", "show_all", is_flag=True, help="With --dry-run: list every address, not the first."
+)
 @click.option("--force", is_flag=True, help="Send although pre-send checks report errors.")
 @click.option(
     "--resend-uncertain",
@@ -196,17 +216,22 @@ def send(
     period: str | None,
     to: str | None,
     dry_run: bool,
+    show_all: bool,
     force: bool,
     resend_uncertain: bool,
 ) -> None:
     """Send the approved issue to every active subscriber, once each (resumable)."""
+    if dry_run:
+        plan = pipeline.dry_run(ctx.settings, ctx.store, period, to=to, force=force)
+        _print_dry_run(ctx, plan, show_all)
+        return
     if to:
         pipeline.send_test(ctx.settings, ctx.store, period, to)
         ctx.console.print(f"Test message sent to {to}.")
         return
     period = pipeline.period_or_current(ctx.settings, period)
     stored = issues.get(ctx.store, period)
-    if stored is not None and stored.status == "sent" and not dry_run:
+    if stored is not None and stored.status == "sent":
         # a repeat is harmless: a cron job calling send twice must not raise an alarm
         ctx.console.print(f"Issue {period} was already sent; nothing to do.")
         return
@@ -215,7 +240,6 @@ def send(
             ctx.settings,
             ctx.store,
             period,
-            dry_run=dry_run,
             force=force,
             resend_uncertain=resend_uncertain,
             progress=progress,
@@ -223,6 +247,37 @@ def send(
     _print_send(ctx, report)
     if report.failures:
         raise SystemExit(PARTIAL)
+
+
+DRY_RUN_LISTED = 10  # addresses a dry run shows unless --all
+
+
+def _print_dry_run(ctx: Context, plan: pipeline.DryRun, show_all: bool) -> None:
+    ctx.console.print(f"Dry run of {plan.period}: nothing is sent.")
+    if plan.test_to:
+        ctx.console.print(f"A test send would go to {plan.test_to} only.")
+    elif plan.already_sent:
+        ledger = ", ".join(f"{n} {s}" for s, n in sorted(plan.deliveries.items()))
+        ctx.console.print(f"Issue {plan.period} was already sent ({ledger}); a send does nothing.")
+    else:
+        listed = ", ".join(f"{n} {s}" for s, n in sorted(plan.subscribers.items()))
+        ctx.console.print(f"Subscribers: {listed or 'none'}.")
+        queued = plan.deliveries.get("queued", 0)
+        ledger = ", ".join(f"{n} {s}" for s, n in sorted(plan.deliveries.items()))
+        ctx.console.print(f"Would send to {queued} subscriber(s) (deliveries: {ledger or 'none'}).")
+        if plan.recipients is None:
+            ctx.console.print("The send has started; `digest send` resumes with those still due.")
+        else:
+            shown = plan.recipients if show_all else plan.recipients[:DRY_RUN_LISTED]
+            for address in shown:
+                ctx.console.print(f"  {address}")
+            if len(shown) < len(plan.recipients):
+                more = len(plan.recipients) - len(shown)
+                ctx.console.print(f"  … and {more} more (`--all` lists everyone)")
+    for problem in plan.problems:
+        ctx.err.print(f"a real send would stop: {problem}")
+    if plan.problems:
+        raise SystemExit(1)
 
 
 @contextlib.contextmanager
@@ -362,10 +417,15 @@ def subscribers_import(ctx: Context, file: Path) -> None:
     from .subscribers import import_csv
 
     report = import_csv(ctx.store, file)
+    duplicates = f", {report.duplicates} duplicate row(s) merged" if report.duplicates else ""
     ctx.console.print(
         f"{report.added} added, {report.updated} updated, {report.skipped} kept as they were, "
-        f"{len(report.errors)} rejected."
+        f"{len(report.errors)} rejected{duplicates}."
     )
+    for row in report.folded_names:
+        ctx.err.print(
+            f"{file}: row {row}: the name held a line break; imported on one line, check it"
+        )
     for row, reason in report.errors:
         ctx.err.print(f"{file}: row {row}: {reason}")
     if report.errors:
@@ -377,12 +437,15 @@ def subscribers_import(ctx: Context, file: Path) -> None:
 @pass_ctx
 def subscribers_list(ctx: Context, status: str | None) -> None:
     """List subscribers, optionally by status."""
-    table = Table("email", "name", "language", "status", "tags")
-    for column in table.columns:  # never cut an address short with an ellipsis
-        column.overflow = "fold"
     from .subscribers import list_subscribers
 
     rows = list_subscribers(ctx.store, status)
+    table = Table("email", "name", "language", "status", "tags")
+    for column in table.columns:  # never cut a value short with an ellipsis
+        column.overflow = "fold"
+    # an address folded across two lines cannot be copied: it keeps its whole width
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = max((len(s.email) for s in rows), default=5)
     for s in rows:
         table.add_row(
             *(Text(v) for v in (s.email, s.name, s.language, s.status, ", ".join(s.tags)))
@@ -544,12 +607,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args=list(argv) if argv is not None else None, prog_name="digest", standalone_mode=False
         )
     except DigestError as exc:
-        Console(stderr=True, highlight=False, markup=False).print(
-            Text("error:", style="red"), str(exc)
-        )
+        make_console(stderr=True).print(Text("error:", style="red"), str(exc))
         return exc.exit_code
     except click.exceptions.Abort:
         return 130
+    except click.UsageError as exc:
+        # a misspelt command or option is wrong input (exit 1); click's own 2 would
+        # say "partial failure" to a script reading our exit codes
+        exc.show()
+        return 1
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -11,7 +11,10 @@ the file's folder, so a config works from any current directory.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -262,11 +265,19 @@ def load_settings(
             hint="create one with `digest init`, or pass --config PATH or set DIGEST_CONFIG",
         )
     try:
-        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        # -sig: Notepad and some other Windows editors start the file with a byte order mark
+        data = tomllib.loads(config_path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{config_path}: not UTF-8 text") from None
+        raise ConfigError(
+            f"{config_path}: not UTF-8 text", hint="save the file as UTF-8 in your text editor"
+        ) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(
+            f"{config_path}: arrays or tables nested too deeply to read",
+            hint="a config needs at most two levels of nesting; remove the extra brackets",
+        ) from None
 
     for table, key in _SECRET_KEYS:
         node: Any = data
@@ -286,7 +297,7 @@ def load_settings(
         node = data
         for part in table.split("."):
             node = node.setdefault(part, {})
-        node[key] = _from_env(value, table, key)
+        node[key] = _from_env(value, table, key, env_name)
 
     secret_key = env.get("DIGEST_SECRET_KEY", "")
     settings = _build(Settings, data, config_path, "", path=config_path.resolve())
@@ -294,13 +305,15 @@ def load_settings(
     return _resolve_paths(settings)
 
 
-def _from_env(value: str, table: str, key: str) -> Any:
+def _from_env(value: str, table: str, key: str, env_name: str) -> Any:
     hints = typing.get_type_hints(_TABLES[table])
     if hints[key] is int:
         try:
             return int(value)
         except ValueError:
-            raise ConfigError(f"environment: {key} must be a whole number, got {value!r}") from None
+            raise ConfigError(
+                f"environment: {env_name}={value!r}: {key} must be a whole number"
+            ) from None
     return value
 
 
@@ -361,6 +374,14 @@ def _build(cls: type, data: Any, file: Path, where: str, **given: Any) -> Any:
     values: dict[str, Any] = dict(given)
     for name, value in data.items():
         values[name] = _convert(hints[name], value, file, where, name)
+        rule = _RULES.get((cls, name))
+        problem = rule(values[name]) if rule else None
+        if problem:
+            place = f"[{where}] {name}" if where else name
+            reason, accepted = problem
+            raise ConfigError(
+                f"{file}: {place} = {_shown(value)}: {reason}", hint=f"accepted: {accepted}"
+            )
     missing = [
         f.name
         for f in fields.values()
@@ -418,3 +439,159 @@ def _convert(hint: Any, value: Any, file: Path, where: str, key: str) -> Any:
             raise ConfigError(f"{place} must be a string, got {value!r}")
         return value
     raise AssertionError(f"unhandled setting type {hint!r}")  # pragma: no cover
+
+
+# -- values: what each setting accepts ---------------------------------------------------
+#
+# Types are checked above; these rules check the values, so that a misspelt time
+# zone or a negative rate is reported when the file is read, naming the key and
+# what it accepts, rather than as a traceback in whichever command uses it first.
+# Each rule returns None when the value is fine, else (what is wrong, what is accepted).
+
+Problem = tuple[str, str] | None
+
+
+def _shown(value: Any) -> str:
+    """A value as the file writes it: strings quoted, numbers bare."""
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _number(
+    low: float | None = None, high: float | None = None, *, above: float | None = None
+) -> typing.Callable[[Any], Problem]:
+    """A range rule: ``low <= value <= high`` (either bound optional), or ``value > above``."""
+    parts = []
+    if above is not None:
+        parts.append(f"above {above:g}")
+    if low is not None:
+        parts.append(f"at least {low:g}")
+    if high is not None:
+        parts.append(f"at most {high:g}")
+    accepted = "a number " + " and ".join(parts)
+
+    def rule(value: Any) -> Problem:
+        number = float(value)
+        if (
+            not math.isfinite(number)
+            or (above is not None and number <= above)
+            or (low is not None and number < low)
+            or (high is not None and number > high)
+        ):
+            return "out of range", accepted
+        return None
+
+    return rule
+
+
+def _timezone(value: str) -> Problem:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return "unknown time zone", f"an IANA time zone name such as Europe/Paris{guess}"
+    return None
+
+
+def _cron(value: str) -> Problem:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        return (
+            f"not a crontab expression ({exc})",
+            "five fields, minute hour day-of-month month day-of-week, with English day "
+            "names or numbers: '0 7 * * mon' is Mondays at 07:00",
+        )
+    return None
+
+
+def _email_language(value: str) -> Problem:
+    from .i18n import CATALOGUE, base_language
+
+    if base_language(value) not in CATALOGUE:
+        languages = ", ".join(sorted(CATALOGUE))
+        return "the email templates have no texts in this language", f"one of {languages}"
+    return None
+
+
+_LANGUAGE_TAG = re.compile(r"[a-zA-Z]{2,3}(?:[-_][a-zA-Z0-9]{2,8})*")
+
+
+def _article_language(value: str) -> Problem:
+    if value and not _LANGUAGE_TAG.fullmatch(value):
+        return "not a language code", "a code such as fr, en or pt-BR, or empty"
+    return None
+
+
+_HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+
+
+def _colour(value: str) -> Problem:
+    # hex only: the value goes into the email's CSS and into contrast computations
+    if not _HEX_COLOUR.fullmatch(value):
+        return "not a colour", "a hex colour such as #b3261e or #fff"
+    return None
+
+
+def _font_family(value: str) -> Problem:
+    if not value.strip() or any(c in value for c in ";{}<>\\"):
+        return "not a CSS font list", 'font names separated by commas: "Georgia, serif"'
+    return None
+
+
+def _source_url(value: str) -> Problem:
+    if "://" not in value:
+        return None  # a feed file, relative to the config file
+    import httpx
+
+    accepted = "an http:// or https:// URL, or the path of a feed file"
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        return f"not a valid URL ({exc})", accepted
+    if url.scheme not in ("http", "https") or not url.host:
+        return "not a web address", accepted
+    return None
+
+
+_RULES: dict[tuple[type, str], typing.Callable[[Any], Problem]] = {
+    (NewsletterSettings, "language"): _email_language,
+    (NewsletterSettings, "timezone"): _timezone,
+    (SourceSettings, "url"): _source_url,
+    (SourceSettings, "weight"): _number(above=0),
+    (SourceSettings, "max_items"): _number(0),
+    (SourceSettings, "language"): _article_language,
+    (CollectSettings, "concurrency"): _number(1, 1000),
+    (CollectSettings, "connect_timeout"): _number(above=0),
+    (CollectSettings, "timeout"): _number(above=0),
+    (CollectSettings, "max_bytes"): _number(1),
+    (CollectSettings, "max_redirects"): _number(0, 50),
+    (CollectSettings, "teaser_chars"): _number(0),
+    (CollectSettings, "failing_after"): _number(1),
+    (SelectSettings, "lookback_days"): _number(1),
+    (SelectSettings, "max_articles"): _number(1, 100),
+    (SelectSettings, "max_per_source"): _number(1),
+    (LLMSettings, "timeout"): _number(above=0),
+    (SummarizeSettings, "summary_sentences"): _number(1, 10),
+    (SummarizeSettings, "max_lessons"): _number(1, 10),
+    (RunSettings, "min_articles"): _number(0),
+    (RenderSettings, "primary_color"): _colour,
+    (RenderSettings, "text_color"): _colour,
+    (RenderSettings, "background_color"): _colour,
+    (RenderSettings, "card_color"): _colour,
+    (RenderSettings, "font_family"): _font_family,
+    (SmtpSettings, "port"): _number(1, 65535),
+    (SmtpSettings, "timeout"): _number(above=0),
+    (SendSettings, "rate"): _number(0),
+    (SendSettings, "connections"): _number(1, 100),
+    (SendSettings, "max_consecutive_failures"): _number(1),
+    (SendSettings, "retry_window_hours"): _number(0),
+    (ScheduleSettings, "cron"): _cron,
+    (ScheduleSettings, "timezone"): _timezone,
+    (ScheduleSettings, "misfire_grace_hours"): _number(above=0),
+    (WebSettings, "port"): _number(1, 65535),
+}

@@ -38,7 +38,8 @@ def run_demo(
         f"Subscribers from {subscribers_file}: {imported.added} added, {imported.updated} updated."
     )
 
-    with Mailbox(outbox, port=0) as box:
+    captured: list[Path] = []  # this run's messages; the outbox keeps earlier runs' too
+    with Mailbox(outbox, port=0, on_message=captured.append) as box:
         smtp = dataclasses.replace(
             settings.smtp,
             host="127.0.0.1",
@@ -61,11 +62,17 @@ def run_demo(
             console.print(f"  source failed: {error}")
         preview = pipeline.render(demo_settings, store, report.period, base / "preview")
 
-    messages = sorted(outbox.glob("*.eml"))
     console.print("")
-    console.print(
-        f"Messages captured: {len(messages)} in {outbox.resolve()}/ (open them in a mail program)"
-    )
+    if captured:
+        console.print(
+            f"Messages captured: {len(captured)} in {outbox.resolve()}/ "
+            "(open them in a mail program)"
+        )
+    else:
+        earlier = len(list(outbox.glob("*.eml")))
+        console.print(
+            f"Messages captured: none this run ({earlier} from earlier runs in {outbox.resolve()}/)"
+        )
     console.print(f"HTML preview:      {(base / 'preview' / 'email.html').resolve()}")
     console.print(f"Plain-text part:   {(base / 'preview' / 'email.txt').resolve()}")
     console.print(
@@ -75,6 +82,8 @@ def run_demo(
     console.print(
         f"Pre-send checks:   {len(errors)} error(s), {len(preview.checks) - len(errors)} warning(s)"
     )
+    for check in preview.checks:  # a count alone would hide what to fix
+        console.print(f"  {check.level} {check.name}: {check.message}")
     if report.outcome in ("failed",):
         return 1
     if report.outcome == "partial" or report.source_errors:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
-from .db import Store, issues, locks, runs
+from .db import Store, articles, issues, locks, runs
+from .db import subscribers as subscriber_rows
 from .errors import DigestError, IssueError
-from .models import Issue, IssueItem, RenderedIssue
+from .models import Issue, IssueItem, RenderedIssue, Subscriber
 from .period import current_period, period_bounds
 from .richtext import markdown_escape
 from .select import select_articles
@@ -32,11 +34,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DraftResult",
+    "DryRun",
     "RenderResult",
     "RunReport",
     "approve",
     "collect",
     "draft",
+    "dry_run",
     "load_issue",
     "render",
     "run",
@@ -45,6 +49,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+SAMPLE_READER = Subscriber(email="camille@example.org", name="Camille")
+"""The fictional reader of every preview and rendered file."""
+SAMPLE_TOKEN = "exemple-de-jeton"
+"""Her unsubscribe token: real tokens are random, so it unsubscribes nobody."""
 
 RunOutcome = Literal["sent", "already_sent", "skipped", "draft_ready", "failed", "partial"]
 
@@ -171,11 +180,69 @@ def draft(
         )
     path = draft_path(settings, period)
     existing = read_draft(path) if path.exists() else None
-    generated = build_issue(settings, store, period)
+    if existing is not None:
+        _check_articles(store, existing, path)
+    fill = existing is not None and not refresh
+    wanted = settings
+    if fill:  # candidates enough to fill the room whichever ones the editor deleted
+        removed = len(getattr(existing, "removed", ()))
+        select = dataclasses.replace(
+            settings.select, max_articles=settings.select.max_articles + removed
+        )
+        wanted = dataclasses.replace(settings, select=select)
+    generated = build_issue(wanted, store, period)
     issue = merge_draft(generated, existing, refresh=refresh)
+    if fill:
+        issue = _fill(issue, generated, settings.select.max_articles)
     saved = issues.save(store, issue)
     write_draft(saved, path)
     return DraftResult(saved, path, sum(not item.is_note for item in saved.items))
+
+
+def _fill(issue: Issue, generated: Issue, max_articles: int) -> Issue:
+    """``issue`` with newly selected articles appended while it has room.
+
+    A draft made before the week's articles arrived (or trimmed by the editor)
+    would otherwise stay as it is until someone thinks of ``--refresh``, and a
+    scheduled run would skip the week. The editor's order comes first, articles
+    they deleted stay out, and an approved issue is never changed behind their back.
+    """
+    if issue.status != "draft":
+        return issue
+    present = {item.article_id for item in issue.items}
+    removed = set(getattr(issue, "removed", ()))
+    room = max(0, max_articles - len(issue.items))
+    added = [
+        item
+        for item in generated.items
+        if item.article_id not in present and item.article_id not in removed
+    ][:room]
+    if not added:
+        return issue
+    items = [*issue.items, *added]
+    return dataclasses.replace(
+        issue, items=tuple(dataclasses.replace(i, position=n) for n, i in enumerate(items, 1))
+    )
+
+
+def _check_articles(store: Store, issue: Issue, path: Path) -> None:
+    """Refuse a draft block that names an article the database does not have.
+
+    Saving it would fail deep in the store; the editor needs the block's line.
+    """
+    gone = articles.missing(store, [i.article_id for i in issue.items if i.article_id is not None])
+    for item in issue.items:
+        if item.article_id not in gone:
+            continue
+        text = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+        meta = re.compile(rf"^\s*<!--\s*digest:.*\barticle\s*=\s*{item.article_id}\b")
+        line = next((n for n, t in enumerate(text.splitlines(), 1) if meta.match(t)), None)
+        where = f"{path}, line {line}" if line else str(path)
+        raise IssueError(
+            f"{where}: the article « {item.title} » points at article {item.article_id}, "
+            "which is not in the database",
+            hint="undo the change to its '<!-- digest: … -->' line, or delete the whole block",
+        )
 
 
 def load_issue(settings: Settings, store: Store, period: str | None = None) -> Issue:
@@ -198,6 +265,7 @@ def load_issue(settings: Settings, store: Store, period: str | None = None) -> I
     edited = read_draft(path)
     if edited.period != period:
         raise IssueError(f"{path} is the draft of {edited.period}, not {period}")
+    _check_articles(store, edited, path)
     return with_evidence(dataclasses.replace(edited, id=stored.id), stored)
 
 
@@ -224,7 +292,7 @@ def render(
 
     issue = load_issue(settings, store, period)
     rendered = render_issue(issue, settings)
-    checks = check_email(rendered, issue)
+    checks = list(dict.fromkeys(check_email(rendered, issue)))  # a link twice: said once
     files: list[Path] = []
     if out is not None:
         files = write_rendered(settings, store, rendered, out)
@@ -234,18 +302,20 @@ def render(
 def write_rendered(
     settings: Settings, store: Store, rendered: RenderedIssue, out: Path
 ) -> list[Path]:
-    """``email.html``, ``email.txt`` and ``email.eml`` as the first active subscriber gets them."""
+    """``email.html``, ``email.txt`` and ``email.eml`` as the sample reader gets them.
+
+    Never a real subscriber: these files get forwarded and attached, and they
+    would carry that person's name and a live one-click unsubscribe link.
+    """
     from .compose import MessageFactory
-    from .subscribers import sample_subscriber
 
     out.mkdir(parents=True, exist_ok=True)
-    subscriber, token = sample_subscriber(settings, store)
     factory = MessageFactory(rendered, settings)
-    email = rendered.personalise(subscriber.name, factory.unsubscribe_url(token))
+    email = rendered.personalise(SAMPLE_READER.name, factory.unsubscribe_url(SAMPLE_TOKEN))
     files = [out / "email.html", out / "email.txt", out / "email.eml"]
     files[0].write_text(email.html, encoding="utf-8")
     files[1].write_text(email.text, encoding="utf-8")
-    files[2].write_bytes(factory.build(subscriber, token))
+    files[2].write_bytes(factory.build(SAMPLE_READER, SAMPLE_TOKEN))
     return files
 
 
@@ -318,6 +388,60 @@ def send(
     return report
 
 
+@dataclass(frozen=True)
+class DryRun:
+    """What ``send`` would do, with nothing sent and nothing recorded."""
+
+    period: str
+    recipients: list[str] | None
+    """Addresses that would get the issue, in list order; None for a send already under way,
+    whose remaining recipients are counted in ``deliveries``."""
+    subscribers: dict[str, int]
+    """The whole list by status: active, unsubscribed, bounced…"""
+    deliveries: dict[str, int]
+    """The issue's ledger by status, counting those a send would queue now."""
+    problems: list[str]
+    """Why a real send would refuse to start; empty when it would go."""
+    test_to: str = ""
+    already_sent: bool = False
+
+
+def dry_run(
+    settings: Settings,
+    store: Store,
+    period: str | None = None,
+    *,
+    to: str | None = None,
+    force: bool = False,
+) -> DryRun:
+    """Who ``send`` (or ``send --to``) would send to, and what would stop it; sends nothing."""
+    from .send import send_issue
+    from .subscribers import normalise_email
+
+    period = period_or_current(settings, period)
+    result = render(settings, store, period)
+    issue = result.issue
+    if to:  # a test send goes out whatever the checks say, as `send --to` does
+        address = normalise_email(to)
+        return DryRun(period, [address], {}, {}, [], test_to=address)
+    problems = [] if force else [f"pre-send check: {c.message}" for c in result.errors]
+    if issue.status == "sent":  # as `send` says: nothing to do, which is no error
+        return DryRun(period, [], {}, issues.delivery_counts(store, period), [], already_sent=True)
+    if issue.status == "draft":
+        problems.append(f"issue {period} is not approved (`digest approve`)")
+    if not issue.items and force:  # without --force, a check says so already
+        problems.append(f"issue {period} has no articles")
+    everyone = subscriber_rows.listed(store)
+    by_status: dict[str, int] = {}
+    for subscriber in everyone:
+        by_status[subscriber.status] = by_status.get(subscriber.status, 0) + 1
+    counts = send_issue(settings, store, issue, result.rendered, dry_run=True).counts
+    started = any(n for status, n in counts.items() if status != "queued")
+    # once a send has started, the ledger (not the list) knows who is still due
+    recipients = None if started else [s.email for s in everyone if s.status == "active"]
+    return DryRun(period, recipients, by_status, counts, problems)
+
+
 # -- run ---------------------------------------------------------------------------------
 
 
@@ -377,8 +501,8 @@ def _run_stages(
                 source_errors=source_errors,
             )
         drafted = draft(settings, store, period)
-        articles = sum(not item.is_note for item in drafted.issue.items)
-        if articles < settings.run.min_articles:
+        article_count = sum(not item.is_note for item in drafted.issue.items)
+        if article_count < settings.run.min_articles:
             issues.set_status(store, period, "draft")
             return RunReport(
                 period,

@@ -60,8 +60,9 @@ from .config import Settings, load_settings
 from .db import Store, articles
 from .draft import draft_path
 from .errors import DigestError
-from .i18n import format_date
+from .i18n import format_date, translate_check
 from .models import Issue, RenderedEmail, RenderedIssue, Subscriber
+from .pipeline import SAMPLE_READER, SAMPLE_TOKEN
 
 if TYPE_CHECKING:
     from .checks import Check
@@ -71,10 +72,9 @@ __all__ = ["Snapshot", "SourceHealth", "create_preview_app", "serve_preview"]
 log = logging.getLogger(__name__)
 
 WEB_TEMPLATES = Path(__file__).resolve().parent / "templates" / "web"
-SAMPLE_NAME = "Camille"
-SAMPLE_EMAIL = "camille@example.org"
-SAMPLE_TOKEN = "exemple-de-jeton"
-"""A made-up reader: the preview shows the email as it would reach them, not a real subscriber."""
+# A made-up reader: the preview shows the email as it would reach them, not a real subscriber.
+SAMPLE_NAME = SAMPLE_READER.name
+SAMPLE_EMAIL = SAMPLE_READER.email
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -197,7 +197,11 @@ class Preview:
                 issue=issue,
                 rendered=rendered,
                 email=email,
-                checks=tuple(dict.fromkeys(check_email(rendered, issue))),  # once each
+                checks=tuple(
+                    # once each, in the page's French
+                    dataclasses.replace(check, message=translate_check(check.message, "fr"))
+                    for check in dict.fromkeys(check_email(rendered, issue))
+                ),
                 headers=tuple(headers),
             )
         except DigestError as exc:

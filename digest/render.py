@@ -104,6 +104,8 @@ class _Item:
     image_alt: str
     section: str
     is_note: bool
+    lang: str = ""
+    """The article's language when it is not the issue's (``lang`` attribute, typography)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,13 @@ class _Section:
 
 
 def _item_view(
-    item: IssueItem, number: int, timezone: str, part: Part, link_style: str, section: str
+    item: IssueItem,
+    number: int,
+    timezone: str,
+    part: Part,
+    link_style: str,
+    section: str,
+    lang: str = "",
 ) -> _Item:
     published = None
     if item.published is not None:
@@ -141,10 +149,13 @@ def _item_view(
         image_alt=clean(item.image_alt),
         section=section,
         is_note=item.is_note,
+        lang=lang,
     )
 
 
-def _item_views(issue: Issue, timezone: str, part: Part, link_style: str) -> tuple[_Item, ...]:
+def _item_views(
+    issue: Issue, timezone: str, part: Part, link_style: str, other_languages: dict[str, str]
+) -> tuple[_Item, ...]:
     """Items in order; an editor's note belongs to the section of the item before it,
     so that grouping by section never moves it away from where the editor put it."""
     views: list[_Item] = []
@@ -153,7 +164,8 @@ def _item_views(issue: Issue, timezone: str, part: Part, link_style: str) -> tup
     for number, item in enumerate(ordered, start=1):
         if not item.is_note:
             section = clean(item.section)
-        views.append(_item_view(item, number, timezone, part, link_style, section))
+        lang = other_languages.get(item.source, "")
+        views.append(_item_view(item, number, timezone, part, link_style, section, lang))
     return tuple(views)
 
 
@@ -232,7 +244,7 @@ def _for_part(shared: dict[str, Any], issue: Issue, part: Part) -> dict[str, Any
     """``shared`` (what both parts say alike) with the editor's Markdown rendered for ``part``."""
     link_style = f"color:{shared['theme'].primary_color};text-decoration:underline;"
     timezone = shared["timezone"]
-    items = _item_views(issue, timezone, part, link_style)
+    items = _item_views(issue, timezone, part, link_style, shared["other_languages"])
     intro: list[str]
     intro = list(
         markdown_html(issue.intro, link_style) if part == "html" else markdown_text(issue.intro)
@@ -278,6 +290,7 @@ def _shared_context(issue: Issue, settings: Settings) -> dict[str, Any]:
         },
         "theme": theme,
         "timezone": timezone,
+        "other_languages": _other_languages(settings, language),
         "name_marker": NAME_MARKER,
         "unsubscribe_marker": UNSUBSCRIBE_MARKER,
     }
@@ -291,9 +304,20 @@ def _autoescape(name: str | None) -> bool:
     return name is None or not name.endswith(".txt.j2")
 
 
+def _other_languages(settings: Settings, language: str) -> dict[str, str]:
+    """Sources that declare another language than the issue's, with that language."""
+    base = language.split("-")[0].lower()
+    return {
+        source.name: source.language
+        for source in settings.sources
+        if source.language and source.language.split("-")[0].lower() != base
+    }
+
+
 @jinja2.pass_context
-def _typo_filter(context: jinja2.runtime.Context, value: object) -> object:
-    return typography(value, str(context.get("lang", "fr")))
+def _typo_filter(context: jinja2.runtime.Context, value: object, language: str = "") -> object:
+    """``|typo``, or ``|typo(item.lang)`` for an article in another language than the issue."""
+    return typography(value, language or str(context.get("lang", "fr")))
 
 
 @jinja2.pass_context

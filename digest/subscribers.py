@@ -91,6 +91,9 @@ class ImportReport:
     suppressed: int = 0
     """Rows for people who were deleted: not imported."""
     errors: list[RowError] = field(default_factory=list)
+    folded_names: list[int] = field(default_factory=list)
+    """Rows whose name held a line break, joined into one line: worth a look (a header
+    injection attempt, or a spreadsheet cell with two lines)."""
 
     @property
     def imported(self) -> int:
@@ -306,10 +309,11 @@ def _parse(path: str | Path, report: ImportReport, default_language: str) -> lis
                 RowError(number, f"invalid status {status!r} (active or unsubscribed)")
             )
             continue
+        raw_name = cell("name")
+        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in raw_name):
+            report.folded_names.append(number)
         rows.append(
-            _Row(
-                number, email, clean_name(cell("name")), language, _clean_tags(cell("tags")), status
-            )
+            _Row(number, email, clean_name(raw_name), language, _clean_tags(cell("tags")), status)
         )
     return rows
 

@@ -1,7 +1,9 @@
 """French typography for text shown to readers.
 
 French sets a non-breaking space before the high punctuation ``: ; ! ?`` and
-inside guillemets « », so that a line never starts with a lone « ? ». Feed
+inside guillemets « », so that a line never starts with a lone « ? », and a narrow
+one between the digit groups of a number (« 4 000 »), so that a phone never shows
+« 4 » at the end of a line and « 000 » on the next. Feed
 titles and summaries rarely follow the rule (or follow it with ordinary spaces,
 which break badly on a phone), so the renderer applies it to every text it shows.
 
@@ -31,6 +33,10 @@ _FOLLOW = r"(?=$|[\s)\]»\"'’.,…\ue000])"
 
 _HIGH = re.compile(_WORD_END + _SPACES + r"([;!?]+)" + _FOLLOW)
 _COLON = re.compile(_WORD_END + _SPACES + r":" + r"(?=$|\s)")
+# Groups of three digits after a first group of one to three: "4 000", "1 250 000" (also
+# with no-break spaces already). Not a year next to a number ("2026 200" has four digits
+# first), nor decimals' tails ("3,141 592" starts after a comma).
+_NUMBER = re.compile(r"(?<![\d.,])\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?![\d])")
 _OPEN_QUOTE = re.compile("«" + _SPACES)
 _CLOSE_QUOTE = re.compile(_SPACES + "»")
 
@@ -64,12 +70,16 @@ def _prose(text: str) -> str:
         return text
     text = _HIGH.sub(lambda m: f"{m.group(1)}{NNBSP}{m.group(2)}", text)
     text = _COLON.sub(lambda m: f"{m.group(1)}{NBSP}:", text)
+    text = _NUMBER.sub(lambda m: re.sub("[ \u00a0]", NNBSP, m.group(0)), text)
     text = _OPEN_QUOTE.sub("«" + NBSP, text)
     return _CLOSE_QUOTE.sub(NBSP + "»", text)
 
 
 def typography(value: object, language: str) -> object:
     """The Jinja filter: apply the rules of ``language`` to text or to escaped markup.
+
+    The rules are French ones, so only French text gets them: an English title in
+    a French issue keeps "Notes: faster" as its own language writes it.
 
     Plain strings come back as plain strings (autoescape still escapes them);
     ``Markup`` comes back as ``Markup`` with tags and entities untouched.

@@ -107,3 +107,81 @@ def test_digest_config_variable_chooses_the_file(
     path = write(tmp_path / "elsewhere.toml", '[newsletter]\ntitle = "Ailleurs"\n')
     monkeypatch.setenv("DIGEST_CONFIG", str(path))
     assert load_settings().newsletter.title == "Ailleurs"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "accepted"),
+    [
+        ('[newsletter]\ntimezone = "Europe/Pariss"\n', "[newsletter] timezone", "Europe/Paris"),
+        ('[schedule]\ntimezone = "Paris"\n', "[schedule] timezone", "IANA"),
+        ('[schedule]\ncron = "0 25 * * mon"\n', "[schedule] cron", "five fields"),
+        ('[schedule]\ncron = "0 7 * mon"\n', "[schedule] cron", "five fields"),
+        ('[schedule]\ncron = "0 7 * * lundi"\n', "[schedule] cron", "five fields"),
+        ('[newsletter]\nlanguage = "de"\n', "[newsletter] language", "en, fr"),
+        ('[[sources]]\nname = "a"\nurl = "a.xml"\nlanguage = "fr FR"\n', "language", "pt-BR"),
+        ('[render]\nprimary_color = "rouge"\n', "[render] primary_color", "#b3261e"),
+        ('[render]\nfont_family = "x; } body { display: none"\n', "font_family", "serif"),
+        ("[send]\nrate = -5\n", "[send] rate", "at least 0"),
+        ("[send]\nconnections = 0\n", "[send] connections", "at least 1"),
+        ("[collect]\nconcurrency = -1\n", "[collect] concurrency", "at least 1"),
+        ("[collect]\nmax_bytes = -10\n", "[collect] max_bytes", "at least 1"),
+        ("[collect]\ntimeout = 0\n", "[collect] timeout", "above 0"),
+        ("[collect]\ntimeout = nan\n", "[collect] timeout", "above 0"),
+        ("[smtp]\nport = 70000\n", "[smtp] port", "at most 65535"),
+        ("[select]\nmax_articles = 0\n", "[select] max_articles", "at least 1"),
+        ("[schedule]\nmisfire_grace_hours = -1\n", "misfire_grace_hours", "above 0"),
+        (
+            '[[sources]]\nname = "a"\nurl = "http://0177.0.0.1/feed.xml"\n',
+            "[sources[0]] url",
+            "https://",
+        ),
+        ('[[sources]]\nname = "a"\nurl = "ftp://example.org/feed"\n', "url", "https://"),
+    ],
+)
+def test_a_bad_value_names_the_file_the_key_the_value_and_what_is_accepted(
+    tmp_path: Path, text: str, key: str, accepted: str
+) -> None:
+    path = write(tmp_path / "digest.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert key in message
+    value = text.split("=", 1)[1].split("\n")[0].strip() if text.count("=") == 1 else ""
+    assert value in message
+    assert accepted in message
+
+
+def test_bad_values_are_refused_by_every_command_as_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "digest.toml", '[newsletter]\ntimezone = "Europe/Pariss"\n')
+    for command in (["status"], ["draft"], ["approve"], ["send"], ["run"], ["collect"]):
+        assert main(command) == 1, command
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "Europe/Pariss" in err
+    write(tmp_path / "digest.toml", '[schedule]\ncron = "0 25 * * mon"\n')
+    assert main(["status"]) == 1  # status does not say "not scheduled" for a cron that cannot be
+    assert "[schedule] cron" in capsys.readouterr().err
+
+
+def test_a_file_starting_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_bytes('\ufeff[newsletter]\ntitle = "Notepad"\n'.encode())
+    assert load_settings(path).newsletter.title == "Notepad"
+
+
+def test_deeply_nested_toml_is_an_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "digest.toml", "x = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "nested too deeply" in err and "Traceback" not in err
+
+
+def test_the_starter_and_the_demo_configs_pass_the_value_rules(tmp_path: Path) -> None:
+    assert main(["init", str(tmp_path / "new")]) == 0
+    load_settings(tmp_path / "new" / "digest.toml")
+    load_settings(ROOT / "examples" / "digest.toml")

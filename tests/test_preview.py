@@ -410,7 +410,7 @@ def test_repeated_check_is_listed_once(tmp_path: Path) -> None:
         create_preview_app(site.settings, site.store, PERIOD), base_url="http://127.0.0.1"
     )
     page = client.get("/").text
-    assert page.count("http://archive.example/ is not https") == 1
+    assert page.count("http://archive.example/ n’est pas en https") == 1  # in the page's French
 
 
 def test_status_follows_the_approved_flag(site: Site, client: TestClient) -> None:

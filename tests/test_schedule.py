@@ -152,11 +152,14 @@ def test_weekly_cron_fires_every_monday_at_seven_through_a_dst_change(settings: 
 
 
 def test_a_wrong_cron_or_time_zone_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    # both are refused when the config is read, before any trigger is built
     with pytest.raises(ConfigError, match=r"\[schedule\] cron"):
         cron_trigger(write_settings(tmp_path, cron="every monday"))
     path = tmp_path / "digest.toml"
     path.write_text(
-        path.read_text(encoding="utf-8").replace("Europe/Paris", "Europe/Atlantis"),
+        path.read_text(encoding="utf-8")
+        .replace("every monday", "0 7 * * mon")
+        .replace("Europe/Paris", "Europe/Atlantis"),
         encoding="utf-8",
     )
     with pytest.raises(ConfigError, match=r"\[schedule\] timezone"):

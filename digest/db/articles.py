@@ -97,6 +97,18 @@ def row(conn: Connection, article_id: int) -> dict[str, Any] | None:
     return None if found is None else dict(found)
 
 
+def missing(store: Store, article_ids: list[int]) -> set[int]:
+    """Those of ``article_ids`` that no stored article has (a draft naming a deleted one)."""
+    wanted = sorted(set(article_ids))
+    found: set[int] = set()
+    with store.connect() as conn:
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            query = sa.select(articles.c.id).where(articles.c.id.in_(chunk))
+            found.update(conn.execute(query).scalars())
+    return set(wanted) - found
+
+
 def matching(conn: Connection, source: str, wanted: dict[str, list[str]]) -> list[dict[str, Any]]:
     """Stored rows sharing a GUID (of ``source``), URL or fingerprint with ``wanted``.
 
