@@ -221,8 +221,8 @@ def send(
             progress=progress,
         )
     _print_send(ctx, report)
-    if report.failures:
-        raise SystemExit(PARTIAL)
+    if report.failures or not (report.complete or report.dry_run):
+        raise SystemExit(PARTIAL)  # someone failed, is still queued, retrying or uncertain
 
 
 @contextlib.contextmanager

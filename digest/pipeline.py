@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
 from .errors import DigestError, IssueError
-from .models import Issue, IssueItem, RenderedIssue
+from .models import Issue, IssueItem, RenderedIssue, RunOutcome, RunReport, SendReport
 from .period import current_period, period_bounds
 from .select import select_articles
 from .store import Store
@@ -27,7 +27,6 @@ from .store import Store
 if TYPE_CHECKING:
     from .collect import CollectReport
     from .render import Check
-    from .send import SendReport
 
 __all__ = [
     "DraftResult",
@@ -44,9 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-RunOutcome = Literal["sent", "already_sent", "skipped", "draft_ready", "failed", "partial"]
-
 
 @dataclass(frozen=True)
 class DraftResult:
@@ -65,18 +61,6 @@ class RenderResult:
     @property
     def errors(self) -> list[Check]:
         return [c for c in self.checks if c.level == "error"]
-
-
-@dataclass(frozen=True)
-class RunReport:
-    period: str
-    outcome: RunOutcome
-    detail: str
-    run_id: str = ""
-    sent: int = 0
-    failed: int = 0
-    source_errors: list[str] = field(default_factory=list)
-    recipient_failures: list[str] = field(default_factory=list)
 
 
 def period_or_current(

@@ -59,7 +59,7 @@ from .store import Store, deliveries, issues, lock_owner, runs, utcnow
 if TYPE_CHECKING:
     from apscheduler.job import Job
 
-    from .pipeline import RunReport
+    from .models import RunReport
 
 __all__ = [
     "JOB_FUNC",

@@ -12,7 +12,7 @@ import pytest
 from digest.config import Settings, load_settings
 from digest.mailbox import Mailbox, free_port
 from digest.notify import MAX_LISTED, build_report_message, notify_editors
-from digest.pipeline import RunReport
+from digest.models import RunReport
 
 EDITORS = ["redaction@ian.example", "direction@ian.example"]
 

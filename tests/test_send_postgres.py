@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from test_send import PERIOD, RENDERED, ScriptedServer, make_settings
 
 from digest.models import Issue
-from digest.send import SendProgress, send_issue
+from digest.models import SendProgress
+from digest.send import send_issue
 from digest.store import Store, deliveries, subscribers
 from digest.subscribers import delete, export_csv, import_csv, unsubscribe
 
