@@ -108,6 +108,8 @@ _ADDRESS_ENHANCED = re.compile(r"\b5\.1\.\d+\b")
 
 # -- deadlines -----------------------------------------------------------------------------
 
+_DEADLINE_PASSED = "no complete answer from the server within the deadline"
+
 
 class _DeadlineReader:
     """The reply reader smtplib uses, checking the deadline before every ``recv``.
@@ -131,7 +133,10 @@ class _DeadlineReader:
                 size = limit
                 break
             self.sock.settimeout(self.remaining())
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise TimeoutError(_DEADLINE_PASSED) from None
             if not chunk:
                 size = len(self.buffer)  # closed: smtplib sees a short (or empty) line
                 break
@@ -157,7 +162,7 @@ class _Session(smtplib.SMTP):
             deadline = min(deadline, self.message_deadline)
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("no complete answer from the server within the deadline")
+            raise TimeoutError(_DEADLINE_PASSED)
         return left
 
     def connect(
