@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import DigestError, IssueError
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class DraftResult:

@@ -147,48 +147,80 @@ def _worker(
 ) -> None:
     """Send from ``queue`` over ``client`` (kept open for the next batch)."""
     try:
-        while not run.stop.is_set():
-            with queue_lock:
-                if not queue:
-                    break
-                row = queue.pop(0)
-            pacer.wait(run.stop)
-            if run.stop.is_set():
-                break
-            if not client.connected:
-                _connect(client, run)
-            message = factory.build(
-                Subscriber(email=row.email, name=row.name, language=row.language), row.token
-            )
-            started = ledger.step(None, row)
-            if started == "skipped":
-                with run.lock:
-                    run.report.skipped += 1
-                run.record("skipped", row.email, "no longer subscribed")
-            if started != "started":
-                continue
-
-            def before_final_dot(row: Due = row) -> bool:
-                # From the commit below on, the server may have the message.
-                return not run.lease_lost.is_set() and ledger.before_final_dot(row)
-
-            try:
-                outcome = client.send(
-                    factory.sender,
-                    row.email,
-                    message,
-                    factory.needs_smtputf8(row.email),
-                    before_final_dot,
-                )
-            except DeliveryError as exc:  # our sender refused: not this recipient's doing
-                ledger.step(Finished(row, "queued", exc.message), None)
-                raise
-            ledger.step(_settle(run, row, outcome, window), None)
+        row, state = _record_and_claim(run, queue, queue_lock, ledger, None)
+        while row is not None:
+            finished = None
+            if state == "started":
+                finished = _send(run, row, ledger, factory, client, window, pacer)
+            row, state = _record_and_claim(run, queue, queue_lock, ledger, finished)
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
         with run.lock:
             if run.fatal is None:
                 run.fatal = exc
         run.stop.set()
+
+
+def _record_and_claim(
+    run: _Run,
+    queue: list[Due],
+    queue_lock: threading.Lock,
+    ledger: Ledger,
+    finished: Finished | None,
+) -> tuple[Due | None, str]:
+    """Record the last message's outcome and claim the next row, in one transaction.
+
+    One commit per message fewer than doing both apart; safe since a claimed
+    row whose final dot was not written goes back to the queue after a crash.
+    Returns the next row (None when the queue is empty or the send stops) and
+    ``Ledger.step``'s verdict on it.
+    """
+    row = None
+    if not run.stop.is_set():
+        with queue_lock:
+            if queue:
+                row = queue.pop(0)
+    if row is None and finished is None:
+        return None, ""
+    state = ledger.step(finished, row)
+    if state == "skipped":
+        assert row is not None
+        with run.lock:
+            run.report.skipped += 1
+        run.record("skipped", row.email, "no longer subscribed")
+    return row, state
+
+
+def _send(
+    run: _Run,
+    row: Due,
+    ledger: Ledger,
+    factory: MessageFactory,
+    client: SmtpClient,
+    window: float,
+    pacer: _Pacer,
+) -> Finished:
+    """Send ``row``'s message (claimed: ``sending``); return what to record."""
+    pacer.wait(run.stop)
+    if run.stop.is_set():
+        return Finished(row, "queued", "the send stopped before this message")
+    try:
+        if not client.connected:
+            _connect(client, run)
+        message = factory.build(
+            Subscriber(email=row.email, name=row.name, language=row.language), row.token
+        )
+
+        def before_final_dot() -> bool:
+            # From this commit on, the server may have the message.
+            return not run.lease_lost.is_set() and ledger.before_final_dot(row)
+
+        outcome = client.send(
+            factory.sender, row.email, message, factory.needs_smtputf8(row.email), before_final_dot
+        )
+    except DeliveryError as exc:  # the server is unusable: not this recipient's doing
+        ledger.step(Finished(row, "queued", exc.message), None)
+        raise
+    return _settle(run, row, outcome, window)
 
 
 def _connect(client: SmtpClient, run: _Run) -> None:

@@ -36,7 +36,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from .config import SmtpSettings
 from .errors import DeliveryError
@@ -166,14 +166,14 @@ class _Session(smtplib.SMTP):
         return left
 
     def connect(
-        self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
+        self, host: str = "localhost", port: int = 0, source_address: Any = None
     ) -> tuple[int, bytes]:
-        self.command_deadline = time.monotonic() + float(self.timeout)  # type: ignore[attr-defined]
+        self.command_deadline = time.monotonic() + float(self.timeout)
         self._host = host  # the name TLS checks the certificate against (set by __init__ only)
         return super().connect(host, port, source_address)
 
-    def send(self, s: bytes | str) -> None:
-        self.command_deadline = time.monotonic() + float(self.timeout)  # type: ignore[attr-defined]
+    def send(self, s: Any) -> None:
+        self.command_deadline = time.monotonic() + float(self.timeout)
         if self.sock is not None:
             try:
                 self.sock.settimeout(self._remaining())
@@ -184,7 +184,7 @@ class _Session(smtplib.SMTP):
 
     def getreply(self) -> tuple[int, bytes]:
         if self.file is None and self.sock is not None:
-            self.file = _DeadlineReader(self.sock, self._remaining)  # type: ignore[assignment]
+            self.file = _DeadlineReader(self.sock, self._remaining)
         return super().getreply()
 
 
@@ -354,7 +354,9 @@ class SmtpClient:
         assert session is not None
         session.message_deadline = time.monotonic() + self.message_timeout
         try:
-            return self._transaction(session, sender, recipient, message, smtputf8, before_final_dot)
+            return self._transaction(
+                session, sender, recipient, message, smtputf8, before_final_dot
+            )
         finally:
             session.message_deadline = None
 
@@ -458,7 +460,9 @@ class SmtpClient:
                 # The server had the whole message and did not say clearly what it
                 # did with it: it may have taken it, and sending again could
                 # deliver it twice.
-                return Outcome("uncertain", f"unreadable answer to the end of the message: {detail}")
+                return Outcome(
+                    "uncertain", f"unreadable answer to the end of the message: {detail}"
+                )
             return Outcome("requeue", detail)
         if code == 421:  # the server is closing; a clear refusal, even after the dot
             self._drop()
@@ -496,9 +500,12 @@ class SmtpClient:
             refused = session.sendmail(sender, list(recipients), message)
         except smtplib.SMTPRecipientsRefused as exc:
             reasons = "; ".join(
-                f"{address}: {_reply(code, text)}" for address, (code, text) in exc.recipients.items()
+                f"{address}: {_reply(code, text)}"
+                for address, (code, text) in exc.recipients.items()
             )
-            raise DeliveryError(f"SMTP server {self.where} refused every recipient: {reasons}")
+            raise DeliveryError(
+                f"SMTP server {self.where} refused every recipient: {reasons}"
+            ) from None
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"SMTP server {self.where} refused the message: "

@@ -32,8 +32,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from digest.config import NewsletterSettings, SendSettings, Settings, SmtpSettings
 from digest.errors import DeliveryError, LockedError
 from digest.mailbox import free_port
-from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, RenderedIssue
-from digest.models import SendProgress
+from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, RenderedIssue, SendProgress
 from digest.send import SendAborted, send_issue
 from digest.store import Store, deliveries, subscribers
 from digest.subscribers import import_csv, unsubscribe
@@ -641,13 +640,16 @@ def crash_on(wanted):
         global calls
         if (done if wanted == "done" else start) is not None:
             calls += 1
-            if calls == when:
+            if calls == when and wanted == "done":
                 os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, done, start)
+        result = original(self, done, start)
+        if calls == when and wanted == "start":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
     Ledger.step = step
 
 if mode == "between-recipients":
-    crash_on("start")   # before the next recipient is marked sending
+    crash_on("start")   # the next recipient claimed, its message not begun
 elif mode == "after-250":
     crash_on("done")    # the server said 250; the ledger has not recorded it
 

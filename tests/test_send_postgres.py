@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 from test_send import PERIOD, RENDERED, ScriptedServer, make_settings
 
-from digest.models import Issue
-from digest.models import SendProgress
+from digest.models import Issue, SendProgress
 from digest.send import send_issue
 from digest.store import Store, deliveries, subscribers
 from digest.subscribers import delete, export_csv, import_csv, unsubscribe

@@ -36,6 +36,7 @@ __all__ = ["Due", "Finished", "Ledger", "test_recipient"]
 
 log = logging.getLogger("digest.send")
 
+
 class Due(NamedTuple):
     """A row ready to send, with what the message needs of its subscriber."""
 
@@ -92,7 +93,9 @@ _SQL_SKIP = _sql(
     "UPDATE deliveries SET status = 'skipped', updated_at = :now, next_attempt_at = NULL, "
     "last_error = 'no longer subscribed' WHERE id = :id AND status IN ('queued', 'failed_temp')"
 )
-_SQL_DOT = _sql("UPDATE deliveries SET status = 'awaiting_reply' WHERE id = :id AND status = 'sending'")
+_SQL_DOT = _sql(
+    "UPDATE deliveries SET status = 'awaiting_reply' WHERE id = :id AND status = 'sending'"
+)
 
 
 class Ledger:
@@ -287,7 +290,7 @@ class Ledger:
         return result
 
     def before_final_dot(self, row: Due) -> bool:
-        """Record that ``row``'s final dot is about to be written; False if the row is no longer ours.
+        """Record that ``row``'s final dot is about to be written; False if it is no longer ours.
 
         Committed before the dot goes out, so that a crash from here on leaves
         the row ``uncertain`` and a crash before it leaves it simply queued.
