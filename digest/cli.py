@@ -206,7 +206,8 @@ def send(
         return
     period = pipeline.period_or_current(ctx.settings, period)
     stored = ctx.store.issue(period)
-    if stored is not None and stored.status == "sent" and not dry_run:
+    uncertain = resend_uncertain and ctx.store.delivery_counts(period).get("uncertain")
+    if stored is not None and stored.status == "sent" and not dry_run and not uncertain:
         # a repeat is harmless: a cron job calling send twice must not raise an alarm
         ctx.console.print(f"Issue {period} was already sent; nothing to do.")
         return

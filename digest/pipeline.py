@@ -258,7 +258,8 @@ def send(
 
     period = period_or_current(settings, period)
     stored = store.issue(period)
-    if stored is not None and stored.status == "sent":
+    reopen = resend_uncertain and bool(store.delivery_counts(period).get("uncertain"))
+    if stored is not None and stored.status == "sent" and not reopen:
         raise IssueError(f"issue {period} was already sent", hint="nothing to do")
     result = _sendable(settings, store, period, force)
     issue = result.issue
@@ -273,7 +274,8 @@ def send(
         )
     if dry_run:
         return send_issue(settings, store, issue, result.rendered, dry_run=True, progress=progress)
-    store.set_issue_status(period, "sending", expect=("draft", "approved", "sending"))
+    # "sent" too: an issue marked sent with uncertain recipients (by an earlier version).
+    store.set_issue_status(period, "sending", expect=("draft", "approved", "sending", "sent"))
     report = send_issue(
         settings,
         store,

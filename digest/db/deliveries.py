@@ -96,6 +96,9 @@ _SQL_SKIP = _sql(
 _SQL_DOT = _sql(
     "UPDATE deliveries SET status = 'awaiting_reply' WHERE id = :id AND status = 'sending'"
 )
+# The same in the driver's own parameter style: the one write added to every message,
+# so it skips SQLAlchemy's statement handling (a third of its cost on SQLite).
+_DRIVER_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
 class Ledger:
@@ -111,6 +114,13 @@ class Ledger:
         self.lock = threading.Lock()
         self.conn: Connection = store.engine.connect()
         self.pg = store.engine.dialect.name == "postgresql"
+        placeholder = _DRIVER_PLACEHOLDERS.get(store.engine.dialect.paramstyle)
+        self.dot_sql = (
+            "UPDATE deliveries SET status = 'awaiting_reply' "
+            f"WHERE id = {placeholder} AND status = 'sending'"
+            if placeholder
+            else None
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -296,6 +306,8 @@ class Ledger:
         the row ``uncertain`` and a crash before it leaves it simply queued.
         """
         with self._tx() as conn:
+            if self.dot_sql is not None:
+                return bool(conn.exec_driver_sql(self.dot_sql, (row.id,)).rowcount)
             return bool(conn.execute(_SQL_DOT, {"id": row.id}).rowcount)
 
     def counts(self) -> dict[str, int]:
