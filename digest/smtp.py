@@ -495,9 +495,12 @@ class SmtpClient:
             self.connect()
         session = self.session
         assert session is not None
+        options: list[str] = []
+        if not all(address.isascii() for address in (sender, *recipients)):
+            options = ["SMTPUTF8", "BODY=8BITMIME"]  # a server without SMTPUTF8 says no
         session.message_deadline = time.monotonic() + self.message_timeout
         try:
-            refused = session.sendmail(sender, list(recipients), message)
+            refused = session.sendmail(sender, list(recipients), message, options)
         except smtplib.SMTPRecipientsRefused as exc:
             reasons = "; ".join(
                 f"{address}: {_reply(code, text)}"
