@@ -93,6 +93,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 srv.reached.set()
                 while not srv.closing.wait(0.02):
                     write(b"250-still thinking\r\n")
+            elif verb == b"RCPT" and b"nobody" in line:
+                write(b"550 5.1.1 no such user\r\n")
             elif verb == b"RCPT":
                 recipient = line.decode().partition("<")[2].partition(">")[0]
                 write(b"250 OK\r\n")
@@ -446,3 +448,16 @@ def test_notifications_never_send_a_password_in_cleartext(
         send_one(settings.smtp, "veille@ecole.example", ["a@ecole.example"], b"x\r\n")
     assert "starttls" in (caught.value.hint or "") and "s3cret-pass" not in str(caught.value)
     assert "s3cret-pass" not in repr(SmtpClient(settings.smtp, "client.example"))
+
+
+@pytest.mark.parametrize("faulty", ["ok"], indirect=True)
+def test_a_notification_reads_which_recipients_were_refused(
+    tmp_path: Path, faulty: FaultyServer
+) -> None:
+    smtp = settings_for(tmp_path, faulty.port).smtp
+    recipients = ["redaction@ecole.example", "nobody@ecole.example"]
+    refused = send_one(smtp, "veille@ecole.example", recipients, b"Subject: x\r\n\r\nx\r\n")
+    assert list(refused) == ["nobody@ecole.example"] and "550" in refused["nobody@ecole.example"]
+    assert faulty.delivered == {"redaction@ecole.example": 1}
+    with pytest.raises(DeliveryError, match="refused every recipient"):
+        send_one(smtp, "veille@ecole.example", ["nobody@ecole.example"], b"x\r\n")
