@@ -231,7 +231,8 @@ def send(
         return
     period = pipeline.period_or_current(ctx.settings, period)
     stored = issues.get(ctx.store, period)
-    if stored is not None and stored.status == "sent":
+    uncertain = resend_uncertain and issues.delivery_counts(ctx.store, period).get("uncertain")
+    if stored is not None and stored.status == "sent" and not uncertain:
         # a repeat is harmless: a cron job calling send twice must not raise an alarm
         ctx.console.print(f"Issue {period} was already sent; nothing to do.")
         return
@@ -245,8 +246,8 @@ def send(
             progress=progress,
         )
     _print_send(ctx, report)
-    if report.failures:
-        raise SystemExit(PARTIAL)
+    if report.failures or not (report.complete or report.dry_run):
+        raise SystemExit(PARTIAL)  # someone failed, is still queued, retrying or uncertain
 
 
 DRY_RUN_LISTED = 10  # addresses a dry run shows unless --all

@@ -12,11 +12,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from html import escape
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "Article",
     "DeliveryStatus",
+    "Failure",
     "Issue",
     "IssueItem",
     "IssueStatus",
@@ -24,6 +25,10 @@ __all__ = [
     "NAME_MARKER",
     "RenderedEmail",
     "RenderedIssue",
+    "RunOutcome",
+    "RunReport",
+    "SendProgress",
+    "SendReport",
     "UNSUBSCRIBE_MARKER",
     "decode_lessons",
     "encode_lessons",
@@ -36,8 +41,16 @@ __all__ = [
 IssueStatus = Literal["draft", "approved", "sending", "sent", "skipped"]
 SubscriberStatus = Literal["active", "unsubscribed", "bounced"]
 DeliveryStatus = Literal[
-    "queued", "sending", "sent", "failed_temp", "failed_perm", "uncertain", "skipped"
+    "queued",
+    "sending",
+    "awaiting_reply",
+    "sent",
+    "failed_temp",
+    "failed_perm",
+    "uncertain",
+    "skipped",
 ]
+RunOutcome = Literal["sent", "already_sent", "skipped", "draft_ready", "failed", "partial"]
 
 
 @dataclass(frozen=True)
@@ -238,3 +251,91 @@ def _fill(parts: list[str], name: str, unsubscribe_url: str) -> str:
     for index in range(1, len(out), 2):
         out[index] = name if out[index] == NAME_MARKER else unsubscribe_url
     return "".join(out)
+
+
+# -- what a send and a run report ------------------------------------------------------------
+
+
+class Failure(NamedTuple):
+    address: str
+    reason: str
+
+
+@dataclass
+class SendProgress:
+    """Passed to a send's ``progress`` callback after each message."""
+
+    done: int
+    total: int
+    status: str
+    address: str
+    counts: dict[str, int]
+
+
+@dataclass
+class SendReport:
+    """What one ``digest send`` did, and what the ledger says after it."""
+
+    period: str
+    counts: dict[str, int] = field(default_factory=dict)
+    """Every ledger row of the issue by status, after this run."""
+    attempted: int = 0
+    """Messages handed to the server by this run."""
+    sent: int = 0
+    skipped: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    """Addresses that failed for good in this run (5xx, or 4xx past the retry window)."""
+    uncertain: list[str] = field(default_factory=list)
+    """Addresses whose message may or may not have been accepted."""
+    retry_pending: int = 0
+    retry_at: dt.datetime | None = None
+    complete: bool = False
+    """Every recipient is settled (sent, failed for good or skipped): the issue is sent."""
+    stopped: str = ""
+    """Why the run ended before everyone was attempted, when it did."""
+    dry_run: bool = False
+    test_to: str = ""
+
+    def summary(self) -> str:
+        """How many of each, and what to run next."""
+        if self.test_to:
+            return f"test message for {self.period} sent to {self.test_to}"
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "no deliveries"
+        if self.dry_run:
+            return f"{self.period}: dry run: {counts}; nothing sent"
+        text = f"{self.period}: {counts}"
+        if self.stopped:
+            text += f"; stopped: {self.stopped}"
+        steps = []
+        waiting = sum(self.counts.get(s, 0) for s in ("queued", "sending", "awaiting_reply"))
+        if waiting:
+            steps.append(f"{waiting} not sent yet: run `digest send` again to resume")
+        if self.retry_pending:
+            when = f" after {self.retry_at:%Y-%m-%d %H:%M} UTC" if self.retry_at else ""
+            steps.append(
+                f"{self.retry_pending} awaiting retry: run `digest send` again{when} "
+                "(the scheduler does it by itself)"
+            )
+        if self.uncertain:
+            steps.append(
+                f"{len(self.uncertain)} uncertain (the server may have accepted the message "
+                "without our hearing it): `digest send --resend-uncertain` sends them again, "
+                "only if they did not get it"
+            )
+        if steps:
+            text += "; " + "; ".join(steps)
+        return text
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one ``digest run`` (collect → draft → send) came to; the editors' notification."""
+
+    period: str
+    outcome: RunOutcome
+    detail: str
+    run_id: str = ""
+    sent: int = 0
+    failed: int = 0
+    source_errors: list[str] = field(default_factory=list)
+    recipient_failures: list[str] = field(default_factory=list)

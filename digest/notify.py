@@ -13,43 +13,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import smtplib
-import ssl
 from collections.abc import Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Protocol
 
-from .config import Settings, SmtpSettings
+from .config import Settings
+from .errors import DigestError
+from .models import RunReport
+from .smtp import send_one
 
-__all__ = ["RunReportLike", "build_report_message", "notify_editors", "smtp_connection"]
+__all__ = ["build_report_message", "notify_editors"]
 
 log = logging.getLogger(__name__)
 
 # Enough failures to act on; the full list is in the store and `digest status`.
 MAX_LISTED = 50
-
-
-class RunReportLike(Protocol):
-    """What a notification needs from ``pipeline.RunReport``."""
-
-    @property
-    def period(self) -> str: ...
-    @property
-    def outcome(self) -> str: ...
-    @property
-    def detail(self) -> str: ...
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def sent(self) -> int: ...
-    @property
-    def failed(self) -> int: ...
-    @property
-    def source_errors(self) -> Sequence[str]: ...
-    @property
-    def recipient_failures(self) -> Sequence[str]: ...
 
 
 # Editors of the reference institution read French; anything else gets English.
@@ -104,7 +83,7 @@ _ALERT_OUTCOMES = {"failed", "partial"}
 
 
 def build_report_message(
-    settings: Settings, report: RunReportLike, attachment_html: str | None = None
+    settings: Settings, report: RunReport, attachment_html: str | None = None
 ) -> EmailMessage:
     """The report email for ``report``, addressed to ``[run] notify``.
 
@@ -166,7 +145,7 @@ def _one_line(text: str) -> str:
 
 
 def notify_editors(
-    settings: Settings, report: RunReportLike, attachment_html: str | None = None
+    settings: Settings, report: RunReport, attachment_html: str | None = None
 ) -> bool:
     """Email the run report to ``[run] notify``; return whether it went out.
 
@@ -178,12 +157,12 @@ def notify_editors(
         return False
     try:
         message = build_report_message(settings, report, attachment_html)
-        with smtp_connection(settings.smtp) as smtp:
-            smtp.send_message(
-                message, from_addr=settings.newsletter.from_address, to_addrs=settings.run.notify
-            )
-    except (OSError, smtplib.SMTPException, ValueError) as exc:
-        # OSError covers refused connections, timeouts and TLS failures.
+        wire = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        refused = send_one(
+            settings.smtp, settings.newsletter.from_address, settings.run.notify, wire
+        )
+    except (DigestError, ValueError) as exc:
+        # DeliveryError covers refused connections, timeouts, TLS and login failures.
         log.error(
             "could not email the run report for %s to %s: %s",
             report.period,
@@ -191,27 +170,8 @@ def notify_editors(
             exc,
         )
         return False
-    log.info("run report for %s emailed to %s", report.period, ", ".join(settings.run.notify))
+    for address, reason in refused.items():
+        log.error("the run report for %s was refused for %s: %s", report.period, address, reason)
+    delivered = [a for a in settings.run.notify if a not in refused]
+    log.info("run report for %s emailed to %s", report.period, ", ".join(delivered))
     return True
-
-
-def smtp_connection(smtp: SmtpSettings) -> smtplib.SMTP:
-    """An authenticated connection per ``[smtp]``: TLS verified, no cleartext fallback."""
-    context = ssl.create_default_context()
-    if not smtp.verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    client: smtplib.SMTP
-    if smtp.security == "ssl":
-        client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=context)
-    else:
-        client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
-    try:
-        if smtp.security == "starttls":
-            client.starttls(context=context)  # raises if the server does not offer it
-        if smtp.username:
-            client.login(smtp.username, smtp.password)
-    except BaseException:
-        client.close()
-        raise
-    return client

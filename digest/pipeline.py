@@ -16,13 +16,21 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .db import Store, articles, issues, locks, runs
 from .db import subscribers as subscriber_rows
 from .errors import DigestError, IssueError
-from .models import Issue, IssueItem, RenderedIssue, Subscriber
+from .models import (
+    Issue,
+    IssueItem,
+    RenderedIssue,
+    RunOutcome,
+    RunReport,
+    SendReport,
+    Subscriber,
+)
 from .period import current_period, period_bounds
 from .richtext import markdown_escape
 from .select import select_articles
@@ -30,7 +38,6 @@ from .select import select_articles
 if TYPE_CHECKING:
     from .checks import Check
     from .collect import CollectReport
-    from .send import SendReport
 
 __all__ = [
     "DraftResult",
@@ -55,8 +62,6 @@ SAMPLE_READER = Subscriber(email="camille@example.org", name="Camille")
 SAMPLE_TOKEN = "exemple-de-jeton"
 """Her unsubscribe token: real tokens are random, so it unsubscribes nobody."""
 
-RunOutcome = Literal["sent", "already_sent", "skipped", "draft_ready", "failed", "partial"]
-
 
 @dataclass(frozen=True)
 class DraftResult:
@@ -75,18 +80,6 @@ class RenderResult:
     @property
     def errors(self) -> list[Check]:
         return [c for c in self.checks if c.level == "error"]
-
-
-@dataclass(frozen=True)
-class RunReport:
-    period: str
-    outcome: RunOutcome
-    detail: str
-    run_id: str = ""
-    sent: int = 0
-    failed: int = 0
-    source_errors: list[str] = field(default_factory=list)
-    recipient_failures: list[str] = field(default_factory=list)
 
 
 def period_or_current(
@@ -355,7 +348,8 @@ def send(
 
     period = period_or_current(settings, period)
     stored = issues.get(store, period)
-    if stored is not None and stored.status == "sent":
+    reopen = resend_uncertain and bool(issues.delivery_counts(store, period).get("uncertain"))
+    if stored is not None and stored.status == "sent" and not reopen:
         raise IssueError(f"issue {period} was already sent", hint="nothing to do")
     result = _sendable(settings, store, period, force)
     issue = result.issue
@@ -373,7 +367,8 @@ def send(
     if issue.status in ("draft", "approved"):
         # What goes out is what the store keeps (the archive shows it): the draft's edits.
         issue = issues.save(store, issue)
-    issues.set_status(store, period, "sending", expect=("draft", "approved", "sending"))
+    # "sent" too: an issue marked sent with uncertain recipients (by an earlier version).
+    issues.set_status(store, period, "sending", expect=("draft", "approved", "sending", "sent"))
     report = send_issue(
         settings,
         store,

@@ -58,7 +58,7 @@ from .period import current_period, period_of
 if TYPE_CHECKING:
     from apscheduler.job import Job
 
-    from .pipeline import RunReport
+    from .models import RunReport
 
 __all__ = [
     "JOB_FUNC",

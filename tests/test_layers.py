@@ -18,10 +18,6 @@ from conftest import ROOT
 PACKAGE = ROOT / "digest"
 FORBIDDEN = ("sqlalchemy", "apscheduler.jobstores.sqlalchemy")
 
-# TEMPORARY: send.py's delivery ledger (``Ledger``, ``_sql``, ``_SQL_*``) moves to
-# ``digest/db/deliveries.py`` on another branch; remove this entry when it lands.
-NOT_YET_MOVED = {"digest/send.py"}
-
 
 def _imports(path: Path, root: Path = ROOT) -> set[str]:
     """Every module name ``path`` imports, absolute (relative imports resolved from ``root``)."""
@@ -52,8 +48,6 @@ def _modules() -> list[Path]:
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_only_the_db_package_imports_sqlalchemy(path: Path) -> None:
     name = path.relative_to(ROOT).as_posix()
-    if name in NOT_YET_MOVED:
-        pytest.skip("temporarily allowed: its SQL is moving to digest/db on another branch")
     assert _forbidden(_imports(path)) == [], f"{name} imports the database library"
 
 
@@ -81,5 +75,4 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
 
 def test_the_db_package_is_where_sqlalchemy_is_used() -> None:
     used = {p.name for p in (PACKAGE / "db").glob("*.py") if _forbidden(_imports(p))}
-    assert {"engine.py", "schema.py", "jobstore.py"} <= used
-    assert {p.relative_to(ROOT).as_posix() for p in _modules()} >= NOT_YET_MOVED
+    assert {"engine.py", "schema.py", "jobstore.py", "deliveries.py"} <= used

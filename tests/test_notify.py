@@ -11,8 +11,8 @@ import pytest
 
 from digest.config import Settings, load_settings
 from digest.mailbox import Mailbox, free_port
+from digest.models import RunReport
 from digest.notify import MAX_LISTED, build_report_message, notify_editors
-from digest.pipeline import RunReport
 
 EDITORS = ["redaction@ian.example", "direction@ian.example"]
 

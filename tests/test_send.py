@@ -33,8 +33,8 @@ from digest.config import NewsletterSettings, SendSettings, Settings, SmtpSettin
 from digest.db import Store, issues, locks, schema
 from digest.errors import DeliveryError, LockedError
 from digest.mailbox import free_port
-from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, RenderedIssue
-from digest.send import SendAborted, SendProgress, send_issue
+from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, RenderedIssue, SendProgress
+from digest.send import SendAborted, send_issue
 from digest.subscribers import import_csv, unsubscribe
 
 RENDERED = RenderedIssue(
@@ -374,13 +374,15 @@ def test_connection_dropped_after_the_final_dot_is_uncertain_never_resent(
     settings = make_settings(tmp_path, either_server.port)
     report = send_issue(settings, store, issue, RENDERED)
     assert report.counts == {"sent": 3, "uncertain": 1}
-    assert report.uncertain == ["r001@exemple.fr"] and report.complete
-    assert "uncertain" in report.summary()
-    send_issue(settings, store, issue, RENDERED)
-    assert "r001@exemple.fr" not in either_server.script.received()
+    # Not settled: the issue is not sent, and the summary says what to run.
+    assert report.uncertain == ["r001@exemple.fr"] and not report.complete
+    assert "digest send --resend-uncertain" in report.summary()
+    again = send_issue(settings, store, issue, RENDERED)
+    assert "r001@exemple.fr" not in either_server.script.received() and not again.complete
     # Only when the editor asks:
     resent = send_issue(settings, store, issue, RENDERED, resend_uncertain=True)
     assert resent.sent == 1 and either_server.script.received()["r001@exemple.fr"] == 1
+    assert resent.complete
 
 
 def test_slow_server_answer_past_the_timeout_is_uncertain(
@@ -625,6 +627,7 @@ CRASHER = """
 import os, signal, sys
 from pathlib import Path
 import digest.send as send
+from digest.db.deliveries import Ledger
 from digest.config import NewsletterSettings, SendSettings, Settings, SmtpSettings
 from digest.db import Store, issues
 from tests.test_send import RENDERED, PERIOD
@@ -634,18 +637,21 @@ rate = float(sys.argv[5])
 calls = 0
 
 def crash_on(wanted):
-    original = send.Ledger.step
+    original = Ledger.step
     def step(self, done, start):
         global calls
         if (done if wanted == "done" else start) is not None:
             calls += 1
-            if calls == when:
+            if calls == when and wanted == "done":
                 os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, done, start)
-    send.Ledger.step = step
+        result = original(self, done, start)
+        if calls == when and wanted == "start":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    Ledger.step = step
 
 if mode == "between-recipients":
-    crash_on("start")   # before the next recipient is marked sending
+    crash_on("start")   # the next recipient claimed, its message not begun
 elif mode == "after-250":
     crash_on("done")    # the server said 250; the ledger has not recorded it
 
@@ -715,7 +721,7 @@ def test_crash_between_the_250_and_the_commit_is_uncertain(
     assert len(server.script.accepted) == 3  # the server has the third message
     report = send_issue(make_settings(tmp_path, server.port), store, issue, RENDERED)
     assert report.uncertain == ["r002@exemple.fr"]
-    assert report.counts == {"sent": 7, "uncertain": 1} and report.complete
+    assert report.counts == {"sent": 7, "uncertain": 1} and not report.complete
     assert server.script.received() == {f"r{i:03d}@exemple.fr": 1 for i in range(8)}
 
 
@@ -734,7 +740,7 @@ def test_kill_9_at_any_moment_then_resume(tmp_path: Path, server: ScriptedServer
     assert 0 < first < 60, "the kill should land in the middle of the send"
     report = send_issue(make_settings(tmp_path, server.port), store, issue, RENDERED)
     received = server.script.received()
-    assert report.complete
+    assert report.complete == (not report.uncertain)  # uncertain: not settled, not sent
     assert max(received.values()) == 1, "someone got the issue twice"
     missing = {f"r{i:03d}@exemple.fr" for i in range(60)} - set(received)
     assert missing <= set(report.uncertain)  # only an uncertain recipient may lack it

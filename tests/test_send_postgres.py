@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from test_send import PERIOD, RENDERED, ScriptedServer, make_settings
 
 from digest.db import Store, issues, schema
-from digest.models import Issue
-from digest.send import SendProgress, send_issue
+from digest.models import Issue, SendProgress
+from digest.send import send_issue
 from digest.subscribers import delete, export_csv, import_csv, unsubscribe
 
 

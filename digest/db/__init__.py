@@ -7,6 +7,7 @@ writes its rows, and every write to a table exists in exactly one function:
 * ``articles``: collected articles, the sources' fetch state, the summary cache;
 * ``issues``: issues and their items, and how an issue's send stands;
 * ``subscribers``: the list and the suppression list;
+* ``deliveries``: the per-recipient ledger of a send, a work queue;
 * ``locks``: locks with leases, shared by processes on any machine;
 * ``runs``: the history of ``digest run``;
 * ``jobstore``: the scheduler's job store.
