@@ -25,6 +25,7 @@ from .errors import DigestError, IssueError
 from .models import (
     Issue,
     IssueItem,
+    RenderedEmail,
     RenderedIssue,
     RunOutcome,
     RunReport,
@@ -292,23 +293,29 @@ def render(
     return RenderResult(issue, rendered, checks, files)
 
 
-def write_rendered(
-    settings: Settings, store: Store, rendered: RenderedIssue, out: Path
-) -> list[Path]:
-    """``email.html``, ``email.txt`` and ``email.eml`` as the sample reader gets them.
+def sample_email(settings: Settings, rendered: RenderedIssue) -> tuple[RenderedEmail, bytes]:
+    """The email as the fictional sample reader gets it, and its whole message as sent.
 
-    Never a real subscriber: these files get forwarded and attached, and they
-    would carry that person's name and a live one-click unsubscribe link.
+    Never a real subscriber: previews and rendered files get forwarded and attached,
+    and they would carry that person's name and a live one-click unsubscribe link.
     """
     from .compose import MessageFactory
 
-    out.mkdir(parents=True, exist_ok=True)
     factory = MessageFactory(rendered, settings)
     email = rendered.personalise(SAMPLE_READER.name, factory.unsubscribe_url(SAMPLE_TOKEN))
+    return email, factory.build(SAMPLE_READER, SAMPLE_TOKEN)
+
+
+def write_rendered(
+    settings: Settings, store: Store, rendered: RenderedIssue, out: Path
+) -> list[Path]:
+    """``email.html``, ``email.txt`` and ``email.eml`` as the sample reader gets them."""
+    out.mkdir(parents=True, exist_ok=True)
+    email, message = sample_email(settings, rendered)
     files = [out / "email.html", out / "email.txt", out / "email.eml"]
     files[0].write_text(email.html, encoding="utf-8")
     files[1].write_text(email.text, encoding="utf-8")
-    files[2].write_bytes(factory.build(SAMPLE_READER, SAMPLE_TOKEN))
+    files[2].write_bytes(message)
     return files
 
 

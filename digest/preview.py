@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import email.parser
-import email.policy
+import email.parser as email_parser
+import email.policy as email_policy
 import hashlib
 import hmac
 import logging
@@ -37,7 +37,6 @@ import secrets
 import threading
 import urllib.parse
 from dataclasses import dataclass
-from email.utils import formataddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -61,8 +60,8 @@ from .db import Store, articles
 from .draft import draft_path
 from .errors import DigestError
 from .i18n import format_date, translate_check
-from .models import Issue, RenderedEmail, RenderedIssue, Subscriber
-from .pipeline import SAMPLE_READER, SAMPLE_TOKEN
+from .models import Issue, RenderedEmail, RenderedIssue
+from .pipeline import SAMPLE_READER
 
 if TYPE_CHECKING:
     from .checks import Check
@@ -182,16 +181,15 @@ class Preview:
 
     def _build(self, settings: Settings, version: str, config_problem: Problem | None) -> Snapshot:
         from . import pipeline
-        from .checks import check_email
-        from .render import render_issue
 
         problems = [config_problem] if config_problem else []
         snapshot = Snapshot(version, settings, draft_path(settings, self.period))
         issue = rendered = None
         try:
             issue = pipeline.load_issue(settings, self.store, self.period)
-            rendered = render_issue(issue, settings)
-            email, headers = sample_message(rendered, settings)
+            result = pipeline.render(settings, self.store, self.period)
+            issue, rendered = result.issue, result.rendered
+            email, headers = sample_message(settings, rendered)
             snapshot = dataclasses.replace(
                 snapshot,
                 issue=issue,
@@ -200,7 +198,7 @@ class Preview:
                 checks=tuple(
                     # once each, in the page's French
                     dataclasses.replace(check, message=translate_check(check.message, "fr"))
-                    for check in dict.fromkeys(check_email(rendered, issue))
+                    for check in result.checks
                 ),
                 headers=tuple(headers),
             )
@@ -229,37 +227,16 @@ class Preview:
 
 
 def sample_message(
-    rendered: RenderedIssue, settings: Settings
+    settings: Settings, rendered: RenderedIssue
 ) -> tuple[RenderedEmail, list[tuple[str, str]]]:
-    """The email as the sample reader gets it, and the headers of its message.
+    """The email as the sample reader gets it, and the headers of its message as sent."""
+    from . import pipeline
 
-    The headers come from the real message factory when it is there, so the
-    preview shows exactly what ``send`` would put on the wire.
-    """
-    unsubscribe = f"{settings.web.base_url.rstrip('/')}/u/{SAMPLE_TOKEN}"
-    try:
-        from .compose import MessageFactory
-    except ImportError:
-        newsletter = settings.newsletter
-        headers = [
-            ("Subject", rendered.subject),
-            ("From", formataddr((newsletter.from_name, newsletter.from_address))),
-            ("To", formataddr((SAMPLE_NAME, SAMPLE_EMAIL))),
-        ]
-        return rendered.personalise(SAMPLE_NAME, unsubscribe), headers
-    factory = MessageFactory(rendered, settings)
-    if hasattr(factory, "unsubscribe_url"):
-        unsubscribe = factory.unsubscribe_url(SAMPLE_TOKEN)
-    built = factory.build(Subscriber(email=SAMPLE_EMAIL, name=SAMPLE_NAME), SAMPLE_TOKEN)
-    parser = email.parser.BytesParser(policy=email.policy.default)
-    if isinstance(built, bytes | bytearray):
-        message = parser.parsebytes(bytes(built), headersonly=True)
-    elif isinstance(built, str):
-        message = parser.parsebytes(built.encode("utf-8"), headersonly=True)
-    else:
-        message = built
-    headers = [(str(name), str(value)) for name, value in message.items()]
-    return rendered.personalise(SAMPLE_NAME, unsubscribe), headers
+    email, message = pipeline.sample_email(settings, rendered)
+    parsed = email_parser.BytesParser(policy=email_policy.default).parsebytes(
+        message, headersonly=True
+    )
+    return email, [(str(name), str(value)) for name, value in parsed.items()]
 
 
 def source_health(settings: Settings, rows: list[dict[str, Any]]) -> list[SourceHealth]:
