@@ -311,7 +311,7 @@ def _print_send(ctx: Context, report: Any) -> None:
 @pass_ctx
 def run(ctx: Context, period: str | None) -> None:
     """collect → draft → send, once per period (running it again does nothing)."""
-    from .schedule import notify_run
+    from .pipeline import notify_run
 
     report = pipeline.run(ctx.settings, ctx.store, period=period)
     notify_run(ctx.settings, ctx.store, report)

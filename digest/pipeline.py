@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings
 from .db import Store, articles, issues, locks, runs
 from .db import subscribers as subscriber_rows
-from .errors import DigestError, IssueError
+from .errors import DigestError, IssueError, LockedError
 from .models import (
     Issue,
     IssueItem,
@@ -32,6 +32,7 @@ from .models import (
     SendReport,
     Subscriber,
 )
+from .notify import notify_editors
 from .period import current_period, period_bounds
 from .richtext import markdown_escape
 from .select import select_articles
@@ -480,6 +481,72 @@ def run(
         finally:  # a run that raised still gets its outcome, or status would say "running"
             runs.finish(store, row, outcome, detail)
         return report
+
+
+def run_and_notify(
+    settings: Settings,
+    store: Store,
+    *,
+    period: str | None = None,
+    trigger: str = "manual",
+    now: dt.datetime | None = None,
+    stop: threading.Event | None = None,
+) -> RunReport:
+    """``pipeline.run`` followed by the editors' report (or alert); never raises.
+
+    A draft waiting for review is mailed with its preview attached. Anything
+    raised by the run becomes a ``failed`` report and an alert, so a scheduler
+    keeps going next week. ``stop``, once set, ends a send after the messages
+    in flight.
+    """
+    period = period or period_or_current(settings, None, now)
+    log.info("run starting: period %s, trigger %s", period, trigger, extra={"period": period})
+    try:
+        report = run(settings, store, period=period, trigger=trigger, now=now, stop=stop)
+    except LockedError as exc:
+        # Not a failure: the run in progress (manual or scheduled) sends this period.
+        report = RunReport(period, "skipped", f"another run is in progress: {exc}")
+    except Exception as exc:  # the run's bug must not kill the scheduler; it is reported
+        log.exception("run for %s raised", period, extra={"period": period})
+        report = RunReport(period, "failed", f"{type(exc).__name__}: {exc}")
+    level = logging.ERROR if report.outcome in ("failed", "partial") else logging.INFO
+    log.log(
+        level,
+        "run %s period %s: %s: %s",
+        report.run_id or "-",
+        report.period,
+        report.outcome,
+        report.detail,
+        extra={"run_id": report.run_id, "period": report.period, "outcome": report.outcome},
+    )
+    notify_run(settings, store, report, trigger=trigger)
+    return report
+
+
+def notify_run(
+    settings: Settings, store: Store, report: RunReport, *, trigger: str = "manual"
+) -> bool:
+    """Email the editors about ``report`` when it is news; return whether an email went.
+
+    A no-op ("already sent") is not news, nor is a retry that still leaves
+    recipients for later. A draft waiting for review goes with its preview.
+    """
+    if report.outcome == "already_sent" or (trigger == "retry" and report.outcome == "partial"):
+        return False
+    preview = None
+    if report.outcome == "draft_ready":
+        preview = _preview_html(settings, store, report.period)
+    return notify_editors(settings, report, attachment_html=preview)
+
+
+def _preview_html(settings: Settings, store: Store, period: str) -> str | None:
+    """The draft as a subscriber would see it, for the editors' email; None if it cannot render."""
+    try:
+        rendered = render(settings, store, period).rendered
+        return rendered.personalise("", settings.web.base_url).html
+    except Exception as exc:  # the notification still goes, without the attachment
+        log.warning("could not render the preview of %s for the editors: %s", period, exc)
+        return None
 
 
 def _run_stages(

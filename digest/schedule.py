@@ -47,18 +47,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
+from . import pipeline
 from .config import Settings, load_settings
 from .db import Store, issues, locks, runs
 from .db.jobstore import close_job_store, open_job_store, stored_next_run
 from .db.schema import utcnow
 from .errors import ConfigError, LockedError
-from .notify import notify_editors
 from .period import current_period, period_of
 
 if TYPE_CHECKING:
     from apscheduler.job import Job
 
-    from .models import RunReport
 
 __all__ = [
     "JOB_FUNC",
@@ -71,9 +70,7 @@ __all__ = [
     "jobstore_url",
     "latest_fire_time",
     "next_fire_time",
-    "notify_run",
     "plan_start",
-    "run_and_notify",
     "run_scheduler",
     "scheduled_run",
 ]
@@ -281,7 +278,7 @@ def scheduled_run(config_path: str, period: str | None = None, trigger: str = "s
     store = Store(settings.database.url)
     scheduler = _active
     try:
-        report = run_and_notify(
+        report = pipeline.run_and_notify(
             settings,
             store,
             period=period or scheduled_period(settings, utcnow()),
@@ -292,76 +289,6 @@ def scheduled_run(config_path: str, period: str | None = None, trigger: str = "s
             scheduler.follow_up(store, report.period)
     finally:
         store.close()
-
-
-def run_and_notify(
-    settings: Settings,
-    store: Store,
-    *,
-    period: str | None = None,
-    trigger: str = "manual",
-    now: dt.datetime | None = None,
-    stop: threading.Event | None = None,
-) -> RunReport:
-    """``pipeline.run`` followed by the editors' report (or alert); never raises.
-
-    A draft waiting for review is mailed with its preview attached. Anything
-    raised by the run becomes a ``failed`` report and an alert, so a scheduler
-    keeps going next week. ``stop``, once set, ends a send after the messages
-    in flight.
-    """
-    from . import pipeline
-
-    period = period or pipeline.period_or_current(settings, None, now)
-    log.info("run starting: period %s, trigger %s", period, trigger, extra={"period": period})
-    try:
-        report = pipeline.run(settings, store, period=period, trigger=trigger, now=now, stop=stop)
-    except LockedError as exc:
-        # Not a failure: the run in progress (manual or scheduled) sends this period.
-        report = pipeline.RunReport(period, "skipped", f"another run is in progress: {exc}")
-    except Exception as exc:  # the run's bug must not kill the scheduler; it is reported
-        log.exception("run for %s raised", period, extra={"period": period})
-        report = pipeline.RunReport(period, "failed", f"{type(exc).__name__}: {exc}")
-    level = logging.ERROR if report.outcome in ("failed", "partial") else logging.INFO
-    log.log(
-        level,
-        "run %s period %s: %s: %s",
-        report.run_id or "-",
-        report.period,
-        report.outcome,
-        report.detail,
-        extra={"run_id": report.run_id, "period": report.period, "outcome": report.outcome},
-    )
-    notify_run(settings, store, report, trigger=trigger)
-    return report
-
-
-def notify_run(
-    settings: Settings, store: Store, report: RunReport, *, trigger: str = "manual"
-) -> bool:
-    """Email the editors about ``report`` when it is news; return whether an email went.
-
-    A no-op ("already sent") is not news, nor is a retry that still leaves
-    recipients for later. A draft waiting for review goes with its preview.
-    """
-    if report.outcome == "already_sent" or (trigger == "retry" and report.outcome == "partial"):
-        return False
-    preview = None
-    if report.outcome == "draft_ready":
-        preview = _preview_html(settings, store, report.period)
-    return notify_editors(settings, report, attachment_html=preview)
-
-
-def _preview_html(settings: Settings, store: Store, period: str) -> str | None:
-    """The draft as a subscriber would see it, for the editors' email; None if it cannot render."""
-    from . import pipeline
-
-    try:
-        rendered = pipeline.render(settings, store, period).rendered
-        return rendered.personalise("", settings.web.base_url).html
-    except Exception as exc:  # the notification still goes, without the attachment
-        log.warning("could not render the preview of %s for the editors: %s", period, exc)
-        return None
 
 
 # -- the scheduler ------------------------------------------------------------------------------

@@ -563,12 +563,12 @@ def test_run_logs_carry_run_id_and_period_as_json_fields(
     import logging
 
     from digest.logs import JsonLogFormatter
-    from digest.schedule import run_and_notify
+    from digest.pipeline import run_and_notify
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonLogFormatter())
-    logger = logging.getLogger("digest.schedule")
+    logger = logging.getLogger("digest.pipeline")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
@@ -588,7 +588,7 @@ def test_run_logs_carry_run_id_and_period_as_json_fields(
 def test_a_run_already_in_progress_is_reported_as_skipped_not_as_a_failure(
     settings: Settings, store: Store
 ) -> None:
-    from digest.schedule import run_and_notify
+    from digest.pipeline import run_and_notify
 
     with locks.hold(store, "run"):  # a manual `digest run` is sending right now
         report = run_and_notify(settings, store, period="2026-W49", trigger="schedule")
@@ -599,7 +599,7 @@ def test_a_run_already_in_progress_is_reported_as_skipped_not_as_a_failure(
 def test_a_crashing_run_becomes_a_failed_report_and_the_scheduler_lives_on(
     settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest.schedule import run_and_notify
+    from digest.pipeline import run_and_notify
 
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
@@ -773,12 +773,11 @@ def test_no_follow_up_after_the_retry_window(
 def test_a_retry_that_leaves_some_for_later_does_not_email_the_editors(
     settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.schedule as schedule_module
-    from digest.schedule import run_and_notify
+    from digest.pipeline import run_and_notify
 
     mailed: list[str] = []
     monkeypatch.setattr(
-        schedule_module,
+        pipeline,
         "notify_editors",
         lambda settings, report, attachment_html=None: mailed.append(report.outcome) or True,
     )

@@ -26,7 +26,8 @@ from digest.config import Settings, load_settings
 from digest.db import Store, issues, locks, runs
 from digest.db.schema import utcnow
 from digest.mailbox import Mailbox
-from digest.schedule import JOB_ID, Scheduler, next_fire_time, run_and_notify, scheduled_run
+from digest.pipeline import run_and_notify
+from digest.schedule import JOB_ID, Scheduler, next_fire_time, scheduled_run
 
 ACTIVE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
 EDITOR = "redaction@ian.example"
