@@ -561,9 +561,9 @@ def mailbox(ctx: Context, port: int, folder: Path) -> None:
     """A capture SMTP server: every message it receives becomes an .eml file."""
     import threading
 
-    from .mailbox import Mailbox
+    from .capture import CaptureServer
 
-    box = Mailbox(folder, port=port, on_message=lambda p: ctx.console.print(f"captured {p}"))
+    box = CaptureServer(folder, port=port, on_message=lambda p: ctx.console.print(f"captured {p}"))
     try:
         box.start()
     except OSError as exc:

@@ -13,9 +13,9 @@ from pathlib import Path
 from rich.console import Console
 
 from . import pipeline
+from .capture import CaptureServer
 from .config import Settings
 from .db import Store
-from .mailbox import Mailbox
 
 __all__ = ["run_demo"]
 
@@ -39,7 +39,7 @@ def run_demo(
     )
 
     captured: list[Path] = []  # this run's messages; the outbox keeps earlier runs' too
-    with Mailbox(outbox, port=0, on_message=captured.append) as box:
+    with CaptureServer(outbox, port=0, on_message=captured.append) as box:
         smtp = dataclasses.replace(
             settings.smtp,
             host="127.0.0.1",

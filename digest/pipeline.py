@@ -35,7 +35,7 @@ from .models import (
 from .notify import notify_editors
 from .period import current_period, period_bounds
 from .richtext import markdown_escape
-from .select import select_articles
+from .selection import select_articles
 
 if TYPE_CHECKING:
     from .checks import Check

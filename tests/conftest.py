@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.capture import CaptureServer
 from digest.db import Store, articles, schema
-from digest.mailbox import Mailbox
 from digest.models import Article
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +41,8 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def smtp_capture(tmp_path: Path) -> Iterator[Mailbox]:
-    box = Mailbox(tmp_path / "mailbox", port=0)
+def smtp_capture(tmp_path: Path) -> Iterator[CaptureServer]:
+    box = CaptureServer(tmp_path / "mailbox", port=0)
     box.start()
     yield box
     box.stop()
@@ -129,7 +129,7 @@ def postgres_server() -> Iterator[str]:
     pytest.importorskip("psycopg")
     if not (shutil.which("initdb") and shutil.which("pg_ctl")):
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
-    from digest.mailbox import free_port
+    from digest.capture import free_port
 
     folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
     if os.geteuid() == 0:

@@ -12,7 +12,7 @@ import pytest
 from conftest import token_of
 from test_pipeline import ACTIVE_EXAMPLE_SUBSCRIBERS, captured, cli, make_config
 
-from digest.mailbox import Mailbox
+from digest.capture import CaptureServer
 
 
 def import_example(config: Path) -> None:
@@ -80,7 +80,7 @@ def test_refilling_keeps_the_editors_order_and_deletions(tmp_path: Path) -> None
 
 
 def test_run_drafts_with_what_it_collected_though_an_empty_draft_exists(
-    tmp_path: Path, smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, smtp_capture.port)
     import_example(config)
@@ -151,7 +151,7 @@ def approved_issue(config: Path) -> None:
 
 
 def test_dry_run_with_to_sends_nothing(
-    tmp_path: Path, smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, smtp_capture.port)
     approved_issue(config)
@@ -163,7 +163,7 @@ def test_dry_run_with_to_sends_nothing(
 
 
 def test_dry_run_lists_who_would_get_the_issue(
-    tmp_path: Path, smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, smtp_capture.port)
     csv = tmp_path / "many.csv"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.capture import CaptureServer, free_port
 from digest.config import Settings, load_settings
-from digest.mailbox import Mailbox, free_port
 from digest.models import RunReport
 from digest.notify import MAX_LISTED, build_report_message, notify_editors
 
@@ -42,7 +42,7 @@ timeout = 5
     return load_settings(path)
 
 
-def received(box: Mailbox) -> list[tuple[str, EmailMessage]]:
+def received(box: CaptureServer) -> list[tuple[str, EmailMessage]]:
     result = []
     for path in sorted(box.handler.folder.glob("*.eml")):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
@@ -51,7 +51,7 @@ def received(box: Mailbox) -> list[tuple[str, EmailMessage]]:
     return result
 
 
-def test_a_sent_run_reports_to_every_editor(tmp_path: Path, smtp_capture: Mailbox) -> None:
+def test_a_sent_run_reports_to_every_editor(tmp_path: Path, smtp_capture: CaptureServer) -> None:
     settings = write_settings(tmp_path, smtp_capture.port)
     report = RunReport("2026-W49", "sent", "sent to 120 subscriber(s)", run_id="abc123", sent=120)
     assert notify_editors(settings, report)
@@ -69,7 +69,7 @@ def test_a_sent_run_reports_to_every_editor(tmp_path: Path, smtp_capture: Mailbo
 
 
 def test_a_failure_is_an_alert_listing_sources_and_recipients(
-    tmp_path: Path, smtp_capture: Mailbox
+    tmp_path: Path, smtp_capture: CaptureServer
 ) -> None:
     settings = write_settings(tmp_path, smtp_capture.port, language="en")
     report = RunReport(
@@ -92,7 +92,7 @@ def test_a_failure_is_an_alert_listing_sources_and_recipients(
 
 
 def test_a_draft_waiting_for_review_carries_the_preview(
-    tmp_path: Path, smtp_capture: Mailbox
+    tmp_path: Path, smtp_capture: CaptureServer
 ) -> None:
     settings = write_settings(tmp_path, smtp_capture.port)
     # MJML output has very long lines: the attachment must still respect 998 octets a line.
@@ -129,7 +129,7 @@ def test_long_failure_lists_are_capped(tmp_path: Path) -> None:
     assert "and 7 more" in body
 
 
-def test_no_addresses_means_no_email(tmp_path: Path, smtp_capture: Mailbox) -> None:
+def test_no_addresses_means_no_email(tmp_path: Path, smtp_capture: CaptureServer) -> None:
     settings = write_settings(tmp_path, smtp_capture.port, notify=False)
     assert not notify_editors(settings, RunReport("2026-W49", "sent", "ok"))
     assert received(smtp_capture) == []

@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 from conftest import ROOT, HTTPServer, Route
 
+from digest.capture import CaptureServer
 from digest.cli import main
 from digest.db import Store, articles, issues, schema
-from digest.mailbox import Mailbox
 from digest.richtext import markdown_inline_text
 
 ACTIVE_EXAMPLE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
@@ -41,7 +41,7 @@ def cli(config: Path, *args: str) -> int:
     return main(["--config", str(config), *args])
 
 
-def captured(box: Mailbox) -> list[email.message.EmailMessage]:
+def captured(box: CaptureServer) -> list[email.message.EmailMessage]:
     return [
         email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
         for p in sorted(box.handler.folder.glob("*.eml"))
@@ -71,7 +71,7 @@ def test_demo_leaves_one_message_per_active_subscriber_and_runs_once(
 
 
 def test_run_twice_in_the_same_week_sends_nothing_the_second_time(
-    tmp_path: Path, smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, smtp_capture.port)
     assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
@@ -91,7 +91,7 @@ def test_run_twice_in_the_same_week_sends_nothing_the_second_time(
 
 def test_a_failing_source_is_named_the_others_go_on_and_exit_is_2(
     tmp_path: Path,
-    smtp_capture: Mailbox,
+    smtp_capture: CaptureServer,
     http_server: HTTPServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

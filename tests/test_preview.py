@@ -21,12 +21,12 @@ import pytest
 from conftest import store_article
 
 from digest import pipeline
+from digest.capture import CaptureServer, free_port
 from digest.config import Settings, load_settings
 from digest.db import Store, issues
 from digest.db.articles import record_fetch
 from digest.draft import draft_path, read_draft, write_draft
 from digest.errors import DeliveryError, DigestError
-from digest.mailbox import Mailbox, free_port
 from digest.models import Article, Issue, IssueItem, Lesson
 from digest.preview import create_preview_app, serve_preview
 
@@ -303,7 +303,7 @@ def test_everything_from_feeds_and_editors_is_escaped(site: Site, client: TestCl
     assert "<script>alert" not in client.get("/email.html").text
 
 
-def test_test_send_form_sends_one_message(tmp_path: Path, smtp_capture: Mailbox) -> None:
+def test_test_send_form_sends_one_message(tmp_path: Path, smtp_capture: CaptureServer) -> None:
     site = make_site(tmp_path, smtp_port=smtp_capture.port)
     client = TestClient(
         create_preview_app(site.settings, site.store, PERIOD), base_url="http://127.0.0.1"

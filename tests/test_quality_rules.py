@@ -32,10 +32,10 @@ import sqlalchemy as sa
 from conftest import ROOT, HTTPServer, Route
 from test_pipeline import make_config
 
+from digest.capture import CaptureServer
 from digest.cli import main
 from digest.config import load_settings
 from digest.db import Store, schema
-from digest.mailbox import Mailbox
 from digest.send import send_issue
 from digest.subscribers import unsubscribe
 from digest.web import create_app
@@ -78,7 +78,7 @@ class Received:
         return self.raw.split(b"\r\n\r\n", 1)[0]
 
 
-def received(box: Mailbox) -> list[Received]:
+def received(box: CaptureServer) -> list[Received]:
     out = []
     for path in sorted(box.handler.folder.glob("*.eml")):
         data = path.read_bytes()
@@ -97,7 +97,9 @@ def cli(config: Path, *args: str) -> int:
     return main(["--config", str(config), *args])
 
 
-def send_demo_issue(folder: Path, box: Mailbox, config_edit: dict[str, str] | None = None) -> Path:
+def send_demo_issue(
+    folder: Path, box: CaptureServer, config_edit: dict[str, str] | None = None
+) -> Path:
     """Import the example list and run the demo configuration for PERIOD into ``box``."""
     config = make_config(folder, box.port)
     text = config.read_text(encoding="utf-8")
@@ -111,7 +113,7 @@ def send_demo_issue(folder: Path, box: Mailbox, config_edit: dict[str, str] | No
 
 
 @pytest.fixture
-def messages(tmp_path: Path, smtp_capture: Mailbox) -> list[Received]:
+def messages(tmp_path: Path, smtp_capture: CaptureServer) -> list[Received]:
     send_demo_issue(tmp_path, smtp_capture)
     got = received(smtp_capture)
     assert sorted(m.envelope_to for m in got) == sorted(ACTIVE)
@@ -230,7 +232,7 @@ def unsubscribe_urls(got: Received) -> tuple[str, str]:
 
 
 def test_rules_3_4_one_click_from_the_received_header_stops_the_next_issue(
-    tmp_path: Path, smtp_capture: Mailbox
+    tmp_path: Path, smtp_capture: CaptureServer
 ) -> None:
     config = send_demo_issue(
         tmp_path,
@@ -350,7 +352,7 @@ Il décrit un outil de montage vidéo utilisé par 30 écoles en France.</descri
 
 
 def test_rule_11_feed_and_subscriber_text_never_add_a_header_or_run(
-    tmp_path: Path, smtp_capture: Mailbox, http_server: HTTPServer
+    tmp_path: Path, smtp_capture: CaptureServer, http_server: HTTPServer
 ) -> None:
     http_server.routes["/hostile.xml"] = Route(
         200,
@@ -393,7 +395,7 @@ def test_rule_11_feed_and_subscriber_text_never_add_a_header_or_run(
 
 
 def test_send_after_run_for_the_same_period_sends_nothing_more(
-    tmp_path: Path, smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = send_demo_issue(tmp_path, smtp_capture)
     assert len(received(smtp_capture)) == len(ACTIVE)
@@ -411,7 +413,7 @@ def test_send_after_run_for_the_same_period_sends_nothing_more(
 
 def test_a_failing_source_is_shown_by_digest_status(
     tmp_path: Path,
-    smtp_capture: Mailbox,
+    smtp_capture: CaptureServer,
     http_server: HTTPServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -506,7 +508,7 @@ def test_a_paragraph_wrapped_in_the_feed_source_is_one_line_of_text() -> None:
 
 
 def test_the_summary_of_a_hard_wrapped_feed_is_made_of_whole_sentences(
-    tmp_path: Path, smtp_capture: Mailbox, http_server: HTTPServer
+    tmp_path: Path, smtp_capture: CaptureServer, http_server: HTTPServer
 ) -> None:
     description = "".join(hard_wrapped(s) for s in WRAPPED_SENTENCES)
     feed = (

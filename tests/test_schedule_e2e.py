@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import ROOT
 
+from digest.capture import CaptureServer
 from digest.cli import main
 from digest.config import Settings, load_settings
 from digest.db import Store, issues, locks, runs
 from digest.db.schema import utcnow
-from digest.mailbox import Mailbox
 from digest.pipeline import run_and_notify
 from digest.schedule import JOB_ID, Scheduler, next_fire_time, scheduled_run
 
@@ -46,7 +46,7 @@ def demo_config(folder: Path, smtp_port: int) -> Path:
 
 
 @pytest.fixture
-def demo(tmp_path: Path, smtp_capture: Mailbox) -> Iterator[tuple[Settings, Store]]:
+def demo(tmp_path: Path, smtp_capture: CaptureServer) -> Iterator[tuple[Settings, Store]]:
     config = demo_config(tmp_path, smtp_capture.port)
     assert main(["--config", str(config), "subscribers", "import", "subscribers.example.csv"]) == 0
     settings = load_settings(config)
@@ -55,7 +55,7 @@ def demo(tmp_path: Path, smtp_capture: Mailbox) -> Iterator[tuple[Settings, Stor
     store.close()
 
 
-def messages(box: Mailbox) -> list[tuple[str, EmailMessage]]:
+def messages(box: CaptureServer) -> list[tuple[str, EmailMessage]]:
     found = []
     for path in sorted(box.handler.folder.glob("*.eml")):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
@@ -64,11 +64,11 @@ def messages(box: Mailbox) -> list[tuple[str, EmailMessage]]:
     return found
 
 
-def newsletters(box: Mailbox) -> list[str]:
+def newsletters(box: CaptureServer) -> list[str]:
     return [to for to, _ in messages(box) if to != EDITOR]
 
 
-def reports(box: Mailbox) -> list[EmailMessage]:
+def reports(box: CaptureServer) -> list[EmailMessage]:
     return [m for to, m in messages(box) if to == EDITOR]
 
 
@@ -81,7 +81,7 @@ def wait_for(condition: object, what: str, seconds: float = 120) -> None:
 
 
 def test_a_real_scheduler_sends_the_demo_issue_once_then_waits_for_next_week(
-    demo: tuple[Settings, Store], smtp_capture: Mailbox
+    demo: tuple[Settings, Store], smtp_capture: CaptureServer
 ) -> None:
     settings, store = demo
     wednesday = dt.datetime(2026, 12, 2, 12, tzinfo=PARIS)  # no fire time in the grace window
@@ -120,7 +120,7 @@ def test_a_real_scheduler_sends_the_demo_issue_once_then_waits_for_next_week(
 
 
 def test_a_run_triggered_twice_at_once_sends_once(
-    demo: tuple[Settings, Store], smtp_capture: Mailbox
+    demo: tuple[Settings, Store], smtp_capture: CaptureServer
 ) -> None:
     settings, store = demo
     outcomes: list[str] = []
@@ -143,7 +143,7 @@ def test_a_run_triggered_twice_at_once_sends_once(
 
 
 def test_an_unreviewed_draft_stops_at_draft_ready_and_mails_the_preview(
-    demo: tuple[Settings, Store], smtp_capture: Mailbox
+    demo: tuple[Settings, Store], smtp_capture: CaptureServer
 ) -> None:
     settings, store = demo
     path = settings.path
@@ -165,7 +165,7 @@ def test_an_unreviewed_draft_stops_at_draft_ready_and_mails_the_preview(
 
 
 def test_digest_run_refuses_while_a_scheduled_run_holds_the_run_lock(
-    demo: tuple[Settings, Store], smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+    demo: tuple[Settings, Store], smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings, store = demo
     with locks.hold(store, "run"):  # a scheduled run is in progress

@@ -29,10 +29,10 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from digest.capture import free_port
 from digest.config import NewsletterSettings, SendSettings, Settings, SmtpSettings
 from digest.db import Store, issues, locks, schema
 from digest.errors import DeliveryError, LockedError
-from digest.mailbox import free_port
 from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, RenderedIssue, SendProgress
 from digest.send import SendAborted, send_issue
 from digest.subscribers import import_csv, unsubscribe

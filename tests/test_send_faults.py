@@ -27,12 +27,12 @@ import pytest
 import sqlalchemy as sa
 from conftest import ROOT
 
+from digest.capture import CaptureServer
 from digest.cli import main
 from digest.config import NewsletterSettings, Settings, SmtpSettings
 from digest.db import Store, issues
 from digest.db.schema import deliveries
 from digest.errors import DeliveryError
-from digest.mailbox import Mailbox
 from digest.models import Issue, RenderedIssue, RunReport
 from digest.notify import notify_editors
 from digest.send import send_issue
@@ -238,7 +238,7 @@ def kill(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGKILL) ->
     return err.decode()
 
 
-def deliveries_by_recipient(box: Mailbox) -> collections.Counter[str]:
+def deliveries_by_recipient(box: CaptureServer) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     for path in box.handler.folder.glob("*.eml"):
         for line in path.read_bytes().splitlines():
@@ -267,7 +267,7 @@ def test_a_trickling_server_is_cut_off_by_the_deadline(
 
 @pytest.mark.parametrize("faulty", ["endless-continuation"], indirect=True)
 def test_sigterm_stops_a_send_stuck_on_a_trickling_server_resumably(
-    tmp_path: Path, faulty: FaultyServer, smtp_capture: Mailbox
+    tmp_path: Path, faulty: FaultyServer, smtp_capture: CaptureServer
 ) -> None:
     news = Newsletter(tmp_path, faulty.port, 5)
     news.point_at(faulty.port, timeout=1.0)
@@ -299,7 +299,7 @@ def test_garbage_after_the_final_dot_is_uncertain_never_a_requeue(
 
 
 def test_a_restart_requeues_messages_without_their_dot_and_reports_the_others(
-    tmp_path: Path, smtp_capture: Mailbox, database_url: str
+    tmp_path: Path, smtp_capture: CaptureServer, database_url: str
 ) -> None:
     store, issue = small_store(tmp_path, 3, database_url)
     settings = settings_for(tmp_path, smtp_capture.port)
@@ -330,7 +330,7 @@ def test_a_restart_requeues_messages_without_their_dot_and_reports_the_others(
 
 @pytest.mark.parametrize("faulty", ["stall-before-dot"], indirect=True)
 def test_killed_before_the_final_dot_the_recipient_is_simply_sent_later(
-    tmp_path: Path, faulty: FaultyServer, smtp_capture: Mailbox
+    tmp_path: Path, faulty: FaultyServer, smtp_capture: CaptureServer
 ) -> None:
     news = Newsletter(tmp_path, faulty.port, 3)
     proc = news.start()
@@ -346,7 +346,7 @@ def test_killed_before_the_final_dot_the_recipient_is_simply_sent_later(
 def test_killed_after_the_final_dot_the_recipient_is_uncertain_and_the_exit_says_so(
     tmp_path: Path,
     faulty: FaultyServer,
-    smtp_capture: Mailbox,
+    smtp_capture: CaptureServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     news = Newsletter(tmp_path, faulty.port, 3)
@@ -375,7 +375,7 @@ def test_killed_after_the_final_dot_the_recipient_is_uncertain_and_the_exit_says
 
 @pytest.mark.parametrize("connections", [1, 4])
 def test_kill_9_at_random_points_then_resume_delivers_everyone_once(
-    tmp_path: Path, smtp_capture: Mailbox, connections: int
+    tmp_path: Path, smtp_capture: CaptureServer, connections: int
 ) -> None:
     count = 120
     news = Newsletter(tmp_path, smtp_capture.port, count, send=f"connections = {connections}")
@@ -404,7 +404,7 @@ def test_kill_9_at_random_points_then_resume_delivers_everyone_once(
 
 
 def test_a_lost_lease_stops_the_send_at_once_and_strands_no_one(
-    tmp_path: Path, smtp_capture: Mailbox, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, smtp_capture: CaptureServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("digest.send.LOCK_RENEW_SECONDS", 0.05)
     store, issue = small_store(tmp_path, 40)

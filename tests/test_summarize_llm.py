@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from digest.capture import free_port
 from digest.config import LLMSettings, SummarizeSettings, load_settings
 from digest.db import Store
 from digest.errors import SummarizerError
-from digest.mailbox import free_port
 from digest.models import Article
 from digest.summarize import get_summarizer, summarize_article
 from digest.summarize.grounding import unsupported_facts

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 import uvicorn
 from conftest import token_of
 
+from digest.capture import free_port
 from digest.config import NewsletterSettings, Settings, WebSettings
 from digest.db import Store, issues, schema
-from digest.mailbox import free_port
 from digest.models import Issue, IssueItem, Lesson
 from digest.subscribers import import_csv
 from digest.web import create_app

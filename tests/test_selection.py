@@ -5,7 +5,7 @@ import datetime as dt
 from digest.config import SourceSettings
 from digest.models import Article
 from digest.period import parse_period, period_bounds, period_of
-from digest.select import rank_articles
+from digest.selection import rank_articles
 
 BASE = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 

@@ -18,7 +18,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
-__all__ = ["CaptureHandler", "Mailbox", "free_port"]
+__all__ = ["CaptureHandler", "CaptureServer", "free_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -62,7 +62,7 @@ class CaptureHandler:
         return "250 OK: captured"
 
 
-class Mailbox:
+class CaptureServer:
     """Run a ``CaptureHandler`` on ``host:port`` in a background thread."""
 
     def __init__(
@@ -89,7 +89,7 @@ class Mailbox:
     def stop(self) -> None:
         self.controller.stop()
 
-    def __enter__(self) -> Mailbox:
+    def __enter__(self) -> CaptureServer:
         self.start()
         return self
 
