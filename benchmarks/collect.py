@@ -35,7 +35,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from digest.collect import collect
+import digest.collect.collector
+from digest.collect import collect, prepare
 from digest.collect.dedupe import Deduper
 from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
 from digest.db import Store
@@ -220,8 +221,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             store = Store(settings.database.url)
             clock = StageClock()
-            # Parsing runs in worker processes (a function sent there cannot be wrapped):
-            # their CPU is read from the fork server they come from.
+            # With worker processes, parsing CPU is read from the fork server they come
+            # from (a function sent there cannot be wrapped); without, it is timed here.
+            probe = prepare.parser_pool(args.feeds)
+            workers_used = probe is not None
+            if probe is not None:
+                probe.shutdown()
+            if not workers_used:
+                clock.wrap(digest.collect.collector, "parse_and_prepare", "parse")
             clock.wrap(Deduper, "save", "store")
             memory = WorkerMemory()
             memory.start()
@@ -249,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{wall / bound:.2f}x, new {report.new}, statuses {sorted(statuses)}, "
                     f"failed {len(report.failed)}"
                 )
-                stored = clock.seconds["store"]
+                parse, stored = clock.seconds["parse"], clock.seconds["store"]
+                where = f"{workers:.2f} s in worker processes" if workers_used else f"{parse:.2f} s"
                 print(
-                    f"  cpu by stage: parse feeds {workers:.2f} s (worker processes), "
-                    f"store + deduplicate {stored:.2f} s, rest (HTTP, event loop, threads) "
-                    f"{cpu - stored:.2f} s; this process {cpu:.2f} s"
+                    f"  cpu by stage: parse feeds {where}, store + deduplicate {stored:.2f} s, "
+                    f"rest (HTTP, event loop, threads) {cpu - parse - stored:.2f} s; "
+                    f"this process {cpu:.2f} s"
                 )
             memory.done.set()
             memory.join()

@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         for s in stories
         if s not in stored and (merged.get(s) in true_reasons or s[1] in stored_links)
     ]
-    doubtful = [s for s in stories if s not in stored and s in merged and s not in absorbed]
-    lost = [s for s in stories if s not in stored and s not in merged]
+    settled = set(kept) | set(absorbed)
+    doubtful = [s for s in stories if s not in settled and s in merged]
+    lost = [s for s in stories if s not in settled and s not in merged]
     notes = Counter(
         line.error.split(":")[0] for line in report.sources if line.status == "ok" and line.error
     )

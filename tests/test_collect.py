@@ -1220,7 +1220,7 @@ def test_a_large_run_parses_in_worker_processes_with_the_same_results(
         return pool
 
     monkeypatch.setattr(collector, "parser_pool", recording)
-    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 2)  # a pool even on one core
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 4)  # a pool whatever the machine
     sources = []
     for n in range(prepare.PARALLEL_SOURCES):
         http_server.routes[f"/f{n}"] = feed_route(

@@ -286,3 +286,17 @@ def test_story_index_matches_near_identical_titles_from_other_sources_only() -> 
                 NOW - dt.timedelta(days=30)) is None  # fmt: skip
     assert find("b", "Semaine 13 : les nouvelles du design graphique") is None
     assert find("b", "Tessella : un tout autre sujet sur la retopologie") is None
+
+
+def test_parsing_workers_only_for_large_runs_with_cores_to_spare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from digest.collect import prepare
+
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 2)
+    assert prepare.parser_pool(500) is None  # two cores: parsing stays in a thread
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 8)
+    assert prepare.parser_pool(prepare.PARALLEL_SOURCES - 1) is None
+    pool = prepare.parser_pool(prepare.PARALLEL_SOURCES)
+    assert pool is not None
+    pool.shutdown()

@@ -4,10 +4,10 @@ Parsing a feed and computing what deduplication needs of each entry (its
 language, content fingerprint and near-duplicate sketch) is pure CPU work in
 Python: about 10 ms for a feed of ten articles, two thirds of a 200-feed run's
 CPU. Threads cannot run it beside the event loop and the database writer (one
-interpreter lock), so a run with many sources hands it to a small pool of
-worker processes, one per core, and the main process is left with HTTP and
-storing. A small run (the demo, a handful of feeds) does it in a thread: a pool
-costs more to start than it saves.
+interpreter lock), so a run with many sources, on a machine with cores to
+spare (three or more), hands it to a small pool of worker processes, and the
+main process is left with HTTP and storing. A small run (the demo, a handful
+of feeds) does it in a thread: a pool costs more to start than it saves.
 
 The pool's processes are forked from a server process started once per program
 (``forkserver``) that has this module imported already, so each costs a fork,
@@ -74,7 +74,11 @@ def parse_and_prepare(
 
 def parser_pool(sources: int) -> Executor | None:
     """A pool of worker processes for a run of ``sources`` sources, or None (use a thread)."""
-    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    # One core stays with the event loop and the database writer. On two cores a
+    # single worker does not pay for itself: measured on a shared 2-core machine,
+    # the 200-feed benchmark was no faster, and the fork server and the copies of
+    # every parsed feed cost CPU the main process could not spare.
+    workers = min(MAX_WORKERS, (os.cpu_count() or 1) - 1)
     if sources < PARALLEL_SOURCES or workers < 2:
         return None
     context: BaseContext
