@@ -24,6 +24,7 @@ import collections
 import functools
 import math
 import multiprocessing
+import os
 import random
 import resource
 import sys
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import digest.collect.collector
-from digest.collect import collect
+from digest.collect import collect, prepare
 from digest.collect.dedupe import Deduper
 from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
 from digest.db import Store
@@ -143,6 +144,49 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _forkserver_pid() -> int | None:
+    """The process the parsing workers are forked from (Linux; None before the first pool)."""
+    from multiprocessing import forkserver
+
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+
+def workers_cpu() -> float:
+    """CPU seconds of the parsing workers so far: the fork server's, reaped children included."""
+    pid = _forkserver_pid()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class WorkerMemory(threading.Thread):
+    """Samples the resident memory of the parsing workers (all at once) every 20 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_kb = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            server = _forkserver_pid()
+            if server is None:
+                continue
+            total = 0
+            for status in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    text = status.read_text()
+                except OSError:
+                    continue
+                fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+                if fields.get("PPid", "").strip() == str(server):
+                    total += int(fields.get("VmRSS", "0 kB").split()[0])
+            self.peak_kb = max(self.peak_kb, total)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=200)
@@ -177,8 +221,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             store = Store(settings.database.url)
             clock = StageClock()
-            clock.wrap(digest.collect.collector, "parse_feed", "parse")
+            # With worker processes, parsing CPU is read from the fork server they come
+            # from (a function sent there cannot be wrapped); without, it is timed here.
+            probe = prepare.parser_pool(args.feeds)
+            workers_used = probe is not None
+            if probe is not None:
+                probe.shutdown()
+            if not workers_used:
+                clock.wrap(digest.collect.collector, "parse_and_prepare", "parse")
             clock.wrap(Deduper, "save", "store")
+            memory = WorkerMemory()
+            memory.start()
             before = peak_rss_mb()
             ideal = args.latency
             bound = math.ceil(args.feeds / args.concurrency) * args.latency
@@ -191,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
                 clock.seconds.clear()
                 start = time.perf_counter()
                 cpu = time.process_time()
+                workers = workers_cpu()
                 report = collect(settings, store)
                 wall = time.perf_counter() - start
                 cpu = time.process_time() - cpu
+                workers = workers_cpu() - workers
                 statuses = {s.status for s in report.sources}
                 print(
                     f"{label}: wall {wall:.2f} s, cpu {cpu:.2f} s, "
@@ -202,11 +257,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"failed {len(report.failed)}"
                 )
                 parse, stored = clock.seconds["parse"], clock.seconds["store"]
+                where = f"{workers:.2f} s in worker processes" if workers_used else f"{parse:.2f} s"
                 print(
-                    f"  cpu by stage: parse feeds {parse:.2f} s, store + deduplicate "
-                    f"{stored:.2f} s, rest (HTTP, event loop, threads) {cpu - parse - stored:.2f} s"
+                    f"  cpu by stage: parse feeds {where}, store + deduplicate {stored:.2f} s, "
+                    f"rest (HTTP, event loop, threads) {cpu - parse - stored:.2f} s; "
+                    f"this process {cpu:.2f} s"
                 )
-            print(f"peak memory: {peak_rss_mb():.0f} MB resident ({before:.0f} MB before the runs)")
+            memory.done.set()
+            memory.join()
+            print(
+                f"peak memory: {peak_rss_mb():.0f} MB resident ({before:.0f} MB before the runs); "
+                f"parsing workers, all together: {memory.peak_kb / 1024:.0f} MB"
+            )
             store.close()
     finally:
         server.terminate()

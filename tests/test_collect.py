@@ -194,7 +194,8 @@ def test_reads_rss_atom_and_local_files(
     assert articles["rss1"].published == dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
     assert articles["rss091"].title == "An RSS 0.91 entry"
     assert len(articles["rss2"].text) > 300
-    assert all(a.fingerprint for a in articles.values())
+    assert articles["rss2"].fingerprint and articles["atom-path"].fingerprint
+    assert articles["rss091"].fingerprint == ""  # four words identify no story
 
 
 def test_file_url_source_and_missing_file(tmp_path: Path, store: Store) -> None:
@@ -690,7 +691,15 @@ def test_entry_html_links_and_titles_are_cleaned(
     settings = make_settings(tmp_path, source("evil", http_server.url("/evil")))
     assert collect(settings, store).sources[0].status == "ok"
     articles = {a.title: a for a in stored(store)}
-    assert set(articles) == {"Line one Bcc: victim@example.org", "Tracked"}
+    assert set(articles) == {
+        "Line one Bcc: victim@example.org",
+        "Tracked",
+        "Points to a file",
+        "Points to javascript",
+    }
+    # An entry whose link is not a web link keeps its content, linked to the feed's site.
+    assert articles["Points to a file"].url == "https://news.example/"
+    assert articles["Points to javascript"].url == "https://news.example/"
     clean = articles["Line one Bcc: victim@example.org"]
     assert "\r" not in clean.title and "\n" not in clean.title
     html = clean.html
@@ -699,10 +708,10 @@ def test_entry_html_links_and_titles_are_cleaned(
     # Relative links resolve against the feed's own URL, as feed readers do.
     assert f'src="{http_server.url("/pic.png")}"' in html
     assert f'href="{http_server.url("/relative")}"' in html
-    assert clean.url == "https://h.example/post?x=1"
+    assert clean.url == "https://h.example/post?x=1#c"  # a fragment can name the entry
     assert clean.image_url == http_server.url("/pic.png") and clean.image_alt == "A picture"
     assert "alert" not in clean.text and clean.text.startswith("Hello")
-    assert articles["Tracked"].url == "https://h.example/t?id=7"
+    assert articles["Tracked"].url == "https://h.example/t?id=7#top"
 
 
 def test_dates_in_the_future_are_clamped_and_missing_dates_are_collection_time(
@@ -949,10 +958,16 @@ def test_one_source_is_stored_whole_or_not_at_all(
 
     original = dedupe.Deduper._match
 
-    def failing(self: dedupe.Deduper, conn: object, rows: object, article: Article) -> object:
-        if article.title == "Boom":
+    def failing(
+        self: dedupe.Deduper,
+        conn: object,
+        known: object,
+        candidate: dedupe.Candidate,
+        *rest: object,
+    ) -> object:
+        if candidate.article.title == "Boom":
             raise RuntimeError("disk on fire")
-        return original(self, conn, rows, article)  # type: ignore[arg-type]
+        return original(self, conn, known, candidate, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(dedupe.Deduper, "_match", failing)
     http_server.routes["/half"] = feed_route(
@@ -1070,3 +1085,167 @@ def test_tls_keeps_the_host_name_while_connecting_to_the_checked_address(
     assert hosts[0] == f"localhost:{port}"
     assert report["by-address"].status == "error"
     assert "CERTIFICATE_VERIFY_FAILED" in report["by-address"].error
+
+
+# -- installing --------------------------------------------------------------------------
+
+
+def test_the_html_cleaner_trafilatura_needs_is_declared() -> None:
+    import tomllib
+
+    from conftest import ROOT
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {
+        dependency.split(";")[0].split(">")[0].split("<")[0].split("[")[0].strip().lower()
+        for dependency in project["dependencies"]
+    }
+    assert {"trafilatura", "lxml_html_clean"} <= {n.replace("-", "_") for n in names}
+
+
+def test_a_missing_html_cleaner_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "d.db"}"\n'
+        f'[[sources]]\nname = "local"\nurl = "{tmp_path / "feed.xml"}"\n'
+    )
+    (tmp_path / "feed.xml").write_bytes(rss(item("One", "https://h.example/1")))
+    # What an install without lxml_html_clean looks like: the import fails.
+    program = (
+        "import sys; sys.modules['lxml_html_clean'] = None; sys.modules['lxml.html.clean'] = None\n"
+        "from digest.cli import main\n"
+        f"sys.exit(main(['--config', {str(config)!r}, 'collect']))\n"
+    )
+    import os
+
+    wide = dict(os.environ, COLUMNS="400")  # rich wraps at the terminal's width
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, env=wide
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "full-text extraction is unavailable" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- merges, explained ---------------------------------------------------------------------
+
+
+def test_every_merge_is_recorded_with_its_reason_and_shown_in_status(
+    tmp_path: Path,
+    http_server: HTTPServer,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from digest.cli import main
+    from digest.db.articles import merges as recorded_merges
+
+    shared = unique_text("the shared story")
+    http_server.routes["/wire"] = feed_route(
+        rss(
+            item("Wire copy", "https://wire.example/a", guid="w1", description=shared),
+            item("Linked twice", "https://both.example/story", guid="w2"),
+        )
+    )
+    http_server.routes["/paper"] = feed_route(
+        rss(
+            item("Paper copy", "https://paper.example/a", guid="p1", description=shared),
+            item("Linked twice too", "https://both.example/story", guid="p2"),
+        )
+    )
+    settings = make_settings(
+        tmp_path,
+        source("wire", http_server.url("/wire")),
+        source("paper", http_server.url("/paper"), weight=2.0),
+    )
+    collect(settings, store)
+    report = by_name(collect(settings, store))  # merges are the same on every run
+    assert [a.source for a in stored(store)] == ["paper", "paper"]
+    assert report["wire"].status == "ok" and report["wire"].new == 0
+    assert report["wire"].error == (
+        "2 entries merged into stories kept for other sources (same link: 1, same text: 1)"
+    )
+    merges = [(m["source"], m["guid"], m["reason"]) for m in recorded_merges(store)]
+    # Each absorbed entry is recorded once, whichever source came first.
+    assert sorted(merges) == [("wire", "w1", "same text"), ("wire", "w2", "same link")]
+
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "digest.db"}"\n'
+        f'[[sources]]\nname = "wire"\nurl = "{http_server.url("/wire")}"\n'
+    )
+    monkeypatch.setenv("COLUMNS", "400")
+    capsys.readouterr()
+    assert main(["--config", str(config), "status"]) == 0
+    assert "2 entries merged into stories kept for other sources" in capsys.readouterr().out
+
+
+def test_a_version_1_database_gains_the_merge_record(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from digest.db.schema import SCHEMA_VERSION, meta
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # what version 1 looked like
+        conn.execute(sa.text("DROP TABLE article_merges"))
+        conn.execute(sa.update(meta).values(value="1"))
+    engine.dispose()
+    upgraded = Store(url)
+    assert upgraded.schema_version() == SCHEMA_VERSION
+    assert sa.inspect(upgraded.engine).has_table("article_merges")
+    upgraded.close()
+
+
+# -- many sources: parsing in worker processes --------------------------------------------
+
+
+def test_a_large_run_parses_in_worker_processes_with_the_same_results(
+    tmp_path: Path, http_server: HTTPServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from digest.collect import collector, prepare
+
+    pools: list[object] = []
+
+    def recording(sources: int) -> object:
+        pool = prepare.parser_pool(sources)
+        pools.append(pool)
+        return pool
+
+    monkeypatch.setattr(collector, "parser_pool", recording)
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 4)  # a pool whatever the machine
+    sources = []
+    for n in range(prepare.PARALLEL_SOURCES):
+        http_server.routes[f"/f{n}"] = feed_route(
+            rss(
+                item(f"Story {n} one", f"https://s{n}.example/1", guid=f"{n}-1"),
+                item(f"Story {n} two", f"https://s{n}.example/2", guid=f"{n}-2", date=None),
+            )
+        )
+        sources.append(source(f"feed {n}", http_server.url(f"/f{n}"), language="fr"))
+    # A page announcing its feed (the discovered link comes back from the worker) and junk.
+    http_server.routes["/page"] = Route(
+        200,
+        b'<html><head><link rel="alternate" type="application/rss+xml" href="/f0"></head></html>',
+        {"Content-Type": "text/html"},
+    )
+    http_server.routes["/junk"] = Route(200, b"\x00\x01 not a feed", {"Content-Type": "text/plain"})
+    sources += [source("page", http_server.url("/page")), source("junk", http_server.url("/junk"))]
+    report = by_name(collect(make_settings(tmp_path, *sources), store))
+
+    assert isinstance(pools[0], ProcessPoolExecutor)
+    assert report["junk"].status == "error" and report["junk"].error.startswith("parse error")
+    assert report["page"].status == "ok"
+    assert all(report[f"feed {n}"].new == 2 for n in range(prepare.PARALLEL_SOURCES))
+    articles = stored(store)
+    assert {a.title for a in articles} >= {"Story 0 one", "Story 7 two"}
+    assert all(a.fingerprint and a.language for a in articles)
+    again = collect(make_settings(tmp_path, *sources), store)
+    assert again.new == 0 and again.updated == 0

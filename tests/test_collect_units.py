@@ -114,9 +114,11 @@ def test_retry_after_accepts_dates_and_is_capped() -> None:
     ("raw", "expected"),
     [
         (
-            "https://Example.org:443/a/b?id=3&utm_source=rss&utm_campaign=x#comments",
+            "https://Example.org:443/a/b?id=3&utm_source=rss&utm_campaign=x#xtor=RSS-3",
             "https://example.org/a/b?id=3",
         ),
+        # A fragment can be what tells two entries apart: two comments on one page.
+        ("https://example.org/release-2#comment-2", "https://example.org/release-2#comment-2"),
         ("http://example.org:80", "http://example.org/"),
         ("https://example.org/p?fbclid=1&gclid=2&mc_cid=3&mc_eid=4", "https://example.org/p"),
         ("https://example.org:8443/p?b=2&a=1", "https://example.org:8443/p?b=2&a=1"),
@@ -142,13 +144,24 @@ def test_canonical_link_must_stay_on_the_same_site() -> None:
     [
         ("Line one\r\nBcc: x@example.org", "Line one Bcc: x@example.org"),
         ("Bell\x07 and \x00null\u2028sep", "Bell and null sep"),
-        ("Tom &amp; Jerry", "Tom & Jerry"),
-        ("<b>Bold</b> title", "Bold title"),
         ("  spaced\t\tout  ", "spaced out"),
+        ("Vec<T> in Rust & C++", "Vec<T> in Rust & C++"),  # plain text stays as written
     ],
 )
 def test_clean_title(raw: str, expected: str) -> None:
     assert clean_title(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Tom &amp; Jerry", "Tom & Jerry"),
+        ("<b>Bold</b> title", "Bold title"),
+        ("Vec&lt;T&gt; in <i>Rust</i>", "Vec<T> in Rust"),
+    ],
+)
+def test_clean_title_of_html(raw: str, expected: str) -> None:
+    assert clean_title(raw, is_html=True) == expected
 
 
 @pytest.mark.parametrize(
@@ -219,6 +232,28 @@ def test_strip_doctype_removes_the_internal_subset_whole() -> None:
     assert strip_doctype(b"<!DOCTYPE rss [ <!ENTITY a 'never closed'") == b""
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<rss><channel><item><description><![CDATA[<!DOCTYPE html><p>x</p>]]></description>"
+        b"</item></channel></rss>",
+        b"<?xml version='1.0'?><!-- a comment --><rss><item><description>The &lt;!DOCTYPE "
+        b"declaration</description></item><!DOCTYPE isnt here></rss>",
+    ],
+)
+def test_strip_doctype_leaves_text_after_the_root_element_alone(body: bytes) -> None:
+    assert strip_doctype(body) == body
+
+
+def test_strip_doctype_after_comments_and_in_utf16() -> None:
+    doc = "<?xml version='1.0'?>\n<!-- c --><!DOCTYPE rss [<!ENTITY a 'b'>]><rss>&a;</rss>"
+    assert strip_doctype(doc.encode()) == b"<?xml version='1.0'?>\n<!-- c --><rss>&a;</rss>"
+    wide = strip_doctype(doc.replace("'1.0'", "'1.0' encoding='utf-16'").encode("utf-16"))
+    assert "ENTITY" not in wide.decode("utf-16") and wide.decode("utf-16").endswith(
+        "<rss>&a;</rss>"
+    )
+
+
 def test_discover_feeds_in_page_order_resolving_relative_links() -> None:
     page = b"""<html><head>
     <link rel="stylesheet" href="/s.css">
@@ -251,3 +286,17 @@ def test_story_index_matches_near_identical_titles_from_other_sources_only() -> 
                 NOW - dt.timedelta(days=30)) is None  # fmt: skip
     assert find("b", "Semaine 13 : les nouvelles du design graphique") is None
     assert find("b", "Tessella : un tout autre sujet sur la retopologie") is None
+
+
+def test_parsing_workers_only_for_large_runs_with_cores_to_spare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from digest.collect import prepare
+
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 2)
+    assert prepare.parser_pool(500) is None  # two cores: parsing stays in a thread
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 8)
+    assert prepare.parser_pool(prepare.PARALLEL_SOURCES - 1) is None
+    pool = prepare.parser_pool(prepare.PARALLEL_SOURCES)
+    assert pool is not None
+    pool.shutdown()

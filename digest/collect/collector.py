@@ -17,6 +17,7 @@ import concurrent.futures
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -33,9 +34,10 @@ from ..db.schema import utcnow
 from ..models import Article
 from .dedupe import Candidate, Deduper
 from .fetch import HTML_ACCEPT, Fetcher, FetchError
-from .fulltext import enrich, extract, wants_full_text
-from .normalize import detect_language, fingerprint, fold, is_web_url
-from .parse import Entry, Feed, NotAFeed, parse_feed
+from .fulltext import enrich, extract, require_extractor, wants_full_text
+from .normalize import fold, is_web_url
+from .parse import Entry, Feed, NotAFeed
+from .prepare import Prepared, parse_and_prepare, parser_pool, prepare_entry
 
 __all__ = ["CollectReport", "SourceReport", "collect", "health_table"]
 
@@ -61,7 +63,9 @@ class SourceReport:
     new: int
     updated: int
     error: str
-    """Empty when healthy; else a one-line reason ("HTTP 404", "timed out after 20s"…)."""
+    """One line: for a failed source the reason ("HTTP 404", "timed out after 20s"…); for a
+    healthy one what it could not keep or merged away ("2 entries skipped: no web link"),
+    so that a feed that yields nothing never looks fine in silence. Empty otherwise."""
     consecutive_failures: int
     flagged: bool
     """Failing for ``[collect] failing_after`` runs in a row or more."""
@@ -91,7 +95,13 @@ def collect(
     progress: Callable[[SourceReport], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> CollectReport:
-    """Fetch every configured source once and store what is new; never raises for one source."""
+    """Fetch every configured source once and store what is new; never raises for one source.
+
+    Raises ``ConfigError`` before fetching anything when a source wants full text
+    and the extractor cannot be imported (an incomplete install).
+    """
+    if any(s.full_text != "never" for s in settings.sources):
+        require_extractor()
     run = _Run(settings, store, progress, transport)
     try:
         asyncio.get_running_loop()
@@ -100,6 +110,9 @@ def collect(
     # Called from code already running an event loop: give the run a loop of its own.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, run.main()).result()
+
+
+_Parsed = tuple[Feed, tuple[Prepared, ...]]
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,7 @@ class _Run:
         self.writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-db")
         self.sources_in_progress = asyncio.Semaphore(2 * max(1, self.limits.concurrency))
         self.pages_per_host: dict[str, asyncio.Semaphore] = {}
+        self.parsers = parser_pool(len(self.settings.sources))
         try:
             async with Fetcher(self.limits, transport=self.transport) as fetcher:
                 self.fetcher = fetcher
@@ -153,6 +167,8 @@ class _Run:
                 reports = [task.result() for task in tasks]
         finally:
             self.writer.shutdown(wait=True)
+            if self.parsers is not None:
+                self.parsers.shutdown(wait=True, cancel_futures=True)
         return CollectReport(tuple(reports))
 
     async def _write(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -186,26 +202,37 @@ class _Run:
             )
         try:
             document = await self._load(source, state)
-            feed = None
+            parsed = None
             if not document.not_modified:
-                document, feed = await self._parse(source, document, state)
-            status: Status = "ok" if feed is not None else "not_modified"
-            batch = [] if feed is None else await self._batch(source, feed)
+                document, parsed = await self._parse(source, document, state)
+            status: Status = "ok" if parsed is not None else "not_modified"
+            batch: list[Candidate] = []
+            notes: list[str] | None = None
+            feed = None if parsed is None else parsed[0]
+            if parsed is not None and feed is not None:
+                batch = await self._batch(source, feed, parsed[1])
+                notes = [
+                    f"{count} {'entry' if count == 1 else 'entries'} skipped: {reason}"
+                    for reason, count in sorted(feed.skipped.items())
+                ]
             fetch_state: dict[str, Any] = {
                 "last_fetch_at": self.now,
                 "last_success_at": self.now,
                 "last_status": status,
-                "last_error": None,
                 "consecutive_failures": 0,
                 "retry_after": None,
             }
             if feed is not None:
                 fetch_state["etag"] = document.etag or None
                 fetch_state["last_modified"] = document.last_modified or None
-            new, updated = await self._write(
-                self.deduper.save, source.name, document.url, batch, fetch_state
+            previous = str(state.get("last_error") or "")
+            if notes is None and state.get("last_status") == "error":
+                notes, previous = [], ""  # recovered: the old error goes
+            saved = await self._write(
+                self.deduper.save, source.name, document.url, batch, fetch_state, notes
             )
-            return self._report(source, status, new=new, updated=updated)
+            note = saved.note if notes is not None else previous
+            return self._report(source, status, new=saved.new, updated=saved.updated, error=note)
         except (FetchError, NotAFeed, OSError) as exc:
             error = _one_line(exc)
             retry = exc.retry_after if isinstance(exc, FetchError) else None
@@ -266,10 +293,10 @@ class _Run:
 
     async def _parse(
         self, source: SourceSettings, document: _Document, state: dict[str, Any]
-    ) -> tuple[_Document, Feed | None]:
+    ) -> tuple[_Document, _Parsed | None]:
         """The feed in ``document``, or in the feed an HTML page announces (one level)."""
         try:
-            return document, await self._parse_document(document)
+            return document, await self._parse_document(source, document)
         except NotAFeed as exc:
             if not exc.feeds or document.url != source.url or not is_web_url(source.url):
                 raise
@@ -278,13 +305,20 @@ class _Run:
         document = await self._get(feed_url, state)
         if document.not_modified:
             return document, None
-        return document, await self._parse_document(document)
+        return document, await self._parse_document(source, document)
 
-    async def _parse_document(self, document: _Document) -> Feed:
+    async def _parse_document(self, source: SourceSettings, document: _Document) -> _Parsed:
         base = document.base or document.url
-        return await asyncio.to_thread(
-            parse_feed, document.body, base, document.content_type, self.now
-        )
+        args = (document.body, base, document.content_type, self.now)
+        more = (source.name, source.language, MAX_ENTRIES)
+        if self.parsers is not None:
+            try:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self.parsers, parse_and_prepare, *args, *more)
+            except BrokenProcessPool:  # a worker died (killed, out of memory): carry on here
+                log.warning("feed parsing workers stopped; parsing in this process")
+                self.parsers = None
+        return await asyncio.to_thread(parse_and_prepare, *args, *more)
 
     async def _get(self, url: str, state: dict[str, Any]) -> _Document:
         # Validators belong to the URL they came from.
@@ -323,14 +357,24 @@ class _Run:
 
     # -- entries -----------------------------------------------------------------------
 
-    async def _batch(self, source: SourceSettings, feed: Feed) -> list[Candidate]:
-        if feed.skipped:
-            log.info("%s: %d entries without a web link skipped", source.name, feed.skipped)
-        entries = [e for e in feed.entries[:MAX_ENTRIES] if _wanted(source, e)]
-        if not entries:
+    async def _batch(
+        self, source: SourceSettings, feed: Feed, prepared: tuple[Prepared, ...]
+    ) -> list[Candidate]:
+        wanted = [
+            (entry, ready)
+            for entry, ready in zip(feed.entries, prepared, strict=True)
+            if _wanted(source, entry)
+        ]
+        if not wanted:
             return []
+        entries = [entry for entry, _ in wanted]
+        ready: list[Prepared | None] = [ready for _, ready in wanted]
         teaser = self.limits.teaser_chars
-        teasers = [i for i, e in enumerate(entries) if wants_full_text(source.full_text, e, teaser)]
+        teasers = [
+            i
+            for i, e in enumerate(entries)
+            if e.own_link and wants_full_text(source.full_text, e, teaser)
+        ]
         known: set[str] = set()
         if teasers:  # only pages of entries not stored yet are fetched
             known = await self._write(
@@ -347,11 +391,13 @@ class _Run:
         pages = await asyncio.gather(*(self._full_text(entries[i]) for i in fetch))
         fetched, teasers_set = set(fetch), set(teasers)
         for i, entry in zip(fetch, pages, strict=True):
-            entries[i] = entry
+            if entry is not entries[i]:
+                entries[i], ready[i] = entry, None  # new text: prepared again
         return [
             self._candidate(
                 source,
                 entry,
+                ready[i] or prepare_entry(source.name, source.language, entry, self.now),
                 partial=i in teasers_set and i not in fetched,
             )
             for i, entry in enumerate(entries)
@@ -373,7 +419,9 @@ class _Run:
         extracted = await asyncio.to_thread(extract, response.body, response.url)
         return entry if extracted is None else enrich(entry, response.url, extracted)
 
-    def _candidate(self, source: SourceSettings, entry: Entry, *, partial: bool) -> Candidate:
+    def _candidate(
+        self, source: SourceSettings, entry: Entry, ready: Prepared, *, partial: bool
+    ) -> Candidate:
         article = Article(
             source=source.name,
             url=entry.url,
@@ -383,12 +431,18 @@ class _Run:
             guid=entry.guid,
             html=entry.html,
             author=entry.author,
-            language=detect_language(f"{entry.title}\n{entry.text}", source.language),
+            language=ready.language,
             image_url=entry.image_url,
             image_alt=entry.image_alt,
-            fingerprint=fingerprint(entry.title, entry.text),
+            fingerprint=ready.fingerprint,
         )
-        return Candidate(article, dated=entry.published is not None, partial=partial)
+        return Candidate(
+            article,
+            dated=entry.published is not None,
+            partial=partial,
+            own_link=entry.own_link,
+            story=ready.story,
+        )
 
 
 def _wanted(source: SourceSettings, entry: Entry) -> bool:

@@ -3,15 +3,28 @@
 An entry is the same story as a stored article when, in this order:
 
 1. it has the same GUID from the same source (an updated entry: the row is updated);
-2. it has the same canonical URL, or the same content fingerprint (any source);
-3. it is a near-duplicate from *another* source: a near-identical title, or a
+2. an earlier run merged this very entry (same source, same GUID or link) into it;
+3. it has the same link (fragment included), or the same content fingerprint;
+4. it is a near-duplicate from *another* source: a near-identical title, or a
    nearly identical text, published within a few days of each other.
+
+Within one feed, entries the feed itself tells apart stay apart: two GUIDs the
+feed lists side by side, two links (``#comment-1``, ``#comment-2``), two entries
+listed with the same text are distinct stories. An entry that is no longer
+listed may come back under a new GUID or link (a CMS migration): its link or
+its text still finds it. Texts too short to identify a story
+make no fingerprint (see ``normalize.fingerprint``).
 
 When the match belongs to another source, the story stays with the source of
 higher ``weight``: a heavier source takes the row over (its title, text and
-link), a lighter one is dropped. Near-duplicates are found with a small
-in-memory index of recent stories (titles by their longest words, texts by a
-bottom-k MinHash sketch of word shingles), built on first need in a run.
+link), a lighter one is dropped. Either way the absorbed entry is recorded in
+``article_merges`` with the reason, so a merge can be explained (the source's
+health note counts them) and the next run finds the same answer whatever has
+changed around it. Near-duplicates are found with a small in-memory index of
+stories (titles by their longest words, texts by a bottom-k MinHash sketch of
+word shingles), loaded day by day around the dates of the entries compared:
+an entry is compared with the stories published within ``NEAR_IN_TIME`` of it,
+on the first run as on every later one, however old it is.
 
 ``Deduper.save`` writes one source's articles *and* its fetch state (ETag,
 health) in one transaction: a source either gets all of this run's articles
@@ -24,19 +37,19 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import zlib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..db import Connection, Store, articles
 from ..models import Article
-from .normalize import words
+from .normalize import is_web_url, words
 
-__all__ = ["Candidate", "Deduper", "StoryIndex"]
+__all__ = ["Candidate", "Deduper", "Saved", "Story", "StoryIndex"]
 
-WINDOW = dt.timedelta(days=30)
-"""Stored stories compared for near-duplicates: those published this recently."""
 NEAR_IN_TIME = dt.timedelta(days=7)
+"""Near-duplicates are published within this time of each other."""
 TITLE_RATIO = 0.9
 TEXT_SIMILARITY = 0.75
 SKETCH_SIZE = 64
@@ -62,11 +75,25 @@ class Candidate:
     """Whether the feed gave a date; an undated entry keeps the stored article's date."""
     partial: bool = False
     """A teaser whose page was not fetched this run: the stored (full) text is kept."""
+    own_link: bool = True
+    """False when the entry had no link of its own (its URL is the feed's site)."""
+    story: Story | None = None
+    """The article's ``Story``, if computed already (by the worker that parsed it)."""
 
 
 @dataclass(frozen=True)
-class _Story:
-    """What near-duplicate checks need of a story, computed once."""
+class Saved:
+    """What ``Deduper.save`` did with a batch."""
+
+    new: int
+    updated: int
+    note: str
+    """The source's health note as stored (skipped entries, merges), "" when none."""
+
+
+@dataclass(frozen=True)
+class Story:
+    """What near-duplicate checks need of a story, computed once (where it was parsed)."""
 
     source: str
     published: dt.datetime
@@ -76,8 +103,10 @@ class _Story:
     sketch: frozenset[int]
 
     @classmethod
-    def of(cls, source: str, title: str, text: str, published: dt.datetime) -> _Story:
-        tokens = words(title)
+    def of(cls, source: str, title: str, text: str, published: dt.datetime) -> Story:
+        # An entry with no title is titled with its link: the words of two links
+        # (``example org thing``) say nothing about two stories being one.
+        tokens = [] if is_web_url(title) else words(title)
         return cls(
             source=source,
             published=published,
@@ -96,7 +125,7 @@ class _Story:
         longest = sorted(self.title_words, key=lambda w: (-len(w), w))[:3]
         return [f"{a} {b}" for i, a in enumerate(longest) for b in longest[i + 1 :]]
 
-    def same_title(self, other: _Story) -> float:
+    def same_title(self, other: Story) -> float:
         """Similarity of two near-identical titles (0 when they are not)."""
         if not self.title_words or not other.title_words or self.numbers != other.numbers:
             return 0.0  # "Week 12" and "Week 13" are two stories
@@ -106,7 +135,7 @@ class _Story:
         ratio = difflib.SequenceMatcher(None, self.title, other.title).ratio()
         return ratio if ratio >= TITLE_RATIO else 0.0
 
-    def same_text(self, other: _Story) -> float:
+    def same_text(self, other: Story) -> float:
         """Estimated Jaccard similarity of the two texts' shingles (0 below the threshold)."""
         if not self.sketch or not other.sketch:
             return 0.0
@@ -130,57 +159,110 @@ def _sketch(text: str) -> frozenset[int]:
     return frozenset(sorted(hashes)[:SKETCH_SIZE])
 
 
+SAME_LINK = "same link"
+SAME_TEXT = "same text"
+NEAR_TITLE = "near-identical title"
+NEAR_TEXT = "near-identical text"
+
+
+_Story = Story  # the name it had
+
+
 @dataclass
 class StoryIndex:
-    """Recent stories, indexed to find near-duplicates without comparing every pair."""
+    """Stories, indexed to find near-duplicates without comparing every pair."""
 
-    stories: dict[int, _Story] = field(default_factory=dict)
+    stories: dict[int, Story] = field(default_factory=dict)
     by_title: dict[str, set[int]] = field(default_factory=dict)
     by_hash: dict[int, set[int]] = field(default_factory=dict)
+    days: set[dt.date] = field(default_factory=set)
+    """Days whose stored stories are loaded (``cover``)."""
 
-    @classmethod
-    def load(cls, conn: Connection, since: dt.datetime) -> StoryIndex:
-        index = cls()
-        for article_id, source, title, text, published in articles.recent_stories(conn, since):
-            index.add(article_id, source, title, text, published)
-        return index
+    def cover(self, conn: Connection, published: dt.datetime) -> None:
+        """Load the stored stories that could near-duplicate one published then.
+
+        Day by day, each day once: what an entry is compared with depends on its
+        own date only, never on when the run happens.
+        """
+        first = (published - NEAR_IN_TIME).date() - dt.timedelta(days=1)
+        wanted = [first + dt.timedelta(days=n) for n in range(2 * NEAR_IN_TIME.days + 3)]
+        missing = [day for day in wanted if day not in self.days]
+        runs: list[list[dt.date]] = []
+        for day in missing:
+            if runs and runs[-1][-1] + dt.timedelta(days=1) == day:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        for days in runs:
+            start = dt.datetime.combine(days[0], dt.time(), dt.UTC)
+            end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), dt.UTC)
+            for article_id, source, title, text, when in articles.stories_between(conn, start, end):
+                if article_id not in self.stories:
+                    self.add(article_id, source, title, text, when)
+            self.days.update(days)
 
     def add(
         self, article_id: int, source: str, title: str, text: str, published: dt.datetime
     ) -> None:
-        self.add_story(article_id, _Story.of(source, title, text, published))
+        self.add_story(article_id, Story.of(source, title, text, published))
 
-    def add_story(self, article_id: int, story: _Story) -> None:
+    def add_story(self, article_id: int, story: Story) -> None:
         self.stories[article_id] = story
         for key in story.blocking_keys():
             self.by_title.setdefault(key, set()).add(article_id)
         for value in sorted(story.sketch)[:8]:
             self.by_hash.setdefault(value, set()).add(article_id)
 
-    def find(self, story: _Story) -> int | None:
-        """A stored story from another source that this one near-duplicates, if any."""
-        source, published = story.source, story.published
-        candidates: set[int] = set()
-        buckets = [self.by_title.get(key, set()) for key in story.blocking_keys()]
-        buckets += [self.by_hash.get(value, set()) for value in sorted(story.sketch)[:8]]
-        for bucket in buckets:
+    @staticmethod
+    def _bucketed(index: Mapping[Any, set[int]], keys: Iterable[Any]) -> set[int]:
+        found: set[int] = set()
+        for key in keys:
+            bucket = index.get(key)
             # A key shared by very many stories is boilerplate ("read more on our
             # site"), not a sign of the same story; comparing them all would be slow.
-            if len(bucket) <= MAX_BUCKET:
-                candidates |= bucket
-        best: tuple[float, int] | None = None
-        for article_id in candidates:
+            if bucket and len(bucket) <= MAX_BUCKET:
+                found |= bucket
+        return found
+
+    def find(self, story: Story) -> int | None:
+        """A stored story from another source that this one near-duplicates, if any."""
+        found = self.match(story)
+        return None if found is None else found[0]
+
+    def match(self, story: Story) -> tuple[int, str] | None:
+        """Like ``find``, with the reason: ``NEAR_TITLE`` or ``NEAR_TEXT``."""
+        source, published = story.source, story.published
+        # Titles are compared with stories sharing a title key, texts with stories
+        # sharing a text hash: comparing every candidate both ways would double the
+        # work for nothing (a text that shares none of its smallest hashes with
+        # another is not nearly identical to it).
+        by_title = self._bucketed(self.by_title, story.blocking_keys())
+        by_text = self._bucketed(self.by_hash, sorted(story.sketch)[:8])
+        best: tuple[float, int, str] | None = None
+        for article_id in sorted(by_title | by_text):  # ties go to the oldest row, every run
             other = self.stories[article_id]
             if other.source == source or abs(other.published - published) > NEAR_IN_TIME:
                 continue
-            score = max(story.same_title(other), story.same_text(other))
+            title = story.same_title(other) if article_id in by_title else 0.0
+            text = story.same_text(other) if article_id in by_text else 0.0
+            score = max(title, text)
             if score and (best is None or score > best[0]):
-                best = (score, article_id)
-        return None if best is None else best[1]
+                best = (score, article_id, NEAR_TITLE if title >= text else NEAR_TEXT)
+        return None if best is None else (best[1], best[2])
 
 
 _CHUNK = 500
 """Values bound in one IN (...) list: well under every database's limit on parameters."""
+
+
+@dataclass
+class _Known:
+    """What the database already knows about a batch, read in a few queries."""
+
+    rows: dict[str, dict[str, dict[str, Any]]]
+    """Stored rows by "guid" (keyed with the source), "url", "fingerprint" and "id"."""
+    merged: dict[tuple[str, str], tuple[int, str]]
+    """This source's entries merged by earlier runs: ("guid" | "url", value) to (article, why)."""
 
 
 class Deduper:
@@ -191,24 +273,41 @@ class Deduper:
         self.weights = weights
         self.now = now
         self._index: StoryIndex | None = None
-        self._stories: dict[int, _Story] = {}
+        self._stories: dict[int, Story] = {}
 
     def known_urls(self, source: str, urls: list[str], guids: list[str]) -> set[str]:
-        """Which of these entries are already stored (so their pages need no fetching)."""
+        """Which of these entries are already stored or merged (their pages need no fetching)."""
         return articles.known_keys(self.store, source, urls, guids)
 
     def save(
-        self, source: str, url: str, batch: list[Candidate], state: dict[str, Any]
-    ) -> tuple[int, int]:
-        """Store ``batch`` and the source's fetch ``state`` together; return (new, updated)."""
+        self,
+        source: str,
+        url: str,
+        batch: list[Candidate],
+        state: dict[str, Any],
+        notes: list[str] | None = None,
+    ) -> Saved:
+        """Store ``batch`` and the source's fetch ``state`` together.
+
+        ``notes`` (what the source could not keep) become its health note, stored
+        with the state, followed by how many entries were merged into other
+        sources' stories and why; None keeps the stored note (an unchanged feed).
+        """
         updated = 0
         inserts: list[dict[str, Any]] = []  # new rows, written at the end in one statement
         indexed: list[tuple[dict[str, Any], Article]] = []
+        merges: list[dict[str, Any]] = []
+        merged: Counter[str] = Counter()
+        listed = _Listed(
+            guids={c.article.guid for c in batch if c.article.guid},
+            urls={c.article.url for c in batch if c.own_link},
+        )
         with self.store.begin() as conn:
-            rows = self._existing(conn, source, batch)
+            known = self._existing(conn, source, batch)
+            rows = known.rows
             for candidate in batch:
                 article = candidate.article
-                match = self._match(conn, rows, article)
+                match, reason = self._match(conn, known, candidate, listed)
                 values = articles.row_values(article, self.now)
                 if match is not None and match.get("id") is None:
                     match.update(values)  # listed twice in this feed: the later one wins
@@ -216,13 +315,21 @@ class Deduper:
                 if match is None:
                     row = dict(values, collected_at=self.now)
                     inserts.append(row)
-                elif match["source"] == source or self._outweighs(source, match["source"]):
+                elif match["source"] != source and not self._outweighs(source, match["source"]):
+                    # The same story is stored for a heavier (or equal, earlier) source.
+                    merged[reason] += 1
+                    if not self._recorded(known, candidate, int(match["id"])):
+                        merges.append(_merge(article, int(match["id"]), reason, self.now))
+                    continue
+                else:
                     if match["source"] == source:
                         if not candidate.dated:
                             values["published_at"] = match["published_at"]
                         if candidate.partial:
                             for name in _FROM_PAGE:
                                 values[name] = match[name]
+                    else:  # a heavier source takes the story over: the lighter one's is absorbed
+                        merges.append(_merge_row(match, reason, self.now))
                     changed = match["source"] != source or any(
                         values[name] != match[name] for name in _COMPARED
                     )
@@ -231,24 +338,29 @@ class Deduper:
                     articles.update(conn, match["id"], values)
                     updated += 1
                     row = dict(values, id=match["id"])
-                else:
-                    continue  # the same story is stored for a heavier source
                 for key in ("guid", "url", "fingerprint"):
-                    if row[key]:
+                    if row[key] and (key != "url" or candidate.own_link):
                         rows[key][self._key(key, source, row[key])] = row
                 indexed.append((row, article))
             ids = articles.insert(conn, inserts)
             for row, article_id in zip(inserts, ids, strict=True):
                 row["id"] = article_id
-            articles.save_fetch_state(conn, source, url, dict(state, new_articles=len(inserts)))
+            articles.record_merges(conn, merges)
+            if merged and notes is not None:
+                notes = [*notes, _merged_note(merged)]
+            note = "; ".join(notes or [])
+            state = dict(state, new_articles=len(inserts))
+            if notes is not None:
+                state["last_error"] = note or None
+            articles.save_fetch_state(conn, source, url, state)
         if self._index is not None:
             for row, article in indexed:
-                story = self._stories.pop(id(article), None) or _Story.of(
+                story = self._stories.pop(id(article), None) or Story.of(
                     article.source, row["title"], row["text"], article.published
                 )
                 self._index.add_story(int(row["id"]), story)
         self._stories.clear()
-        return len(inserts), updated
+        return Saved(len(inserts), updated, note)
 
     def _outweighs(self, source: str, other: str) -> bool:
         return self.weights.get(source, 0.0) > self.weights.get(other, 0.0)
@@ -256,23 +368,47 @@ class Deduper:
     @staticmethod
     def _key(kind: str, source: str, value: str) -> str:
         # A GUID identifies an entry only within its own feed.
-        return f"{source}\n{value}" if kind == "guid" else value
+        return f"{source}\n{value}" if kind == "guid" else str(value)
 
-    def _existing(
-        self, conn: Connection, source: str, batch: list[Candidate]
-    ) -> dict[str, dict[str, dict[str, Any]]]:
-        """Stored rows sharing a GUID, URL or fingerprint with the batch, in one query.
+    @staticmethod
+    def _recorded(known: _Known, candidate: Candidate, article_id: int) -> bool:
+        article = candidate.article
+        for kind, value in (("guid", article.guid), ("url", article.url)):
+            if value and known.merged.get((kind, value), (None, ""))[0] == article_id:
+                return True
+        return False
+
+    def _existing(self, conn: Connection, source: str, batch: list[Candidate]) -> _Known:
+        """Stored rows sharing a GUID, URL or fingerprint with the batch, and earlier merges.
 
         One statement, built once, for the three kinds: building and running a query
         costs far more in SQLAlchemy than in the database. A value is looked for in
         exactly one query (its chunk's), which lists rows in id order, so each key
         keeps its oldest row.
         """
-        rows: dict[str, dict[str, dict[str, Any]]] = {"guid": {}, "url": {}, "fingerprint": {}}
-        wanted = {
-            "guid": sorted({c.article.guid for c in batch if c.article.guid}),
-            "url": sorted({c.article.url for c in batch}),
+        rows: dict[str, dict[str, dict[str, Any]]] = {
+            "guid": {},
+            "url": {},
+            "fingerprint": {},
+            "id": {},
+        }
+        guids = sorted({c.article.guid for c in batch if c.article.guid})
+        urls = sorted({c.article.url for c in batch if c.own_link})
+        merged: dict[tuple[str, str], tuple[int, str]] = {}
+        for start in range(0, max(len(guids), len(urls)), _CHUNK):
+            chunk = {"guid": guids[start : start + _CHUNK], "url": urls[start : start + _CHUNK]}
+            for merge in articles.merged_entries(conn, source, chunk["url"], chunk["guid"]):
+                for kind in ("guid", "url"):
+                    value = merge[kind]
+                    if value in chunk[kind]:
+                        merged.setdefault(
+                            (kind, value), (int(merge["article_id"]), merge["reason"])
+                        )
+        wanted: dict[str, list[Any]] = {
+            "guid": guids,
+            "url": urls,
             "fingerprint": sorted({c.article.fingerprint for c in batch if c.article.fingerprint}),
+            "id": sorted({article_id for article_id, _ in merged.values()}),
         }
         for start in range(0, max(len(values) for values in wanted.values()), _CHUNK):
             chunk = {kind: values[start : start + _CHUNK] for kind, values in wanted.items()}
@@ -282,25 +418,106 @@ class Deduper:
                     value = row[kind]
                     if value in values and (kind != "guid" or row["source"] == source):
                         rows[kind].setdefault(self._key(kind, row["source"], value), row)
-        return rows
+        return _Known(rows, merged)
 
     def _match(
-        self, conn: Connection, rows: dict[str, dict[str, dict[str, Any]]], article: Article
-    ) -> dict[str, Any] | None:
+        self, conn: Connection, known: _Known, candidate: Candidate, listed: _Listed
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The row this entry is the story of, if any, and why (see the module docstring)."""
+        article = candidate.article
+        rows = known.rows
         if article.guid:
             found = rows["guid"].get(self._key("guid", article.source, article.guid))
-            if found is not None:
-                return found
-        found = rows["url"].get(article.url)
-        if found is None and article.fingerprint:
-            found = rows["fingerprint"].get(article.fingerprint)
-        if found is not None:
-            return found
+            if found is not None and not (
+                # One GUID on two links the feed lists side by side: two entries.
+                candidate.own_link and found["url"] != article.url and found["url"] in listed.urls
+            ):
+                return found, "same entry"
+        for kind, value in (("guid", article.guid), ("url", article.url)):
+            if value and (kind, value) in known.merged:
+                article_id, reason = known.merged[(kind, value)]
+                found = rows["id"].get(str(article_id))
+                if found is not None:
+                    return found, reason
+        found = rows["url"].get(article.url) if candidate.own_link else None
+        if found is not None and not _told_apart(found, article, listed):
+            return found, SAME_LINK
+        found = rows["fingerprint"].get(article.fingerprint) if article.fingerprint else None
+        if found is not None and not _listed_apart(found, article, listed):
+            return found, SAME_TEXT
         if self._index is None:
-            self._index = StoryIndex.load(conn, self.now - WINDOW)
-        story = _Story.of(article.source, article.title, article.text, article.published)
+            self._index = StoryIndex()
+        self._index.cover(conn, article.published)
+        story = candidate.story or Story.of(
+            article.source, article.title, article.text, article.published
+        )
         self._stories[id(article)] = story  # indexed as is once stored
-        article_id = self._index.find(story)
-        if article_id is None:
-            return None
-        return articles.row(conn, article_id)
+        near = self._index.match(story)
+        if near is None:
+            return None, ""
+        row = articles.row(conn, near[0])
+        return (None, "") if row is None else (row, near[1])
+
+
+def _listed_apart(row: dict[str, Any], article: Article, listed: _Listed) -> bool:
+    """Whether the feed lists ``row``'s entry beside ``article``: then the same text is twice.
+
+    An entry of the same feed that is no longer listed, under another GUID or
+    link, is this one moved (a CMS migration): the same story.
+    """
+    if row["source"] != article.source:
+        return False
+    return (bool(row["guid"]) and row["guid"] != article.guid and row["guid"] in listed.guids) or (
+        row["url"] != article.url and row["url"] in listed.urls
+    )
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """The GUIDs and own links a feed lists in this batch."""
+
+    guids: set[str]
+    urls: set[str]
+
+
+def _told_apart(row: dict[str, Any], article: Article, listed: _Listed) -> bool:
+    """Whether the feed itself lists ``row``'s entry beside ``article`` under another GUID."""
+    return (
+        row["source"] == article.source
+        and bool(row["guid"])
+        and bool(article.guid)
+        and row["guid"] != article.guid
+        and row["guid"] in listed.guids
+    )
+
+
+def _merge(article: Article, article_id: int, reason: str, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "article_id": article_id,
+        "source": article.source,
+        "guid": article.guid,
+        "url": article.url,
+        "title": article.title,
+        "reason": reason,
+        "merged_at": now,
+    }
+
+
+def _merge_row(row: dict[str, Any], reason: str, now: dt.datetime) -> dict[str, Any]:
+    """The record of a stored row's entry absorbed when a heavier source takes the row."""
+    return {
+        "article_id": row["id"],
+        "source": row["source"],
+        "guid": row["guid"],
+        "url": row["url"],
+        "title": row["title"],
+        "reason": reason,
+        "merged_at": now,
+    }
+
+
+def _merged_note(merged: Counter[str]) -> str:
+    count = sum(merged.values())
+    reasons = ", ".join(f"{why}: {n}" for why, n in sorted(merged.items()))
+    entries = "entry" if count == 1 else "entries"
+    return f"{count} {entries} merged into stories kept for other sources ({reasons})"

@@ -12,18 +12,42 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib
 import logging
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 from urllib.parse import urlsplit
 
-import trafilatura
-
-from .normalize import canonical_url, clean_title, html_to_text, is_web_url, text_to_html
+from ..errors import ConfigError
+from .normalize import canonical_url, clean_title, is_web_url, text_to_html, tidy_text
 from .parse import Entry
 
-__all__ = ["Extracted", "enrich", "extract", "wants_full_text"]
+__all__ = ["Extracted", "enrich", "extract", "require_extractor", "wants_full_text"]
 
 log = logging.getLogger(__name__)
+
+_extractor: ModuleType | None = None
+
+
+def require_extractor() -> ModuleType:
+    """trafilatura, imported on first need; a clear error when it cannot be.
+
+    trafilatura needs ``lxml_html_clean`` (through jusText), which some pip
+    versions leave out when only ``lxml[html_clean]`` asks for it: the install is
+    then incomplete, which is the user's to fix, not a crash.
+    """
+    global _extractor
+    if _extractor is None:
+        try:
+            _extractor = importlib.import_module("trafilatura")
+        except ImportError as exc:
+            raise ConfigError(
+                f"full-text extraction is unavailable: {' '.join(str(exc).split())}",
+                hint="reinstall digest with its dependencies (pip install lxml_html_clean "
+                'trafilatura), or set full_text = "never" on every source',
+            ) from None
+    return _extractor
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,7 @@ def wants_full_text(mode: str, entry: Entry, teaser_chars: int) -> bool:
 
 def extract(page: bytes, url: str) -> Extracted | None:
     """The main content of an article page, or None when nothing usable is found."""
+    trafilatura: Any = require_extractor()
     try:
         document = trafilatura.bare_extraction(
             page, url=url, with_metadata=True, include_comments=False, include_tables=False
@@ -53,7 +78,9 @@ def extract(page: bytes, url: str) -> Extracted | None:
         return None
     if document is None or isinstance(document, dict):
         return None
-    text = html_to_text(str(getattr(document, "text", "") or ""))
+    # trafilatura gives plain text, one paragraph a line: read as HTML it would lose
+    # its line breaks at the first "&" and every "<word>" in it.
+    text = tidy_text(str(getattr(document, "text", "") or ""))
     if not text:
         return None
     image = str(getattr(document, "image", "") or "")

@@ -31,6 +31,7 @@ __all__ = [
     "is_web_url",
     "sanitize_html",
     "text_to_html",
+    "tidy_text",
     "to_utc",
     "words",
 ]
@@ -52,7 +53,11 @@ def is_web_url(url: str) -> bool:
 
 
 def canonical_url(url: str, base: str = "") -> str:
-    """``url`` made absolute and comparable: no fragment, tracking parameters or default port."""
+    """``url`` made absolute and comparable: no tracking parameters or default port.
+
+    The fragment stays (``#comment-2`` and ``#comment-3`` are two entries of one
+    feed) unless it only carries tracking parameters (``#xtor=RSS-3``).
+    """
     url = urljoin(base, url.strip()) if base else url.strip()
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -70,7 +75,16 @@ def canonical_url(url: str, base: str = "") -> str:
         for piece in parts.query.split("&")
         if piece and not _is_tracking(unquote_plus(piece.split("=", 1)[0]))
     )
-    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+    return urlunsplit((scheme, netloc, parts.path or "/", query, _fragment(parts.fragment)))
+
+
+def _fragment(fragment: str) -> str:
+    pieces = [piece for piece in fragment.split("&") if piece]
+    if all("=" in piece for piece in pieces) and any(
+        _is_tracking(unquote_plus(piece.split("=", 1)[0])) for piece in pieces
+    ):
+        return ""
+    return fragment
 
 
 def _is_tracking(name: str) -> bool:
@@ -148,13 +162,23 @@ class _TextCollector(HTMLParser):
 
 
 def html_to_text(fragment: str) -> str:
-    """Plain text of an HTML fragment: paragraphs on their own lines, spaces collapsed."""
-    if "<" not in fragment and "&" not in fragment:
-        return _tidy("\n".join(line for line in fragment.splitlines()))
+    """Plain text of an HTML fragment: paragraphs on their own lines, spaces collapsed.
+
+    For HTML only: given plain text, it would read ``a < b`` as a tag and ``&amp;``
+    as an entity. Plain text goes through ``tidy_text``.
+    """
     collector = _TextCollector()
     collector.feed(fragment)
     collector.close()
     return _tidy("".join(collector.parts))
+
+
+def tidy_text(text: str) -> str:
+    """Plain text made tidy: one paragraph a line, spaces collapsed, no control characters.
+
+    Nothing is read as markup: ``<``, ``>`` and ``&`` stay as they are.
+    """
+    return _tidy(text)
 
 
 def _tidy(text: str) -> str:
@@ -179,9 +203,12 @@ def _strip_controls(text: str, *, keep_newlines: bool) -> str:
     return _CONTROLS.sub(" ", text)
 
 
-def clean_title(raw: str, limit: int = 300) -> str:
-    """A one-line title: tags and entities resolved, CR/LF and control characters removed."""
-    text = html_to_text(raw) if ("<" in raw or "&" in raw) else raw
+def clean_title(raw: str, limit: int = 300, *, is_html: bool = False) -> str:
+    """A one-line title, CR/LF and control characters removed; tags resolved if ``is_html``.
+
+    Plain text stays as written: ``Vec<T> in Rust`` keeps its ``<T>``.
+    """
+    text = html_to_text(raw) if is_html else raw
     text = " ".join(_strip_controls(text, keep_newlines=False).split())
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
@@ -207,10 +234,20 @@ def words(text: str) -> list[str]:
     return _WORD.findall(fold(text))
 
 
+MIN_FINGERPRINT_WORDS = 12
+"""Fewer words of text than this identify nothing: twelve posts titled "Photo" with
+no text, or "🎉" on one site and "★" on another, are not the same story."""
+
+
 def fingerprint(title: str, text: str) -> str:
-    """A hash of the normalised content: the same text, however it is marked up, hashes alike."""
+    """A hash of the normalised content, or "" when the text is too short to identify a story.
+
+    The same text, however it is marked up, hashes alike.
+    """
     body = words(text)
-    if len(body) < 30:  # too short to identify a story by itself
+    if len(body) < MIN_FINGERPRINT_WORDS:
+        return ""
+    if len(body) < 30:  # short: the title helps tell two short texts apart
         body = words(title) + body
     return hashlib.sha256(" ".join(body).encode("utf-8")).hexdigest()
 

@@ -14,13 +14,15 @@ whatever entries are usable. Two things are done before it sees the bytes:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import html
 import importlib.util
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
@@ -52,6 +54,10 @@ class NotAFeed(Exception):
         super().__init__(reason)
         self.feeds = feeds
 
+    def __reduce__(self) -> tuple[type[NotAFeed], tuple[str, tuple[str, ...]]]:
+        # Raised in a worker process, it is pickled back: keep the discovered feeds.
+        return (NotAFeed, (str(self), self.feeds))
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -59,6 +65,7 @@ class Entry:
 
     guid: str
     url: str
+    """The entry's own web link, or (``own_link`` false) its feed's site."""
     title: str
     html: str
     text: str
@@ -67,17 +74,33 @@ class Entry:
     """None when the feed gave no usable date."""
     image_url: str = ""
     image_alt: str = ""
+    own_link: bool = True
+    """False when the entry had no web link: ``url`` is then shared, not an identity."""
 
 
 @dataclass(frozen=True)
 class Feed:
     title: str
     entries: tuple[Entry, ...]
-    skipped: int = 0
-    """Entries dropped because they had no http(s) link."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Entries that could not be kept, counted by reason (shown in the source's health)."""
 
 
-_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+# What may come before the root element: a byte order mark, white space, the XML
+# declaration, processing instructions and comments. A DOCTYPE is only one when it
+# follows these; "<!DOCTYPE" further on is text (in CDATA, in escaped HTML).
+_PROLOG = re.compile(r"\A\ufeff?(?:[ \t\r\n]+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+_DOCTYPE = re.compile(r"<!DOCTYPE\b", re.IGNORECASE)
+_WIDE = (
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\xfe\xff", "utf-16"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<\x00?", "utf-16-be"),
+    (b"<\x00?\x00", "utf-16-le"),
+)
 
 # feedparser asks xml.sax for the old libxml2 driver before expat on every parse;
 # where that driver is not installed (nearly everywhere) each parse paid for a
@@ -88,27 +111,45 @@ if importlib.util.find_spec("drv_libxml2") is None:
 
 
 def strip_doctype(body: bytes) -> bytes:
-    """``body`` without its DOCTYPE's internal subset (where entities are declared)."""
-    match = _DOCTYPE.search(body, 0, 4096)
-    if match is None:
+    """``body`` without its document type declaration (where entities are declared).
+
+    Only a real declaration is removed: one in the prolog, before the root
+    element. UTF-16 and UTF-32 documents are read in their own encoding, so
+    their declaration cannot slip past a byte-level check.
+    """
+    codec = next((name for mark, name in _WIDE if body.startswith(mark)), "latin-1")
+    # latin-1 maps each byte to one character: offsets in the text are offsets in the bytes.
+    text = body.decode(codec, "replace")
+    span = _doctype_span(text)
+    if span is None:
         return body
-    start = match.start()
-    quote = 0
+    start, end = span
+    if codec == "latin-1":
+        return body[:start] + body[end:]
+    return (text[:start] + text[end:]).encode(codec)
+
+
+def _doctype_span(text: str) -> tuple[int, int] | None:
+    prolog = _PROLOG.match(text)
+    start = prolog.end() if prolog else 0
+    if not _DOCTYPE.match(text, start):
+        return None
+    quote = ""
     subset = False
-    for index in range(match.end(), len(body)):
-        char = body[index]
+    for index in range(start + len("<!DOCTYPE"), len(text)):
+        char = text[index]
         if quote:
             if char == quote:
-                quote = 0
-        elif char in b"\"'":
+                quote = ""
+        elif char in "\"'":
             quote = char
-        elif char == ord("["):
+        elif char == "[":
             subset = True
-        elif char == ord("]"):
+        elif char == "]":
             subset = False
-        elif char == ord(">") and not subset:
-            return body[:start] + body[index + 1 :]
-    return body[:start]  # an unterminated DOCTYPE: nothing after it is trustworthy
+        elif char == ">" and not subset:
+            return start, index + 1
+    return start, len(text)  # an unterminated DOCTYPE: nothing after it is trustworthy
 
 
 def parse_feed(body: bytes, url: str, content_type: str, now: dt.datetime) -> Feed:
@@ -119,8 +160,10 @@ def parse_feed(body: bytes, url: str, content_type: str, now: dt.datetime) -> Fe
             "content-type": content_type or "application/xml",
             "content-location": url,
         },
-        resolve_relative_uris=True,
-        sanitize_html=True,
+        # Both done by ``sanitize_html`` below (nh3, with the content's own base):
+        # feedparser's pure-Python passes cost about a third of its parsing time.
+        resolve_relative_uris=False,
+        sanitize_html=False,
     )
     if not result.get("version") and not result.entries:
         head = body[:2048].lower()
@@ -131,33 +174,73 @@ def parse_feed(body: bytes, url: str, content_type: str, now: dt.datetime) -> Fe
         if problem is not None:
             raise NotAFeed(f"parse error: {_one_line(problem)}")
         raise NotAFeed("not a feed: no RSS or Atom content")
+    site = _site_link(result.feed, url)
     entries = []
-    skipped = 0
+    skipped: dict[str, int] = {}
     for raw in result.entries:
-        entry = _entry(raw, url, now)
-        if entry is None:
-            skipped += 1
+        entry = _entry(raw, url, site, now)
+        if isinstance(entry, str):
+            skipped[entry] = skipped.get(entry, 0) + 1
         else:
             entries.append(entry)
-    return Feed(clean_title(str(result.feed.get("title", ""))), tuple(entries), skipped)
+    title = _text_of(result.feed, "title")
+    return Feed(title, tuple(entries), skipped)
 
 
-def _entry(raw: Any, feed_url: str, now: dt.datetime) -> Entry | None:
+def _site_link(feed: Any, feed_url: str) -> str:
+    """Where the feed's site is: its own link, else the root of the feed's address."""
+    link = str(feed.get("link", "") or "").strip()
+    if link and is_web_url(feed_url):
+        link = urljoin(feed_url, link)
+    if is_web_url(link):
+        return canonical_url(link)
+    if is_web_url(feed_url):
+        parts = urlsplit(feed_url)
+        return canonical_url(f"{parts.scheme}://{parts.netloc}/")
+    return ""
+
+
+def _text_of(raw: Any, key: str) -> str:
+    """A title as text: HTML only when the feed says (or feedparser found) it is HTML.
+
+    A plain-text title such as ``Vec<T> in Rust`` keeps its angle brackets.
+    """
+    detail = raw.get(f"{key}_detail") or {}
+    is_html = "html" in str(detail.get("type", "") or "")
+    return clean_title(str(raw.get(key, "") or ""), is_html=is_html)
+
+
+NO_CONTENT = "no link and no content"
+NO_WEB_LINK = "no web link"
+
+
+def _entry(raw: Any, feed_url: str, site: str, now: dt.datetime) -> Entry | str:
+    """The clean entry, or why it cannot be kept."""
     link = _web_link(raw, feed_url)
-    if not link:
-        return None
     body, is_html, base = _content(raw)
     # Relative links in content are relative to the feed (or its xml:base), not the entry.
     safe_html = sanitize_html(body if is_html else text_to_html(body), base or feed_url)
     text = html_to_text(safe_html)
-    title = clean_title(str(raw.get("title", "")))
+    title = _text_of(raw, "title")
+    guid = str(raw.get("id", "") or "").strip()[:1000]
+    own_link = bool(link)
+    if not own_link:
+        # A status update or a note: no page of its own, but worth keeping. It links
+        # to the feed's site; its GUID (or, without one, its content) identifies it.
+        if not title and not text:
+            return NO_CONTENT
+        if not site:
+            return NO_WEB_LINK
+        link = site
+        if not guid:
+            guid = "content:" + hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()[:32]
     if not title:
         title = clean_title(text[:120]) or link
     image_url, image_alt = _image(raw, safe_html, link)
     # dict.get: feedparser's own get() warns when it falls back from one date to the other.
     published = to_utc(dict.get(raw, "published_parsed") or dict.get(raw, "updated_parsed"), now)
     return Entry(
-        guid=str(raw.get("id", "") or "").strip()[:1000],
+        guid=guid,
         url=link,
         title=title,
         html=safe_html,
@@ -166,6 +249,7 @@ def _entry(raw: Any, feed_url: str, now: dt.datetime) -> Entry | None:
         published=published,
         image_url=image_url,
         image_alt=image_alt,
+        own_link=own_link,
     )
 
 
@@ -217,7 +301,7 @@ def _image(raw: Any, safe_html: str, base: str) -> tuple[str, str]:
         src = re.search(r'src="([^"]+)"', match.group(0))
         alt = re.search(r'alt="([^"]*)"', match.group(0))
         if src and is_web_url(src.group(1)):
-            return html_to_text(src.group(1)), html_to_text(alt.group(1)) if alt else ""
+            return html.unescape(src.group(1)), html.unescape(alt.group(1)) if alt else ""
     return "", ""
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from ..models import Article
 from .engine import Connection, Store
-from .schema import articles, sources, summary_cache, utcnow
+from .schema import article_merges, articles, sources, summary_cache, utcnow
 
 __all__ = [
     "between",
@@ -26,12 +26,16 @@ __all__ = [
     "insert",
     "known_keys",
     "matching",
+    "merged_entries",
+    "merges",
     "record_fetch",
+    "record_merges",
     "recent_stories",
     "row",
     "row_values",
     "save_fetch_state",
     "source_states",
+    "stories_between",
     "update",
 ]
 
@@ -51,9 +55,36 @@ _EXISTING = (
             ),
             articles.c.url.in_(sa.bindparam("url", expanding=True)),
             articles.c.fingerprint.in_(sa.bindparam("fingerprint", expanding=True)),
+            articles.c.id.in_(sa.bindparam("id", expanding=True)),
         )
     )
     .order_by(articles.c.id)
+)
+# A source's entries that earlier runs merged into other articles.
+_MERGED = sa.select(
+    article_merges.c.article_id,
+    article_merges.c.guid,
+    article_merges.c.url,
+    article_merges.c.reason,
+).where(
+    article_merges.c.source == sa.bindparam("source"),
+    sa.or_(
+        article_merges.c.url.in_(sa.bindparam("url", expanding=True)),
+        sa.and_(
+            article_merges.c.guid != "",
+            article_merges.c.guid.in_(sa.bindparam("guid", expanding=True)),
+        ),
+    ),
+)
+_STORIES_BETWEEN = sa.select(
+    articles.c.id,
+    articles.c.source,
+    articles.c.title,
+    articles.c.text,
+    articles.c.published_at,
+).where(
+    articles.c.published_at >= sa.bindparam("start"),
+    articles.c.published_at < sa.bindparam("end"),
 )
 
 
@@ -109,16 +140,17 @@ def missing(store: Store, article_ids: list[int]) -> set[int]:
     return set(wanted) - found
 
 
-def matching(conn: Connection, source: str, wanted: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """Stored rows sharing a GUID (of ``source``), URL or fingerprint with ``wanted``.
+def matching(conn: Connection, source: str, wanted: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Stored rows sharing a GUID (of ``source``), URL or fingerprint with ``wanted``, or an id.
 
-    ``wanted`` maps ``guid``, ``url`` and ``fingerprint`` to a few hundred
+    ``wanted`` maps ``guid``, ``url``, ``fingerprint`` and ``id`` to a few hundred
     values at most each (every value is a bound parameter). One statement, built
     once, for the three kinds: building and running a query costs far more in
     SQLAlchemy than in the database. Rows come
     in id order, oldest first.
     """
-    return [dict(r) for r in conn.execute(_EXISTING, dict(wanted, source=source)).mappings()]
+    params: dict[str, Any] = {"guid": [], "url": [], "fingerprint": [], "id": [], **wanted}
+    return [dict(r) for r in conn.execute(_EXISTING, dict(params, source=source)).mappings()]
 
 
 def recent_stories(
@@ -138,8 +170,45 @@ def recent_stories(
         yield int(r.id), str(r.source), str(r.title), str(r.text), r.published_at
 
 
+def stories_between(
+    conn: Connection, start: dt.datetime, end: dt.datetime
+) -> Iterator[tuple[int, str, str, str, dt.datetime]]:
+    """``(id, source, title, text, published)`` of the stories published in ``[start, end)``."""
+    for r in conn.execute(_STORIES_BETWEEN, {"start": start, "end": end}):
+        yield int(r.id), str(r.source), str(r.title), str(r.text), r.published_at
+
+
+# -- merges --------------------------------------------------------------------------------
+
+
+def merged_entries(
+    conn: Connection, source: str, urls: list[str], guids: list[str]
+) -> list[dict[str, Any]]:
+    """``source``'s entries (by URL or GUID) that earlier runs merged into other articles.
+
+    Dicts of ``article_id``, ``guid``, ``url`` and ``reason``; a few hundred values
+    at most in each list.
+    """
+    query = conn.execute(_MERGED, {"source": source, "url": urls, "guid": guids})
+    return [dict(r) for r in query.mappings()]
+
+
+def record_merges(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Record absorbed entries: ``article_id``, ``source``, ``guid``, ``url``, ``title``,
+    ``reason``, ``merged_at``."""
+    if rows:
+        conn.execute(sa.insert(article_merges), rows)
+
+
+def merges(store: Store) -> list[dict[str, Any]]:
+    """Every recorded merge, oldest first: which entry, absorbed into which article, and why."""
+    with store.connect() as conn:
+        query = sa.select(article_merges).order_by(article_merges.c.id)
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
 def known_keys(store: Store, source: str, urls: list[str], guids: list[str]) -> set[str]:
-    """Which of these URLs (any source) and GUIDs (of ``source``) are already stored."""
+    """Which of these URLs (any source) and GUIDs (of ``source``) are already stored or merged."""
     found: set[str] = set()
     with store.connect() as conn:
         for chunk in _chunks(urls):
@@ -156,6 +225,10 @@ def known_keys(store: Store, source: str, urls: list[str], guids: list[str]) -> 
                     )
                 )
             }
+        for chunk in _chunks(urls):
+            found |= {m["url"] for m in merged_entries(conn, source, chunk, [])}
+        for chunk in _chunks([g for g in guids if g]):
+            found |= {m["guid"] for m in merged_entries(conn, source, [], chunk)}
     return found
 
 

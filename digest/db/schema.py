@@ -20,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "UTCDateTime",
     "as_utc",
+    "article_merges",
     "articles",
     "deliveries",
     "issue_items",
@@ -228,10 +229,34 @@ runs = sa.Table(
 )
 
 
+article_merges = sa.Table(
+    "article_merges",
+    metadata,
+    # Why an entry has no row of its own: which article absorbed it, and why
+    # ("same link", "near-identical text"…). Also how later runs find the story again.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("article_id", sa.ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("guid", sa.Text, nullable=False, default=""),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False, default=""),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("merged_at", UTCDateTime, nullable=False),
+    sa.Index("ix_article_merges_source_url", "source", "url"),
+    sa.Index("ix_article_merges_article", "article_id"),
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _add_article_merges_v2(conn: Connection) -> None:
+    # A database created at version 1 by this code already has the table (v1 creates
+    # every table of the metadata): create it only where it is missing.
+    article_merges.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _add_article_merges_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
