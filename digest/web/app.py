@@ -159,7 +159,9 @@ def create_app(settings: Settings, store: Store) -> ASGIApp:
     handlers: dict[Any, Any] = {HTTPException: error_page, Exception: error_page}
     starlette = Starlette(routes=routes, exception_handlers=handlers)
     starlette.router.redirect_slashes = False  # it would build a URL from the Host header
-    hosts = TrustedHostMiddleware(starlette, allowed_hosts=allowed_hosts(settings), www_redirect=False)
+    hosts = TrustedHostMiddleware(
+        starlette, allowed_hosts=allowed_hosts(settings), www_redirect=False
+    )
     return SecurityHeaders(MaskedAccessLog(hosts))
 
 

@@ -106,7 +106,10 @@ class Archive:
                 status=404,
                 heading=self.pages.text(self.language, "not_found_title"),
                 paragraphs=[self.pages.text(self.language, "not_found")],
-                link={"href": "/archive", "label": self.pages.text(self.language, "back_to_archive")},
+                link={
+                    "href": "/archive",
+                    "label": self.pages.text(self.language, "back_to_archive"),
+                },
             )
         page = page.replace("<head>", f'<head><meta name="robots" content="{self.robots}">', 1)
         return Response(

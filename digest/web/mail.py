@@ -30,11 +30,11 @@ def confirmation_message(
     message["Date"] = formatdate(localtime=False)
     domain = news.from_address.rpartition("@")[2] or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
-    message["Content-Language"] = language
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders stay quiet
     if news.reply_to:
         message["Reply-To"] = news.reply_to
     message.set_content(text)
+    message["Content-Language"] = language  # after set_content, which drops Content-* headers
     return message
 
 

@@ -54,28 +54,27 @@ class Pages:
 
     def text(self, language: str, key: str, **values: Any) -> str:
         """One string of the catalogue, filled in (plain text: escaping is the template's)."""
-        return web_strings_for(language)[key].format(
-            title=self.settings.newsletter.title, **values
-        )
+        return web_strings_for(language)[key].format(title=self.settings.newsletter.title, **values)
 
-    def render(self, name: str, language: str, **context: Any) -> str:
+    def render(self, template: str, language: str, /, **context: Any) -> str:
         theme = Theme.from_settings(
             self.settings,
             strings_for(language)["logo_alt"].format(title=self.settings.newsletter.title),
         )
-        return self.env.get_template(name).render(
+        return self.env.get_template(template).render(
+            **context,
             lang=language,
             theme=theme,
             title=self.settings.newsletter.title,
             languages=self.languages,
             t=lambda key, **values: self.text(language, key, **values),
-            **context,
         )
 
     def page(
         self,
-        name: str,
+        template: str,
         language: str,
+        /,
         *,
         status: int = 200,
         indexable: bool = False,
@@ -83,7 +82,7 @@ class Pages:
     ) -> HTMLResponse:
         """An HTML answer; pages that carry a token or an address are never indexable."""
         robots = "index, follow" if indexable and self.settings.web.indexing else NOINDEX
-        body = self.render(name, language, robots=robots, **context)
+        body = self.render(template, language, robots=robots, **context)
         headers = {"X-Robots-Tag": robots, "Cache-Control": "no-store"}
         return HTMLResponse(body, status_code=status, headers=headers)
 

@@ -255,4 +255,3 @@ class Signup:
             if link is None
             else {"href": link[0], "label": self.pages.text(language, link[1])},
         )
-
