@@ -451,7 +451,7 @@ def serve_preview(
     *,
     allow_remote: bool = False,
 ) -> None:
-    """Run the preview until Ctrl-C; bound to loopback unless ``host`` and ``allow_remote`` say so."""
+    """Run the preview until Ctrl-C; loopback only unless ``allow_remote`` is given."""
     import uvicorn
 
     check_host(host, allow_remote)

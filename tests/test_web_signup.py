@@ -1,4 +1,4 @@
-"""Signup with double opt-in, preferences, the archive feed and the web hardening of ``digest serve``.
+"""Signup with double opt-in, preferences, the archive feed, and the hardening of the web pages.
 
 Driven through Starlette's TestClient with a real SQLite file and the capture
 SMTP server on loopback; the whole journey in a real browser is in

@@ -1,4 +1,4 @@
-"""The pages' look: Jinja2 templates in ``templates/web/``, the newsletter's theme, the reader's language.
+"""The look of the pages: Jinja2 templates in ``templates/web/``, the theme, the language.
 
 Every page extends ``page.html.j2``, which takes the colours and the logo from
 ``digest.theme`` (the same ones the email uses) and its words from
