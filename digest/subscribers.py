@@ -47,6 +47,7 @@ __all__ = [
     "RowError",
     "confirm_signup",
     "delete",
+    "signup_link_used",
     "export_csv",
     "import_csv",
     "list_subscribers",
@@ -491,3 +492,9 @@ def confirm_signup(
         return subscriber_rows.confirm_signup(
             conn, normalise_email(email), clean_name(name), language, consent, _key
         )
+
+
+def signup_link_used(store: Store, nonce: str) -> bool:
+    """Whether the confirmation link carrying ``nonce`` has already subscribed someone."""
+    with store.connect() as conn:
+        return subscriber_rows.consent_used(conn, nonce)

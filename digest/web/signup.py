@@ -32,7 +32,7 @@ from ..db import Store
 from ..db.subscribers import Consent
 from ..errors import DigestError, SubscriberError
 from ..i18n import web_language
-from ..subscribers import clean_name, confirm_signup, normalise_email
+from ..subscribers import clean_name, confirm_signup, normalise_email, signup_link_used
 from .forms import RateLimit, client_of, field, read_form
 from .mail import confirmation_message, send_one
 from .pages import Pages
@@ -194,7 +194,7 @@ class Signup:
 
     async def confirm_page(self, request: Request) -> Response:
         found = self._request_of(request.path_params["token"])
-        if found is None:
+        if found is None or signup_link_used(self.store, found[0]["r"]):
             return self._invalid(self._language(request))
         data, _ = found
         language = web_language(data["l"])
