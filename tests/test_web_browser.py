@@ -23,8 +23,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from digest.capture import CaptureServer, free_port
 from digest.db import Store, schema
-from digest.mailbox import Mailbox, free_port
 from digest.subscribers import import_csv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ base_url = "http://127.0.0.1:{port}"
 
 
 @pytest.fixture
-def served(tmp_path: Path, smtp_capture: Mailbox) -> Iterator[tuple[str, Store]]:
+def served(tmp_path: Path, smtp_capture: CaptureServer) -> Iterator[tuple[str, Store]]:
     """``digest serve`` in its own process, on a free loopback port."""
     port = free_port()
     db = tmp_path / "digest.db"
@@ -111,7 +111,7 @@ def artifacts_dir() -> Path:
     return folder
 
 
-def confirmation_link(box: Mailbox, count: int) -> str:
+def confirmation_link(box: CaptureServer, count: int) -> str:
     """The link in the ``count``-th message the capture server got (waits for it)."""
     for _ in range(300):
         files = sorted(box.handler.folder.glob("*.eml"))
@@ -141,7 +141,7 @@ def row(store: Store, address: str) -> tuple[str, str, str] | None:
 
 
 def test_signup_confirm_preferences_unsubscribe_resubscribe(
-    served: tuple[str, Store], page: object, smtp_capture: Mailbox
+    served: tuple[str, Store], page: object, smtp_capture: CaptureServer
 ) -> None:
     from playwright.sync_api import Page, expect
 

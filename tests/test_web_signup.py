@@ -25,10 +25,10 @@ from conftest import token_of
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from digest import cli
+from digest.capture import CaptureServer
 from digest.config import NewsletterSettings, Settings, SmtpSettings, WebSettings
 from digest.db import Store, issues, schema
 from digest.db import subscribers as subscriber_rows
-from digest.mailbox import Mailbox
 from digest.models import Issue, IssueItem, Lesson
 from digest.subscribers import delete, import_csv
 from digest.web import create_app
@@ -70,7 +70,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, smtp_capture: Mailbox) -> Settings:
+def settings(tmp_path: Path, smtp_capture: CaptureServer) -> Settings:
     return make_settings(tmp_path, smtp_capture.port)
 
 
@@ -81,7 +81,7 @@ def client(settings: Settings, store: Store) -> Iterator[TestClient]:
         yield test_client
 
 
-def mails(box: Mailbox) -> list[EmailMessage]:
+def mails(box: CaptureServer) -> list[EmailMessage]:
     out = []
     for path in sorted(box.handler.folder.glob("*.eml")):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
@@ -136,7 +136,7 @@ def test_form_speaks_french_by_default_and_english_when_asked(client: TestClient
 
 
 def test_signup_is_stored_only_after_the_button_is_pressed(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     answer = signup(client, "Nouvelle@Exemple.FR", name="Nina", language="en")
     assert answer.status_code == 200
@@ -169,7 +169,7 @@ def test_signup_is_stored_only_after_the_button_is_pressed(
 
 
 def test_replayed_forged_and_expired_links_change_nothing(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     signup(client, "nina@exemple.fr")
     path = link_in(mails(smtp_capture)[0]).removeprefix(BASE)
@@ -198,7 +198,7 @@ def test_replayed_forged_and_expired_links_change_nothing(
 
 
 def test_same_answer_for_new_known_and_unsubscribed_addresses(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     texts = set()
     for address in ("alice@exemple.fr", "oceane@exemple.fr", "inconnue@exemple.fr"):
@@ -211,7 +211,7 @@ def test_same_answer_for_new_known_and_unsubscribed_addresses(
 
 
 def test_someone_who_left_or_was_erased_comes_back_only_by_confirming(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     delete(store, "alice@exemple.fr")
     for address in ("oceane@exemple.fr", "alice@exemple.fr"):
@@ -225,7 +225,7 @@ def test_someone_who_left_or_was_erased_comes_back_only_by_confirming(
 
 
 def test_invalid_addresses_are_refused_clearly(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     before = rows(store)
     for address in ("", "pas-une-adresse", "a@b", "x@exemple.fr\r\nBcc: y@exemple.fr", "a" * 400):
@@ -238,7 +238,7 @@ def test_invalid_addresses_are_refused_clearly(
 
 
 def test_honeypot_gets_the_usual_answer_and_nothing_happens(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     answer = signup(client, "robot@exemple.fr", website="https://spam.example")
     assert answer.status_code == 200 and "Vérifiez votre boîte de réception" in answer.text
@@ -246,7 +246,7 @@ def test_honeypot_gets_the_usual_answer_and_nothing_happens(
 
 
 def test_floods_are_limited_per_address_and_per_client(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     answers = [signup(client, "cible@exemple.fr").status_code for _ in range(5)]
     assert answers == [200] * 5  # no way to tell the limit from outside...
@@ -261,7 +261,7 @@ def test_floods_are_limited_per_address_and_per_client(
 def test_an_unreachable_mail_server_is_said_and_stores_nothing(
     tmp_path: Path, store: Store
 ) -> None:
-    from digest.mailbox import free_port
+    from digest.capture import free_port
 
     app = create_app(make_settings(tmp_path, free_port()), store)
     with TestClient(app, base_url=BASE) as test_client:
@@ -279,7 +279,7 @@ def test_embeddable_form_posts_to_the_public_url(client: TestClient) -> None:
 
 
 def test_embedded_form_is_recorded_as_such(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     signup(client, "site@exemple.fr", form="embed")
     client.post(link_in(mails(smtp_capture)[0]).removeprefix(BASE))
@@ -322,7 +322,7 @@ def test_preferences_change_language_and_sections(client: TestClient, store: Sto
 
 
 def test_preferences_unsubscribe_then_resubscribe_by_confirming(
-    client: TestClient, store: Store, smtp_capture: Mailbox
+    client: TestClient, store: Store, smtp_capture: CaptureServer
 ) -> None:
     token = token_of(store, "alice@exemple.fr")
     left = client.post(f"/p/{token}", data={"action": "unsubscribe"})

@@ -1,13 +1,14 @@
 """The one message ``digest serve`` sends itself: the signup confirmation.
 
-It goes out through the sender's SMTP client and its policy (TLS verified, no
+It goes out through the one SMTP client (``digest.smtp``) and its policy (TLS verified, no
 password in cleartext to a remote host), one connection per message: signups
 are rare, and a connection held open by a web process would go stale.
-``send_one`` is the single place to repoint when the SMTP client moves.
+``send_one`` is the only place the web pages send mail from.
 """
 
 from __future__ import annotations
 
+import smtplib
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formataddr, formatdate, make_msgid
@@ -40,19 +41,14 @@ def confirmation_message(
 
 def send_one(settings: Settings, message: EmailMessage) -> None:
     """Send one message to its ``To`` address; ``DeliveryError`` if it was not accepted."""
-    from ..send import SmtpTransport, _local_hostname
+    from .. import smtp
 
     recipient = str(message["To"])
-    transport = SmtpTransport(settings.smtp, _local_hostname(settings))
     try:
-        transport.connect()
-        outcome = transport.send(
-            settings.newsletter.from_address,
-            recipient,
-            message.as_bytes(),
-            not recipient.isascii(),
+        refused = smtp.send_one(
+            settings.smtp, settings.newsletter.from_address, [recipient], message.as_bytes()
         )
-    finally:
-        transport.close()
-    if outcome.status != "sent":
-        raise DeliveryError(f"confirmation to {recipient} not sent: {outcome.detail}")
+    except (OSError, smtplib.SMTPException) as exc:
+        raise DeliveryError(f"confirmation to {recipient} not sent: {exc}") from None
+    if refused:
+        raise DeliveryError(f"confirmation to {recipient} not sent: {refused[recipient]}")
