@@ -333,17 +333,23 @@ def run(ctx: Context, period: str | None) -> None:
 @period_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a --host other machines can reach (they could read the draft and send tests).",
+)
 @pass_ctx
-def preview(ctx: Context, period: str | None, host: str, port: int) -> None:
+def preview(ctx: Context, period: str | None, host: str, port: int, allow_remote: bool) -> None:
     """A local web page of the draft that reloads itself when you edit it."""
-    from .preview import serve_preview
+    from .preview import check_host, serve_preview
 
+    check_host(host, allow_remote)
     period = pipeline.period_or_current(ctx.settings, period)
     pipeline.load_issue(ctx.settings, ctx.store, period)  # fail now, clearly, if there is no draft
     ctx.console.print(
         f"Starting the preview of {period} on http://{host}:{port}/ (Ctrl-C to stop)."
     )
-    serve_preview(ctx.settings, ctx.store, period, host=host, port=port)
+    serve_preview(ctx.settings, ctx.store, period, host=host, port=port, allow_remote=allow_remote)
 
 
 @cli.command()
@@ -351,7 +357,7 @@ def preview(ctx: Context, period: str | None, host: str, port: int) -> None:
 @click.option("--port", type=int, help="Port to listen on (default: [web] port).")
 @pass_ctx
 def serve(ctx: Context, host: str | None, port: int | None) -> None:
-    """The public web endpoints: one-click unsubscribe and the archive."""
+    """The public web endpoints: signup, preferences, one-click unsubscribe and the archive."""
     from .web import serve as serve_web
 
     settings = ctx.settings

@@ -203,6 +203,12 @@ class WebSettings:
     """Public URL of ``digest serve``, used in unsubscribe links."""
     host: str = "127.0.0.1"
     port: int = 8080
+    signup: bool = True
+    """Serve the signup form (``/subscribe``); it needs ``DIGEST_SECRET_KEY``."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names accepted besides ``base_url``'s (a health check's, for instance)."""
+    indexing: bool = False
+    """Let search engines index the archive and the signup form."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ __all__ = [
     "format_date",
     "strings_for",
     "translate_check",
+    "web_language",
+    "web_strings_for",
 ]
 
 DEFAULT_LANGUAGE = "fr"
@@ -54,6 +56,154 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "logo_alt": "{title} logo",
     },
 }
+
+# The pages of ``digest serve`` (signup, confirmation, preferences, archive) and the
+# confirmation email. ``consent`` is the wording shown beside the form: it is
+# stored with each confirmed signup, so change it by adding words, knowingly.
+WEB_CATALOGUE: dict[str, dict[str, str]] = {
+    "fr": {
+        "language_name": "Français",
+        "subscribe_title": "S’abonner à {title}",
+        "subscribe_intro": "Chaque semaine, une sélection d’articles et ce qu’ils nous apprennent.",
+        "email_label": "Adresse e-mail",
+        "name_label": "Prénom ou nom (facultatif)",
+        "language_label": "Langue de la lettre",
+        "honeypot_label": "Ne remplissez pas ce champ",
+        "subscribe_button": "M’abonner",
+        "consent": "En vous abonnant, vous acceptez de recevoir {title} par e-mail. Vous pourrez "
+        "vous désabonner à tout moment depuis chaque lettre.",
+        "invalid_email": "« {email} » n’est pas une adresse e-mail valable : vérifiez-la.",
+        "check_inbox_title": "Vérifiez votre boîte de réception",
+        "check_inbox": "Si l’adresse {email} peut recevoir {title}, un e-mail de confirmation "
+        "vient d’y être envoyé. Cliquez sur son lien dans les {hours} heures pour confirmer "
+        "votre abonnement.",
+        "too_many_title": "Trop de demandes",
+        "too_many": "Trop de demandes d’abonnement depuis votre connexion. Réessayez dans "
+        "quelques minutes.",
+        "unavailable_title": "Abonnement indisponible",
+        "unavailable": "L’abonnement n’est pas possible pour le moment. Réessayez plus tard.",
+        "confirm_title": "Confirmer votre abonnement",
+        "confirm_text": "Confirmez-vous vouloir recevoir {title} à l’adresse {email} ?",
+        "confirm_button": "Je confirme mon abonnement",
+        "confirmed_title": "Abonnement confirmé",
+        "confirmed": "C’est fait : vous recevrez {title} à l’adresse {email}.",
+        "preferences_link": "Gérer vos préférences",
+        "link_invalid_title": "Lien non valide",
+        "link_invalid": "Ce lien n’est pas (ou plus) valide : il a peut-être expiré ou déjà "
+        "servi. Vous pouvez recommencer votre inscription.",
+        "subscribe_again": "S’abonner",
+        "mail_subject": "Confirmez votre abonnement à {title}",
+        "mail_text": "Bonjour,\n\nQuelqu’un (sans doute vous) a demandé à recevoir {title} à "
+        "cette adresse. Pour confirmer, ouvrez ce lien dans les {hours} heures :\n\n{url}\n\n"
+        "Si ce n’est pas vous, ignorez ce message : vous ne recevrez rien.",
+        "preferences_title": "Vos préférences",
+        "preferences_for": "Abonnement de {email} à {title}.",
+        "sections_label": "Rubriques",
+        "sections_help": "Aucune case cochée : vous recevez toutes les rubriques.",
+        "save_button": "Enregistrer",
+        "saved": "Vos préférences sont enregistrées.",
+        "unsubscribe_button": "Me désabonner",
+        "unsubscribe_title": "Se désabonner",
+        "unsubscribe_question": "Ne plus recevoir {title} à l’adresse {email} ?",
+        "unsubscribed_title": "Désabonnement confirmé",
+        "unsubscribed": "C’est fait : vous ne recevrez plus {title}.",
+        "not_subscribed": "L’adresse {email} ne reçoit pas {title} en ce moment.",
+        "resubscribe_button": "Me réabonner",
+        "resubscribe_sent": "Un e-mail de confirmation vient d’être envoyé à {email} : "
+        "cliquez sur son lien pour vous réabonner.",
+        "unsubscribe_invalid": "Ce lien de désabonnement n’est pas (ou plus) valide. Pour vous "
+        "désabonner, écrivez-nous depuis l’adresse qui reçoit la lettre.",
+        "write_us": "Nous écrire",
+        "archive_title": "Archives de {title}",
+        "archive_empty": "Aucun numéro envoyé pour l’instant.",
+        "archive_feed": "Flux Atom des numéros",
+        "not_found_title": "Page introuvable",
+        "not_found": "Cette page n’existe pas.",
+        "error_title": "Erreur",
+        "error": "Une erreur s’est produite de notre côté. Réessayez plus tard.",
+        "back_to_archive": "Tous les numéros",
+    },
+    "en": {
+        "language_name": "English",
+        "subscribe_title": "Subscribe to {title}",
+        "subscribe_intro": "Every week, a selection of articles and what they teach us.",
+        "email_label": "Email address",
+        "name_label": "Name (optional)",
+        "language_label": "Language of the newsletter",
+        "honeypot_label": "Leave this field empty",
+        "subscribe_button": "Subscribe",
+        "consent": "By subscribing, you agree to receive {title} by email. You can unsubscribe "
+        "at any time from any issue.",
+        "invalid_email": "“{email}” is not a valid email address: please check it.",
+        "check_inbox_title": "Check your inbox",
+        "check_inbox": "If the address {email} can receive {title}, a confirmation email has "
+        "just been sent to it. Follow its link within {hours} hours to confirm your "
+        "subscription.",
+        "too_many_title": "Too many requests",
+        "too_many": "Too many signup requests from your connection. Try again in a few minutes.",
+        "unavailable_title": "Signup unavailable",
+        "unavailable": "Signing up is not possible at the moment. Try again later.",
+        "confirm_title": "Confirm your subscription",
+        "confirm_text": "Do you confirm you want to receive {title} at {email}?",
+        "confirm_button": "I confirm my subscription",
+        "confirmed_title": "Subscription confirmed",
+        "confirmed": "Done: you will receive {title} at {email}.",
+        "preferences_link": "Manage your preferences",
+        "link_invalid_title": "Invalid link",
+        "link_invalid": "This link is not (or no longer) valid: it may have expired or been "
+        "used already. You can sign up again.",
+        "subscribe_again": "Subscribe",
+        "mail_subject": "Confirm your subscription to {title}",
+        "mail_text": "Hello,\n\nSomeone (probably you) asked to receive {title} at this "
+        "address. To confirm, open this link within {hours} hours:\n\n{url}\n\n"
+        "If it was not you, ignore this message: you will receive nothing.",
+        "preferences_title": "Your preferences",
+        "preferences_for": "Subscription of {email} to {title}.",
+        "sections_label": "Sections",
+        "sections_help": "No box ticked: you receive every section.",
+        "save_button": "Save",
+        "saved": "Your preferences are saved.",
+        "unsubscribe_button": "Unsubscribe",
+        "unsubscribe_title": "Unsubscribe",
+        "unsubscribe_question": "Stop receiving {title} at {email}?",
+        "unsubscribed_title": "Unsubscribed",
+        "unsubscribed": "Done: you will no longer receive {title}.",
+        "not_subscribed": "The address {email} does not receive {title} at the moment.",
+        "resubscribe_button": "Subscribe again",
+        "resubscribe_sent": "A confirmation email has just been sent to {email}: follow its "
+        "link to subscribe again.",
+        "unsubscribe_invalid": "This unsubscribe link is not (or no longer) valid. To "
+        "unsubscribe, write to us from the address that receives the newsletter.",
+        "write_us": "Write to us",
+        "archive_title": "{title} archive",
+        "archive_empty": "No issue sent yet.",
+        "archive_feed": "Atom feed of the issues",
+        "not_found_title": "Page not found",
+        "not_found": "This page does not exist.",
+        "error_title": "Error",
+        "error": "Something went wrong on our side. Try again later.",
+        "back_to_archive": "All issues",
+    },
+}
+
+
+def web_strings_for(language: str) -> dict[str, str]:
+    """The web pages' strings for ``language``; English when we have none for it."""
+    return WEB_CATALOGUE.get(base_language(language), WEB_CATALOGUE["en"])
+
+
+def web_language(requested: str, accept_language: str = "") -> str:
+    """The language a page speaks: ``requested`` if we have it, else the browser's, else French.
+
+    ``accept_language`` is the ``Accept-Language`` header; its first language we
+    have wins (weights are not worth parsing for two languages).
+    """
+    for candidate in [requested, *accept_language.split(",")]:
+        base = base_language(candidate.split(";")[0].strip())
+        if base in WEB_CATALOGUE:
+            return base
+    return DEFAULT_LANGUAGE
+
 
 _MONTHS = {
     "fr": [

@@ -31,6 +31,7 @@ import email.parser as email_parser
 import email.policy as email_policy
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
@@ -62,11 +63,12 @@ from .errors import DigestError
 from .i18n import format_date, translate_check
 from .models import Issue, RenderedEmail, RenderedIssue
 from .pipeline import SAMPLE_READER
+from .web.forms import RateLimit
 
 if TYPE_CHECKING:
     from .checks import Check
 
-__all__ = ["Snapshot", "SourceHealth", "create_preview_app", "serve_preview"]
+__all__ = ["Snapshot", "SourceHealth", "check_host", "create_preview_app", "serve_preview"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ SAMPLE_NAME = SAMPLE_READER.name
 SAMPLE_EMAIL = SAMPLE_READER.email
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+TEST_SENDS_PER_MINUTE = 5
+TEST_SENDS_PER_SESSION = 30
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,10 @@ class Preview:
         self.period = period
         self.token = secrets.token_urlsafe(24)
         self.flash: tuple[str, str] | None = None
+        # Test sends go through the real relay: a page left open (or reached by
+        # someone else) must not turn into a mass mailer.
+        self.sends_per_minute = RateLimit(TEST_SENDS_PER_MINUTE, 60.0)
+        self.sends_per_session = RateLimit(TEST_SENDS_PER_SESSION, float("inf"))
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
 
@@ -371,6 +379,15 @@ def create_preview_app(
             )
         if not _ADDRESS.match(address):
             preview.flash = ("error", f"« {address} » n’est pas une adresse e-mail valable.")
+        elif not (
+            preview.sends_per_minute.allow("sends") and preview.sends_per_session.allow("sends")
+        ):
+            preview.flash = (
+                "error",
+                f"Trop d’envois de test : {TEST_SENDS_PER_MINUTE} par minute et "
+                f"{TEST_SENDS_PER_SESSION} par session au plus. Attendez, ou relancez "
+                "`digest preview`.",
+            )
         else:
             from starlette.concurrency import run_in_threadpool
 
@@ -426,11 +443,18 @@ def _no_store(headers: dict[str, str]) -> dict[str, str]:
 
 
 def serve_preview(
-    settings: Settings, store: Store, period: str, host: str = "127.0.0.1", port: int = 8000
+    settings: Settings,
+    store: Store,
+    period: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    allow_remote: bool = False,
 ) -> None:
-    """Run the preview until Ctrl-C; bound to loopback unless ``host`` says otherwise."""
+    """Run the preview until Ctrl-C; loopback only unless ``allow_remote`` is given."""
     import uvicorn
 
+    check_host(host, allow_remote)
     _check_port(host, port)
     app = create_preview_app(settings, store, period, host=host)
     config = uvicorn.Config(
@@ -443,6 +467,31 @@ def serve_preview(
         lifespan="off",
     )
     uvicorn.Server(config).run()
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse an address other machines can reach unless the editor asked for it.
+
+    The page shows the unsent draft and can send test emails through the relay:
+    on a shared network, anyone could read one and do the other.
+    """
+    if allow_remote or _is_loopback(host):
+        return
+    raise DigestError(
+        f"refusing to serve the preview on {host}: anyone who can reach it could read the "
+        "draft and send test emails through your SMTP relay",
+        hint="use the default --host 127.0.0.1 (with an SSH tunnel to view it from elsewhere), "
+        "or add --allow-remote if this network is trusted",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 def _check_port(host: str, port: int) -> None:

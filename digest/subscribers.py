@@ -45,7 +45,9 @@ from .models import Subscriber
 __all__ = [
     "ImportReport",
     "RowError",
+    "confirm_signup",
     "delete",
+    "signup_link_used",
     "export_csv",
     "import_csv",
     "list_subscribers",
@@ -470,3 +472,29 @@ def sample_subscriber(settings: Settings, store: Store) -> tuple[Subscriber, str
     if found is None:
         return Subscriber(email="lectrice@example.org", name="Camille"), "exampletoken0000"
     return found
+
+
+# -- signup (digest serve) ----------------------------------------------------------------
+
+
+def confirm_signup(
+    store: Store, email: str, name: str, language: str, consent: subscriber_rows.Consent
+) -> tuple[Subscriber, str] | None:
+    """Subscribe ``email`` after a confirmed link, with their token; None if the link was used.
+
+    Whoever the address belonged to (nobody, someone who unsubscribed, bounced
+    or was erased), a confirmed link is a new, explicit consent: the only way
+    back onto the list from the web.
+    """
+    with store.begin() as conn:
+        if subscriber_rows.consent_used(conn, consent.nonce):
+            return None
+        return subscriber_rows.confirm_signup(
+            conn, normalise_email(email), clean_name(name), language, consent, _key
+        )
+
+
+def signup_link_used(store: Store, nonce: str) -> bool:
+    """Whether the confirmation link carrying ``nonce`` has already subscribed someone."""
+    with store.connect() as conn:
+        return subscriber_rows.consent_used(conn, nonce)

@@ -28,7 +28,12 @@ from digest.db.articles import record_fetch
 from digest.draft import draft_path, read_draft, write_draft
 from digest.errors import DeliveryError, DigestError
 from digest.models import Article, Issue, IssueItem, Lesson
-from digest.preview import create_preview_app, serve_preview
+from digest.preview import (
+    TEST_SENDS_PER_MINUTE,
+    check_host,
+    create_preview_app,
+    serve_preview,
+)
 
 # Starlette's TestClient warns (on import and on use) that it is moving to httpx2;
 # that is its business, not a fault of the preview.
@@ -360,6 +365,33 @@ def test_preview_binds_loopback_by_default() -> None:
     import inspect
 
     assert inspect.signature(serve_preview).parameters["host"].default == "127.0.0.1"
+
+
+def test_test_sends_are_limited(
+    site: Site, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(pipeline, "send_test", lambda s, st, p, address: sent.append(address))
+    token = client.app.state.preview.token  # type: ignore[attr-defined]
+    pages = [
+        client.post("/envoi-test", data={"address": f"r{i}@institut.example", "token": token}).text
+        for i in range(TEST_SENDS_PER_MINUTE + 2)
+    ]
+    assert len(sent) == TEST_SENDS_PER_MINUTE  # one a few seconds later still waits
+    assert "Trop d’envois de test" in pages[-1]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "preview.example"])
+def test_preview_refuses_a_reachable_host_without_allow_remote(site: Site, host: str) -> None:
+    from digest.cli import main
+
+    code = main(["--config", str(site.config), "preview", "--host", host, "--port", "1"])
+    assert code == 1
+    with pytest.raises(DigestError, match="--allow-remote"):
+        serve_preview(site.settings, site.store, PERIOD, host=host, port=1)
+    check_host("127.0.0.1", allow_remote=False)  # loopback needs no flag
+    check_host("::1", allow_remote=False)
+    check_host(host, allow_remote=True)
 
 
 def test_taken_port_is_a_clear_error(site: Site) -> None:

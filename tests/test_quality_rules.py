@@ -263,7 +263,7 @@ def test_rules_3_4_one_click_from_the_received_header_stops_the_next_issue(
     settings = load_settings(config)
     store = Store(settings.database.url)
     try:
-        with TestClient(create_app(settings, store), follow_redirects=False) as client:
+        with TestClient(create_app(settings, store), base_url=settings.web.base_url) as client:
             path = urlsplit(urls[leaver]).path
             # What Gmail and Yahoo do: a bare POST, no cookie, no login, no confirmation.
             answer = client.post(

@@ -56,7 +56,9 @@ def store(tmp_path: Path) -> Store:
 
 @pytest.fixture
 def client(settings: Settings, store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, store), follow_redirects=False) as test_client:
+    with TestClient(
+        create_app(settings, store), base_url="https://digest.ecole.example", follow_redirects=False
+    ) as test_client:
         yield test_client
 
 
@@ -181,12 +183,16 @@ def test_one_click_against_a_real_uvicorn(live_server: str, store: Store) -> Non
     response = httpx.post(
         f"{live_server}/u/{token}",
         content=b"List-Unsubscribe=One-Click",
-        headers=FORM,
+        headers={**FORM, "Host": "digest.ecole.example"},  # as behind the public name's proxy
         follow_redirects=False,
     )
     assert response.status_code == 200
     assert statuses(store)["bob@exemple.fr"] == "unsubscribed"
-    bad = httpx.post(f"{live_server}/u/not-a-real-token-at-all", content=b"x", headers=FORM)
+    bad = httpx.post(
+        f"{live_server}/u/not-a-real-token-at-all",
+        content=b"x",
+        headers={**FORM, "Host": "digest.ecole.example"},
+    )
     assert bad.status_code == 404
     assert statuses(store)["alice@exemple.fr"] == "active"
 

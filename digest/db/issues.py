@@ -24,6 +24,7 @@ __all__ = [
     "latest",
     "next_retry_at",
     "save",
+    "sent_dates",
     "sent_issues",
     "set_status",
 ]
@@ -71,6 +72,17 @@ def sent_issues(store: Store) -> list[tuple[str, str]]:
             .order_by(issues.c.period.desc())
         ).all()
     return [(str(r.period), str(r.title)) for r in rows]
+
+
+def sent_dates(store: Store) -> dict[str, dt.datetime]:
+    """When each issue that went out started sending (the archive's dates), by period."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            sa.select(issues.c.period, issues.c.sending_at, issues.c.sent_at).where(
+                issues.c.status.in_(_SENT)
+            )
+        ).all()
+    return {str(r.period): r.sending_at or r.sent_at for r in rows if r.sending_at or r.sent_at}
 
 
 def save(store: Store, issue: Issue) -> Issue:

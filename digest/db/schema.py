@@ -22,6 +22,7 @@ __all__ = [
     "as_utc",
     "article_merges",
     "articles",
+    "consents",
     "deliveries",
     "issue_items",
     "issues",
@@ -246,6 +247,20 @@ article_merges = sa.Table(
     sa.Index("ix_article_merges_article", "article_id"),
 )
 
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    # The confirmation link's one-time nonce: a replayed link finds it here and changes nothing.
+    sa.Column("nonce", sa.String(64), nullable=False, unique=True),
+    sa.Column("form", sa.String(32), nullable=False),
+    sa.Column("wording", sa.Text, nullable=False),
+    sa.Column("language", sa.String(16), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime, nullable=False),
+)
+
 
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn)
@@ -257,6 +272,15 @@ def _add_article_merges_v2(conn: Connection) -> None:
     article_merges.create(conn, checkfirst=True)
 
 
+def _add_consents_v3(conn: Connection) -> None:
+    # Likewise: a database created by _create_v1 with this code already has it.
+    consents.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _add_article_merges_v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _create_v1,
+    _add_article_merges_v2,
+    _add_consents_v3,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

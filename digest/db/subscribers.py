@@ -8,6 +8,7 @@ link), ``erase`` (deletion on request).
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import secrets
 from collections.abc import Callable
@@ -17,12 +18,18 @@ import sqlalchemy as sa
 
 from ..models import Subscriber
 from .engine import Connection, Store
-from .schema import deliveries, meta, subscribers, suppressions, utcnow
+from .schema import consents, deliveries, meta, subscribers, suppressions, utcnow
 
 __all__ = [
+    "Consent",
     "Known",
     "add_many",
     "by_token",
+    "confirm_signup",
+    "consent_used",
+    "consents_of",
+    "set_preferences",
+    "tags_in_use",
     "erase",
     "find",
     "first_active",
@@ -204,6 +211,7 @@ def erase(conn: Connection, subscriber_id: int | None, email_hash: str) -> None:
         # deliveries cascade on PostgreSQL and on SQLite with foreign_keys on;
         # deleting them explicitly does not depend on either.
         conn.execute(sa.delete(deliveries).where(deliveries.c.subscriber_id == subscriber_id))
+        conn.execute(sa.delete(consents).where(consents.c.subscriber_id == subscriber_id))
         conn.execute(sa.delete(subscribers).where(subscribers.c.id == subscriber_id))
     exists = conn.execute(
         sa.select(suppressions.c.email_hash).where(suppressions.c.email_hash == email_hash)
@@ -233,6 +241,107 @@ def suppression_key(store: Store) -> bytes:
             value = secrets.token_hex(32)
             conn.execute(sa.insert(meta).values(key=_SUPPRESSION_KEY, value=value))
     return bytes.fromhex(value)
+
+
+# -- signup and preferences (digest serve) ------------------------------------------------
+#
+# Kept together, apart from the import and erasure functions above: the web pages
+# are the only callers.
+
+
+class Consent(NamedTuple):
+    """What a confirmed signup agreed to: the proof kept for each (re)subscription."""
+
+    nonce: str
+    form: str
+    wording: str
+    language: str
+    requested_at: dt.datetime
+    confirmed_at: dt.datetime
+
+
+def consent_used(conn: Connection, nonce: str) -> bool:
+    """Whether the confirmation link carrying ``nonce`` was already used."""
+    found = conn.execute(sa.select(consents.c.id).where(consents.c.nonce == nonce)).first()
+    return found is not None
+
+
+def confirm_signup(
+    conn: Connection,
+    email: str,
+    name: str,
+    language: str,
+    consent: Consent,
+    fold: Callable[[str], str],
+) -> tuple[Subscriber, str]:
+    """Make ``email`` an active subscriber after a confirmed link, and record the consent.
+
+    Whoever they were (new, unsubscribed, bounced, already active), a confirmed
+    link is a fresh, explicit consent: the row becomes ``active`` with the
+    language chosen on the form, and the name when one was given. Returns the
+    subscriber and their (unchanged, or new) token.
+    """
+    now = utcnow()
+    existing = find(conn, fold(email), fold)
+    if existing is None or existing.id is None:
+        conn.execute(
+            sa.insert(subscribers).values(
+                email=email,
+                name=name,
+                language=language,
+                status="active",
+                tags="",
+                token=secrets.token_urlsafe(16),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        found = find(conn, fold(email), fold)
+        assert found is not None and found.id is not None
+        subscriber_id = found.id
+    else:
+        subscriber_id = existing.id
+        conn.execute(
+            sa.update(subscribers)
+            .where(subscribers.c.id == subscriber_id)
+            .values(
+                name=name or existing.name,
+                language=language,
+                status="active",
+                unsubscribed_at=None,
+                updated_at=now,
+            )
+        )
+    conn.execute(sa.insert(consents).values(subscriber_id=subscriber_id, **consent._asdict()))
+    row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id))
+    found_row = row.mappings().one()
+    return _subscriber(found_row), str(found_row["token"])
+
+
+def set_preferences(
+    conn: Connection, subscriber_id: int, language: str, tags: tuple[str, ...]
+) -> None:
+    """Change the edition language and the sections a subscriber chose on their page."""
+    conn.execute(
+        sa.update(subscribers)
+        .where(subscribers.c.id == subscriber_id)
+        .values(language=language, tags=",".join(tags), updated_at=utcnow())
+    )
+
+
+def tags_in_use(store: Store) -> list[str]:
+    """Every section tag some subscriber has, sorted: the choices of the preference page."""
+    with store.connect() as conn:
+        values = conn.execute(sa.select(subscribers.c.tags).distinct()).scalars()
+        return sorted({t for value in values for t in value.split(",") if t})
+
+
+def consents_of(store: Store, subscriber_id: int) -> list[Consent]:
+    """The consents recorded for a subscriber, oldest first."""
+    columns = [getattr(consents.c, name) for name in Consent._fields]
+    query = sa.select(*columns).where(consents.c.subscriber_id == subscriber_id)
+    with store.connect() as conn:
+        return [Consent(*row) for row in conn.execute(query.order_by(consents.c.id))]
 
 
 def _subscriber(row: Any) -> Subscriber:
