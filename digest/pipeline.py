@@ -307,6 +307,22 @@ def sample_email(settings: Settings, rendered: RenderedIssue) -> tuple[RenderedE
     return email, factory.build(SAMPLE_READER, SAMPLE_TOKEN)
 
 
+def archived_html(
+    settings: Settings, store: Store, period: str, unsubscribe_link: str
+) -> str | None:
+    """The issue of ``period`` as the web archive shows it, or None if it was never sent.
+
+    No name and no token: « Bonjour, », and the footer's unsubscribe link is
+    ``unsubscribe_link`` (the list's mailto address), which works for anyone.
+    """
+    from .render import render_issue
+
+    issue = issues.get(store, period)
+    if issue is None or issue.status not in ("sending", "sent"):
+        return None
+    return render_issue(issue, settings).personalise("", unsubscribe_link).html
+
+
 def write_rendered(
     settings: Settings, store: Store, rendered: RenderedIssue, out: Path
 ) -> list[Path]:

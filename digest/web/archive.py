@@ -122,15 +122,11 @@ class Archive:
         with self._lock:
             if period in self._pages:
                 return self._pages[period]
-        issue = issues.get(self.store, period)
-        if issue is None or issue.status not in ("sending", "sent"):
-            return None
-        from ..render import render_issue
+        from .. import pipeline
 
-        rendered = render_issue(issue, self.settings)
-        # No name and no token: « Bonjour, », and the footer's unsubscribe link
-        # becomes the mailto address, which works for anyone reading the archive.
-        page = rendered.personalise("", self.mailto).html
+        page = pipeline.archived_html(self.settings, self.store, period, self.mailto)
+        if page is None:
+            return None
         with self._lock:
             self._pages[period] = page  # a sent issue never changes
         return page
