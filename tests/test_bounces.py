@@ -458,3 +458,70 @@ def test_imap_wrong_password_is_one_clear_line(
     assert run(config, "--imap", f"imap://digest@127.0.0.1:{dovecot}/INBOX") == 1
     err = capsys.readouterr().err
     assert "refused the login of digest" in err and "not-the-password" not in err
+
+
+# -- classifying one message --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "status"),
+    [
+        ("postfix-hard", "hard_bounce", "5.1.1"),
+        ("exim-hard", "hard_bounce", "5.0.0"),
+        ("gmail-delay", "soft_bounce", "4.2.2"),
+        ("microsoft-hard", "hard_bounce", "5.1.10"),
+        ("arf-complaint", "complaint", ""),
+        ("mailto-unsubscribe", "unsubscribe", ""),
+        ("out-of-office", "not_understood", ""),
+        ("malformed-report", "not_understood", ""),
+    ],
+)
+def test_each_sample_is_classified_and_names_its_recipient(
+    store: Store, name: str, kind: str, status: str
+) -> None:
+    import email
+
+    token = token_of(store, PEOPLE[name])
+    message = email.message_from_bytes(sample(name, store, verp=False))
+    verdict = dsn.classify(
+        message, return_base=RETURN_BASE, unsubscribe_address=SENDER, base_url=BASE_URL
+    )
+    assert (verdict.kind, verdict.status) == (kind, status)
+    if kind in ("hard_bounce", "soft_bounce", "complaint"):
+        # without VERP, the token comes back in the returned List-Unsubscribe header
+        assert verdict.tokens == (token,)
+    if kind in ("hard_bounce", "soft_bounce", "unsubscribe"):
+        assert PEOPLE[name] in verdict.addresses
+
+
+def test_another_sites_unsubscribe_link_is_no_token_of_ours(store: Store) -> None:
+    import email
+
+    raw = sample("postfix-hard", store, verp=False).replace(
+        BASE_URL.encode(), b"https://other.example.com"
+    )
+    verdict = dsn.classify(email.message_from_bytes(raw), base_url=BASE_URL)
+    assert verdict.kind == "hard_bounce" and verdict.tokens == ()
+
+
+# -- on the schedule ---------------------------------------------------------------------------
+
+
+def test_the_scheduler_hook_processes_the_configured_mailbox(
+    config: Path, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digest.bounces import process_on_schedule
+
+    maildir_with(tmp_path / "bounces", {"p": sample("postfix-hard", store)})
+    assert process_on_schedule(load_settings(config), store) is None  # off by default
+    assert statuses(store)[PEOPLE["postfix-hard"]] == "active"
+
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text + 'maildir = "bounces"\non_schedule = true\n', encoding="utf-8")
+    report = process_on_schedule(load_settings(config), store)
+    assert report is not None and [o.kind for o in report.outcomes] == ["hard_bounce"]
+    assert statuses(store)[PEOPLE["postfix-hard"]] == "bounced"
+
+    config.write_text(text + 'maildir = "gone"\non_schedule = true\n', encoding="utf-8")
+    assert process_on_schedule(load_settings(config), store) is None  # logged, not raised
+    assert "not a Maildir folder" in caplog.text
