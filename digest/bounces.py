@@ -135,7 +135,7 @@ def process(
             action = f"left untouched: {item.size} bytes, over the {cap}-byte cap"
             report.outcomes.append(Outcome(item.label, "too_large", "", action))
             continue
-        verdict = dsn.classify(email.message_from_bytes(item.data), **options)
+        verdict = _classify(item.data, options)
         if verdict.kind == "not_understood":
             outcome = Outcome(item.label, verdict.kind, "", f"left untouched: {verdict.detail}")
             report.outcomes.append(outcome)
@@ -147,6 +147,13 @@ def process(
         if not dry_run:
             source.mark_done(item)
     return report
+
+
+def _classify(data: bytes, options: dict[str, str]) -> dsn.Verdict:
+    try:
+        return dsn.classify(email.message_from_bytes(data), **options)
+    except RecursionError:  # the email package recurses once per nested part
+        return dsn.Verdict("not_understood", "MIME parts nested too deeply to read")
 
 
 def _act(

@@ -525,3 +525,25 @@ def test_the_scheduler_hook_processes_the_configured_mailbox(
     config.write_text(text + 'maildir = "gone"\non_schedule = true\n', encoding="utf-8")
     assert process_on_schedule(load_settings(config), store) is None  # logged, not raised
     assert "not a Maildir folder" in caplog.text
+
+
+def test_hostile_messages_are_left_untouched_without_a_traceback(
+    config: Path, store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nested = b"".join(
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=A%d\n\n--A%d\n"
+        % (i, i)
+        for i in range(3000)
+    )
+    odd_complaint = (
+        b"From: x@fbl.example\nContent-Type: multipart/report; report-type=feedback-report;"
+        b" boundary=B\n\n--B\nContent-Type: message/feedback-report\n\n"
+        b"Feedback-Type: abus\xc3\xa9\xff\nOriginal-Rcpt-To: caf\xe9@nowhere.example\n\n--B--\n"
+    )
+    junk = {"binary": bytes(range(256)) * 4, "nested": nested, "odd": odd_complaint, "empty": b""}
+    before = statuses(store)
+    folder = maildir_with(tmp_path / "Maildir", junk)
+    assert run(config, "--maildir", str(folder)) == 0
+    out = capsys.readouterr().out
+    assert "nested too deeply" in out and "unknown recipient" in out
+    assert statuses(store) == before
