@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 PROCESSED_KEYWORD = "$DigestProcessed"
 PROCESSED_FOLDER = "processed"
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MAX_MULTIPARTS = 50
+_BOUNDARY = re.compile(rb"boundary\s*=", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ def process(
 
 
 def _classify(data: bytes, options: dict[str, str]) -> dsn.Verdict:
+    # A bounce has a handful of MIME parts; the email package takes seconds on
+    # hundreds of nested ones, so such a message is not parsed at all.
+    if len(_BOUNDARY.findall(data)) > MAX_MULTIPARTS:
+        return dsn.Verdict("not_understood", f"more than {MAX_MULTIPARTS} multipart sections")
     try:
         return dsn.classify(email.message_from_bytes(data), **options)
     except RecursionError:  # the email package recurses once per nested part
