@@ -41,6 +41,7 @@ from .db import bounces as bounce_rows
 from .db import subscribers as subscriber_rows
 from .errors import DigestError, SubscriberError
 from .models import Subscriber
+from .subscribers import normalise_email
 
 __all__ = [
     "BounceReport",
@@ -178,19 +179,19 @@ def _act(
     if found is None or found.id is None:
         action = "unknown recipient: nothing changed"
     elif verdict.kind == "hard_bounce":
-        changed = dry_run or subscriber_rows.mark_bounced(conn, found.id)
+        changed = _leave(conn, found, "bounced", dry_run)
         action = f"{would}suppressed ({verdict.detail})" if changed else _unchanged(found)
     elif verdict.kind == "soft_bounce":
         count = bounce_rows.soft_bounces(conn, found.id) + 1
         limit = settings.bounces.soft_limit
         if count < limit:
             action = f"soft bounce {count} of {limit} counted ({verdict.detail})"
+        elif _leave(conn, found, "bounced", dry_run):
+            action = f"{would}suppressed after {count} soft bounces"
         else:
-            changed = dry_run or subscriber_rows.mark_bounced(conn, found.id)
-            action = f"{would}suppressed after {count} soft bounces" if changed else ""
-            action = action or _unchanged(found)
+            action = _unchanged(found)
     else:  # complaint or unsubscribe request
-        changed = dry_run or subscriber_rows.unsubscribe(conn, found.id)
+        changed = _leave(conn, found, "unsubscribed", dry_run)
         action = f"{would}unsubscribed ({verdict.detail})" if changed else _unchanged(found)
     if not dry_run:
         bounce_rows.record(
@@ -205,14 +206,25 @@ def _act(
     return Outcome(item.label, verdict.kind, mask(found.email) if found else "", action)
 
 
+def _leave(conn: Connection, found: Subscriber, status: str, dry_run: bool) -> bool:
+    """Take ``found`` off the list as ``status``; False if they were not active.
+
+    In a dry run nothing is written; the answer says whether it would change.
+    """
+    assert found.id is not None
+    if dry_run:
+        return found.status == "active"
+    if status == "bounced":
+        return subscriber_rows.mark_bounced(conn, found.id)
+    return subscriber_rows.unsubscribe(conn, found.id)
+
+
 def _unchanged(found: Subscriber) -> str:
     return f"already {found.status}: nothing changed"
 
 
 def _subscriber(conn: Connection, verdict: dsn.Verdict) -> Subscriber | None:
     """The subscriber a message names: by token first, then by address."""
-    from .subscribers import normalise_email
-
     for token in verdict.tokens:
         found = subscriber_rows.with_token(conn, token)
         if found is not None:
