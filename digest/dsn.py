@@ -213,7 +213,7 @@ def _feedback(message: Message, envelope: list[str], base_url: str) -> Verdict:
     if original is not None:
         addresses += [a for _, a in getaddresses([_header(original, "To")]) if "@" in a]
     return Verdict(
-        "complaint", f"complaint ({feedback_type})", "", tokens, tuple(dict.fromkeys(addresses))
+        "complaint", f"{feedback_type} complaint", "", tokens, tuple(dict.fromkeys(addresses))
     )
 
 
@@ -232,7 +232,7 @@ def _unsubscribe_request(message: Message, unsubscribe_address: str) -> Verdict:
     sender = parseaddr(_header(message, "From"))[1]
     if "@" not in sender:
         return Verdict("not_understood", "an unsubscribe request without a sender address")
-    return Verdict("unsubscribe", "unsubscribe request by email", "", (), (sender,))
+    return Verdict("unsubscribe", "request by email", "", (), (sender,))
 
 
 def _is_automatic(message: Message) -> bool:
