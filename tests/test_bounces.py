@@ -547,3 +547,18 @@ def test_hostile_messages_are_left_untouched_without_a_traceback(
     out = capsys.readouterr().out
     assert "more than 50 multipart sections" in out and "unknown recipient" in out
     assert statuses(store) == before
+
+
+def test_a_version_1_database_gains_the_bounce_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store(url)
+    with store.begin() as conn:  # as a database made before bounces existed
+        conn.execute(sa.text("DROP TABLE bounce_events"))
+        conn.execute(
+            sa.update(schema.meta).where(schema.meta.c.key == "schema_version").values(value="1")
+        )
+    store.close()
+    upgraded = Store(url)
+    assert upgraded.schema_version() == schema.SCHEMA_VERSION
+    assert events(upgraded) == []
+    upgraded.close()
