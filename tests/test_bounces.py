@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -562,3 +563,48 @@ def test_a_version_1_database_gains_the_bounce_table(tmp_path: Path) -> None:
     assert upgraded.schema_version() == schema.SCHEMA_VERSION
     assert events(upgraded) == []
     upgraded.close()
+
+
+# -- the whole loop: send with VERP, the bounce comes back -------------------------------------
+
+
+def test_a_send_uses_each_recipients_return_path_and_its_bounce_finds_them(
+    config: Path, store: Store, smtp_capture: Any, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from digest.config import SmtpSettings
+    from digest.db import issues
+    from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, RenderedIssue
+    from digest.send import send_issue
+
+    settings = dataclasses.replace(
+        load_settings(config), smtp=SmtpSettings(host="127.0.0.1", port=smtp_capture.port)
+    )
+    rendered = RenderedIssue(
+        subject="La veille",
+        preheader="Cette semaine",
+        html=f"<p>Bonjour {NAME_MARKER}</p><a href='{UNSUBSCRIBE_MARKER}'>Se désabonner</a>",
+        text=f"Bonjour {NAME_MARKER}\n{UNSUBSCRIBE_MARKER}\n",
+    )
+    issue = issues.save(
+        store, Issue(period="2026-W48", title="La veille", intro="", items=(), status="sending")
+    )
+    assert send_issue(settings, store, issue, rendered).complete
+
+    envelopes = {}
+    for path in (tmp_path / "mailbox").glob("*.eml"):
+        head = path.read_bytes().split(b"\r\n\r\n", 1)[0].decode()
+        fields = dict(line.split(": ", 1) for line in head.split("\r\n") if ": " in line)
+        envelopes[fields["X-Digest-Envelope-To"]] = fields["X-Digest-Envelope-From"]
+    address = PEOPLE["postfix-hard"]
+    assert envelopes[address] == f"bounces+{token_of(store, address)}@lettre.example.org"
+    assert len(set(envelopes.values())) == len(envelopes)  # one return path each
+
+    # a bounce that names no one but comes back to that address finds them
+    bounce = sample(
+        "postfix-hard", store, address="somebody@else.example", token="unknownunknown"
+    ).replace(dsn.return_path(RETURN_BASE, "unknownunknown").encode(), envelopes[address].encode())
+    folder = maildir_with(tmp_path / "Maildir", {"b": bounce})
+    assert run(config, "--maildir", str(folder)) == 0
+    assert statuses(store)[address] == "bounced"
