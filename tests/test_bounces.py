@@ -550,7 +550,7 @@ def test_hostile_messages_are_left_untouched_without_a_traceback(
     assert statuses(store) == before
 
 
-def test_a_version_1_database_gains_the_bounce_table(tmp_path: Path) -> None:
+def test_an_older_database_gains_the_bounce_table(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     store = Store(url)
     with store.begin() as conn:  # as a database made before bounces existed
