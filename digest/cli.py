@@ -499,6 +499,34 @@ def subscribers_delete(ctx: Context, email: str) -> None:
     ctx.console.print(f"{email} deleted.")
 
 
+# -- bounces ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--imap", "imap", metavar="URL", help="imaps://user@host[:port]/FOLDER.")
+@click.option("--maildir", "maildir", type=click.Path(path_type=Path), help="A Maildir folder.")
+@click.option("--mbox", "mbox", type=click.Path(path_type=Path), help="An mbox file.")
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@pass_ctx
+def bounces(
+    ctx: Context, imap: str | None, maildir: Path | None, mbox: Path | None, dry_run: bool
+) -> None:
+    """Read bounces, complaints and mailto unsubscribes from a mailbox; update the list."""
+    from .bounces import open_source, process
+
+    source = open_source(ctx.settings, imap=imap, maildir=maildir, mbox=mbox)
+    try:
+        report = process(ctx.settings, ctx.store, source, dry_run=dry_run)
+    finally:
+        source.close()
+    if report.outcomes:
+        table = Table("message", "kind", "subscriber", "action")
+        for o in report.outcomes:
+            table.add_row(Text(o.message), o.kind, Text(o.subscriber), Text(o.action))
+        ctx.console.print(table)
+    ctx.console.print(report.summary())
+
+
 # -- status, mailbox, demo --------------------------------------------------------------------
 
 

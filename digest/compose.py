@@ -36,6 +36,7 @@ from email.header import Header
 from pathlib import Path
 
 from .config import Settings
+from .dsn import return_path
 from .errors import ConfigError
 from .models import (
     NAME_MARKER,
@@ -184,6 +185,7 @@ class MessageFactory:
         self.sender = _check_address("from_address", news.from_address)
         """The envelope sender (MAIL FROM): bounces come back here."""
         self.domain = _domain(self.sender)
+        self._return_base = settings.bounces.return_path
         self._unsubscribe_base = unsubscribe_url(settings, "")
         mailto = _check_address(
             "unsubscribe_mailto", news.unsubscribe_mailto.removeprefix("mailto:") or self.sender
@@ -248,6 +250,15 @@ class MessageFactory:
 
     def unsubscribe_url(self, token: str) -> str:
         return self._unsubscribe_base + token
+
+    def envelope_sender(self, token: str) -> str:
+        """MAIL FROM for one recipient: ``bounces+TOKEN@…`` with ``[bounces] return_path``.
+
+        A bounce goes back to the envelope sender, so this address tells
+        ``digest bounces`` whom it is about (VERP); without the setting, the
+        sender address.
+        """
+        return return_path(self._return_base, token) if self._return_base else self.sender
 
     @staticmethod
     def needs_smtputf8(address: str) -> bool:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from .errors import ConfigError
 
 __all__ = [
+    "BouncesSettings",
     "CollectSettings",
     "DEFAULT_CONFIG_NAME",
     "DatabaseSettings",
@@ -212,6 +213,26 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class BouncesSettings:
+    """Where bounces come back and how ``digest bounces`` treats them."""
+
+    return_path: str = ""
+    """Envelope sender base, e.g. ``bounces@example.org``: each message goes out from
+    ``bounces+TOKEN@example.org`` (VERP), so a bounce names its recipient. Empty: the
+    sender address, and bounces are matched by the headers they carry back."""
+    imap: str = ""
+    """Default mailbox, ``imaps://user@host[:port]/FOLDER``; password in DIGEST_IMAP_PASSWORD."""
+    maildir: str = ""
+    mbox: str = ""
+    soft_limit: int = 3
+    """Soft (4.x.x) bounces after which an address is suppressed."""
+    max_message_bytes: int = 10_000_000
+    """Bigger messages are left untouched and reported (a bounce is a few kilobytes)."""
+    on_schedule: bool = False
+    """Process the configured mailbox after each scheduled run."""
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     """The config file these settings came from; its folder anchors relative paths."""
@@ -228,6 +249,7 @@ class Settings:
     send: SendSettings = field(default_factory=SendSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    bounces: BouncesSettings = field(default_factory=BouncesSettings)
     secret_key: str = field(default="", repr=False)
 
     @property
@@ -362,6 +384,7 @@ _TABLES: dict[str, type] = {
     "send": SendSettings,
     "schedule": ScheduleSettings,
     "web": WebSettings,
+    "bounces": BouncesSettings,
 }
 
 
@@ -543,6 +566,16 @@ def _colour(value: str) -> Problem:
     return None
 
 
+def _return_path(value: str) -> Problem:
+    # a VERP base: the token goes after "+", so the local part must not have one already
+    local, at, domain = value.rpartition("@")
+    if value and (not at or not local or "." not in domain or "+" in local or not value.isascii()):
+        return "not a plain address", 'an ASCII address without "+", e.g. bounces@example.org'
+    if any(c.isspace() or c in '<>",' for c in value):
+        return "not a plain address", 'an ASCII address without "+", e.g. bounces@example.org'
+    return None
+
+
 def _font_family(value: str) -> Problem:
     if not value.strip() or any(c in value for c in ";{}<>\\"):
         return "not a CSS font list", 'font names separated by commas: "Georgia, serif"'
@@ -600,4 +633,7 @@ _RULES: dict[tuple[type, str], typing.Callable[[Any], Problem]] = {
     (ScheduleSettings, "timezone"): _timezone,
     (ScheduleSettings, "misfire_grace_hours"): _number(above=0),
     (WebSettings, "port"): _number(1, 65535),
+    (BouncesSettings, "return_path"): _return_path,
+    (BouncesSettings, "soft_limit"): _number(1),
+    (BouncesSettings, "max_message_bytes"): _number(1000),
 }

@@ -287,6 +287,9 @@ def scheduled_run(config_path: str, period: str | None = None, trigger: str = "s
         )
         if scheduler is not None:
             scheduler.follow_up(store, report.period)
+        from .bounces import process_on_schedule
+
+        process_on_schedule(settings, store)  # only with [bounces] on_schedule; never raises
     finally:
         store.close()
 

@@ -214,7 +214,11 @@ def _send(
             return not run.lease_lost.is_set() and ledger.before_final_dot(row)
 
         outcome = client.send(
-            factory.sender, row.email, message, factory.needs_smtputf8(row.email), before_final_dot
+            factory.envelope_sender(row.token),
+            row.email,
+            message,
+            factory.needs_smtputf8(row.email),
+            before_final_dot,
         )
     except DeliveryError as exc:  # the server is unusable: not this recipient's doing
         ledger.step(Finished(row, "queued", exc.message), None)

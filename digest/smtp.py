@@ -473,7 +473,8 @@ class SmtpClient:
         if sender_refused and kind == "permanent":
             raise DeliveryError(
                 f"SMTP server {self.where} refuses our sender address: {detail}",
-                hint="check [newsletter] from_address and that the relay lets you send as it",
+                hint="check [newsletter] from_address and [bounces] return_path, and that the "
+                "relay lets you send as them",
             )
         if kind == "temporary":
             return Outcome("failed_temp", detail)

@@ -23,6 +23,7 @@ __all__ = [
     "article_merges",
     "articles",
     "consents",
+    "bounce_events",
     "deliveries",
     "issue_items",
     "issues",
@@ -262,6 +263,22 @@ consents = sa.Table(
 )
 
 
+bounce_events = sa.Table(
+    "bounce_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # SHA-256 of the message bytes: a second run never counts the same message twice
+    sa.Column("message_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
+    sa.Column("status_code", sa.String(16), nullable=False, default=""),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_bounce_events_subscriber", "subscriber_id", "kind"),
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
@@ -277,10 +294,16 @@ def _add_consents_v3(conn: Connection) -> None:
     consents.create(conn, checkfirst=True)
 
 
+def _add_bounce_events_v4(conn: Connection) -> None:
+    # checkfirst, for the same reason: a newer database already has it from v1
+    bounce_events.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create_v1,
     _add_article_merges_v2,
     _add_consents_v3,
+    _add_bounce_events_v4,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

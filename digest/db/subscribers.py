@@ -3,7 +3,8 @@
 The audience rules (what an address is, who may be resubscribed, how a CSV maps
 to rows) live in ``digest.subscribers``; this module stores their outcome.
 Leaving is written in one place each: ``unsubscribe`` (the CLI, the one-click
-link), ``erase`` (deletion on request).
+link, complaints and mailto requests), ``erase`` (deletion on request),
+``mark_bounced`` (bounce processing).
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ __all__ = [
     "first_active",
     "known",
     "listed",
+    "mark_bounced",
     "suppressed",
     "suppression_key",
     "unsubscribe",
     "update_many",
+    "with_token",
 ]
 
 _SUPPRESSION_KEY = "suppression_key"
@@ -352,4 +355,28 @@ def _subscriber(row: Any) -> Subscriber:
         language=row["language"],
         status=row["status"],
         tags=tuple(t for t in row["tags"].split(",") if t),
+    )
+
+
+# -- bounces and complaints (digest bounces) ----------------------------------------------
+
+
+def with_token(conn: Connection, token: str) -> Subscriber | None:
+    """``by_token`` inside a transaction the caller holds (bounce processing)."""
+    found = conn.execute(sa.select(subscribers).where(subscribers.c.token == token)).mappings()
+    row = found.first()
+    if row is None or not hmac.compare_digest(str(row["token"]).encode(), token.encode()):
+        return None
+    return _subscriber(row)
+
+
+def mark_bounced(conn: Connection, subscriber_id: int) -> bool:
+    """Stop sending to an address that bounced; False if it was not active."""
+    now = utcnow()
+    return bool(
+        conn.execute(
+            sa.update(subscribers)
+            .where(subscribers.c.id == subscriber_id, subscribers.c.status == "active")
+            .values(status="bounced", updated_at=now)
+        ).rowcount
     )
