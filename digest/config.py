@@ -117,7 +117,7 @@ class SelectSettings:
 class LLMSettings:
     base_url: str = ""
     model: str = ""
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # a secret: never in a repr or an error
     timeout: float = 60.0
 
 
@@ -203,6 +203,10 @@ class WebSettings:
     """Public URL of ``digest serve``, used in unsubscribe links."""
     host: str = "127.0.0.1"
     port: int = 8080
+    allow_local_links: bool = False
+    """A local setup (the demo, tests): accept unsubscribe and archive links on
+    loopback or plain http, and a sender on a reserved example domain. A real send
+    refuses them otherwise: nobody outside this machine could follow those links."""
 
 
 @dataclass(frozen=True)

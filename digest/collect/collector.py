@@ -34,6 +34,7 @@ from ..models import Article
 from .dedupe import Candidate, Deduper
 from .fetch import HTML_ACCEPT, Fetcher, FetchError
 from .fulltext import enrich, extract, wants_full_text
+from .images import lead_image
 from .normalize import detect_language, fingerprint, fold, is_web_url
 from .parse import Entry, Feed, NotAFeed, parse_feed
 
@@ -374,6 +375,7 @@ class _Run:
         return entry if extracted is None else enrich(entry, response.url, extracted)
 
     def _candidate(self, source: SourceSettings, entry: Entry, *, partial: bool) -> Candidate:
+        image_url, image_alt = lead_image(entry.image_url, entry.image_alt, entry.html)
         article = Article(
             source=source.name,
             url=entry.url,
@@ -384,8 +386,8 @@ class _Run:
             html=entry.html,
             author=entry.author,
             language=detect_language(f"{entry.title}\n{entry.text}", source.language),
-            image_url=entry.image_url,
-            image_alt=entry.image_alt,
+            image_url=image_url,
+            image_alt=image_alt,
             fingerprint=fingerprint(entry.title, entry.text),
         )
         return Candidate(article, dated=entry.published is not None, partial=partial)
