@@ -341,10 +341,10 @@ def _not_public(host: str) -> str:
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
+        if "." not in host.rstrip(".") or host.rstrip(".").endswith((".localhost", ".local")):
+            return "a local name, not a public one"
         if _reserved(host):
             return "a reserved example name that nobody can reach"
-        if "." not in host:
-            return "a local name, not a public one"
         return ""
     return "" if address.is_global else "a private or loopback address"
 
@@ -427,8 +427,6 @@ def _public_url_problem(url: str, local: bool) -> str:
         return "is not a web address: write it as https://your.domain/…"
     if local:
         return ""
-    if parts.scheme != "https":
-        return "is not https: write it as https://…; mail providers distrust plain http links"
     why = _not_public(host)
     if why:
         return (
@@ -436,4 +434,6 @@ def _public_url_problem(url: str, local: bool) -> str:
             "https address of `digest serve` (or [web] allow_local_links = true for "
             "a local test)"
         )
+    if parts.scheme != "https":
+        return "is not https: write it as https://…; mail providers distrust plain http links"
     return ""

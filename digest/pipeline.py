@@ -398,7 +398,7 @@ def _refuse_placeholders(settings: Settings) -> None:
     if problems:
         raise ConfigError(
             f"{settings.path}: " + "; ".join(c.message for c in problems),
-            hint="fix the config file, then send again (nothing was sent)",
+            hint="fix the config file and send again; nothing was sent",
         )
 
 

@@ -377,7 +377,8 @@ def test_html_and_jinja_in_feed_text_are_shown_as_text_never_run() -> None:
     doc = tree(rendered.html)
     assert not doc.xpath("//script")
     assert not [i for i in doc.xpath("//img") if i.get("onerror") is not None]
-    text = visible_text(rendered.html).replace("\u2060", "")
+    # Without the greeting's marker: its random hex digits could read "49".
+    text = visible_text(rendered.html.replace(rendered.name_marker, "")).replace("\u2060", "")
     assert "<script>alert('x')</script>" in text
     assert "{{ 7 * 7 }}" in text and "49" not in text
     assert "{% if true %}oui{% endif %}" in text
