@@ -7,6 +7,7 @@ for the reader's name and unsubscribe token in any address that is not ours.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -21,6 +22,7 @@ from test_quality_rules import PERIOD, cli, received
 from digest.checks import check_email, check_settings
 from digest.collect.images import is_tracking_image, lead_image
 from digest.config import LLMSettings, SummarizeSettings, load_settings
+from digest.i18n import translate_check
 from digest.mailbox import Mailbox
 from digest.models import RenderedIssue
 from digest.render import render_issue
@@ -138,6 +140,18 @@ def test_a_recipient_value_in_a_foreign_url_fails_the_checks(html: str) -> None:
     errors = [c for c in check_email(_rendered(page, TEXT)) if c.name == "recipient-values"]
     assert errors and errors[0].level == "error"
     assert "only the unsubscribe link may carry it" in errors[0].message
+
+
+def test_the_recipient_value_findings_read_in_french_in_the_preview() -> None:
+    page = (
+        '<html lang="fr"><body><a href="https://pub.example.org/?n=%%DIGEST_NAME_AB12%%">Lire</a>'
+        f"<p>Voir https://pub.example.org/%%DIGEST_UNSUBSCRIBE_AB12%%</p>{UNSUB}</body></html>"
+    )
+    found = [c for c in check_email(_rendered(page, TEXT)) if c.name == "recipient-values"]
+    french = [translate_check(c.message, "fr") for c in found]
+    assert len(french) == 2
+    assert french[0].startswith("Le nom du lecteur serait écrit dans l’attribut href")
+    assert french[1].startswith("La partie HTML écrit l’adresse de désinscription du lecteur")
 
 
 def test_the_templates_own_markers_pass_the_recipient_value_check() -> None:
@@ -393,8 +407,9 @@ def test_an_unreachable_database_error_shows_no_password(
     )
     monkeypatch.setenv("DIGEST_LLM_API_KEY", SECRETS["DIGEST_LLM_API_KEY"])
     monkeypatch.setenv("DIGEST_SECRET_KEY", SECRETS["DIGEST_SECRET_KEY"])
-    assert cli(config, "status") != 0
+    assert cli(config, "status") == 1
     captured = capsys.readouterr()
+    assert "digest:***@127.0.0.1" in captured.err  # the error names the database, masked
     assert "Secr3t" not in captured.out + captured.err
 
 
@@ -402,6 +417,7 @@ def test_the_llm_backend_errors_show_no_api_key(
     tmp_path: Path,
     http_server: HTTPServer,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     http_server.routes["/v1/chat/completions"] = Route(401, b'{"error": "bad key"}')
@@ -414,6 +430,8 @@ def test_the_llm_backend_errors_show_no_api_key(
     monkeypatch.setenv("DIGEST_LLM_MODEL", "m")
     monkeypatch.setenv("DIGEST_LLM_API_KEY", SECRETS["DIGEST_LLM_API_KEY"])
     assert cli(config, "collect") in (0, 2)
-    cli(config, "draft", "--period", PERIOD)
+    with caplog.at_level(logging.WARNING):
+        assert cli(config, "draft", "--period", PERIOD) == 0
     captured = capsys.readouterr()
-    assert "Secr3t" not in captured.out + captured.err
+    assert "summarizer 'openai' failed" in caplog.text  # the error path did run
+    assert "Secr3t" not in captured.out + captured.err + caplog.text
