@@ -53,13 +53,15 @@ class _Html:
     link_texts: list[str]
     text: str
     marked: list[tuple[str, str, str]]
-    """(tag, attribute, value) of every attribute that holds a ``%%`` marker."""
+    """(tag, attribute, value) of every attribute (or stylesheet) that holds ``%%``."""
 
 
 def _read_html(html: str) -> _Html:
     if not html.strip():
         return _Html(None, [], [], [], "", [])
     doc = lxml.html.document_fromstring(html.encode("utf-8"), parser=_HTML_PARSER)
+    # CSS can fetch addresses too (``url(…)``): a marker in a stylesheet counts.
+    marked = [("style", "CSS", node.text or "") for node in doc.iter("style")]
     for node in doc.xpath("//style|//script|//title"):
         node.drop_tree()
     links = doc.xpath("//a[@href]")
@@ -73,10 +75,14 @@ def _read_html(html: str) -> _Html:
         ],
         text=doc.text_content(),
         marked=[
-            (str(node.tag), attr, value)
-            for node in doc.iter(lxml.etree.Element)
-            for attr, value in node.attrib.items()
-            if "%%" in value
+            entry
+            for entry in marked
+            + [
+                (str(node.tag), attr, value)
+                for node in doc.iter(lxml.etree.Element)
+                for attr, value in node.attrib.items()
+            ]
+            if "%%" in entry[2]
         ],
     )
 

@@ -133,6 +133,8 @@ TEXT = "Bonjour %%DIGEST_NAME_AB12%%,\nSe désabonner : %%DIGEST_UNSUBSCRIBE_AB1
         '<img alt="" src="https://pub.example.org/p.gif?u=%%DIGEST_UNSUBSCRIBE_AB12%%">',
         '<a href="https://pub.example.org/r?to=%%DIGEST_UNSUBSCRIBE_AB12%%">Partir</a>',
         "<p>Voir https://pub.example.org/%%DIGEST_NAME_AB12%%</p>",
+        '<p style="background:url(https://pub.example.org/b.png?%%DIGEST_NAME_AB12%%)">x</p>',
+        "<style>p { background: url(https://pub.example.org/?%%DIGEST_NAME_AB12%%) }</style>",
     ],
 )
 def test_a_recipient_value_in_a_foreign_url_fails_the_checks(html: str) -> None:
