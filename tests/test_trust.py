@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import lxml.html
@@ -23,10 +24,16 @@ from digest.checks import check_email, check_settings
 from digest.collect.images import is_tracking_image, lead_image
 from digest.config import LLMSettings, SummarizeSettings, load_settings
 from digest.i18n import translate_check
-from digest.mailbox import Mailbox
 from digest.models import RenderedIssue
 from digest.render import render_issue
 from digest.starter import write_starter
+
+
+class Mailbox(Protocol):
+    """The capture SMTP server the ``smtp_capture`` fixture gives (its port is all we use)."""
+
+    port: int
+
 
 # -- item 7: per-recipient values never leave in someone else's URL --------------------------
 
