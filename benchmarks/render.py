@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         per_batch.append((time.perf_counter() - start) / count)
     per_recipient = statistics.median(per_batch)
     naive = median_seconds(
-        lambda: rendered.html.replace("%%DIGEST_NAME%%", "x").replace(
-            "%%DIGEST_UNSUBSCRIBE_URL%%", "y"
+        lambda: rendered.html.replace(rendered.name_marker, "x").replace(
+            rendered.unsubscribe_marker, "y"
         ),
         200,
     )

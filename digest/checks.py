@@ -1,6 +1,7 @@
 """The pre-send checks: what to fix before an issue goes to anyone.
 
     check_email(rendered, issue) -> list[Check]
+    check_settings(settings) -> list[Check]     what a real send refuses in the config
 
 Each finding is an ``error`` (a send should stop: no unsubscribe link, a missing
 text part, an article without a link, an HTML part Gmail would clip) or a
@@ -11,19 +12,24 @@ would, rather than trusting the templates to have done what they meant.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 import re
+import tomllib
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import lxml.etree
 import lxml.html
 
-from .models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, RenderedIssue
+from .config import Settings
+from .models import Issue, RenderedIssue
 from .render import MAX_HTML_BYTES, MAX_LINE_OCTETS, MAX_SUBJECT_CHARS, WARN_HTML_BYTES
 from .richtext import MAX_TITLE_CHARS, clean, display_title, literal_markdown, safe_url
 
-__all__ = ["Check", "check_email"]
+__all__ = ["Check", "check_email", "check_settings"]
 
 Level = Literal["error", "warning"]
 
@@ -46,12 +52,16 @@ class _Html:
     links: list[str]
     link_texts: list[str]
     text: str
+    marked: list[tuple[str, str, str]]
+    """(tag, attribute, value) of every attribute (or stylesheet) that holds ``%%``."""
 
 
 def _read_html(html: str) -> _Html:
     if not html.strip():
-        return _Html(None, [], [], [], "")
+        return _Html(None, [], [], [], "", [])
     doc = lxml.html.document_fromstring(html.encode("utf-8"), parser=_HTML_PARSER)
+    # CSS can fetch addresses too (``url(…)``): a marker in a stylesheet counts.
+    marked = [("style", "CSS", node.text or "") for node in doc.iter("style")]
     for node in doc.xpath("//style|//script|//title"):
         node.drop_tree()
     links = doc.xpath("//a[@href]")
@@ -64,6 +74,16 @@ def _read_html(html: str) -> _Html:
             a.text_content() + "".join(i.get("alt", "") for i in a.iter("img")) for a in links
         ],
         text=doc.text_content(),
+        marked=[
+            entry
+            for entry in marked
+            + [
+                (str(node.tag), attr, value)
+                for node in doc.iter(lxml.etree.Element)
+                for attr, value in node.attrib.items()
+            ]
+            if "%%" in entry[2]
+        ],
     )
 
 
@@ -112,12 +132,14 @@ def check_email(rendered: RenderedIssue, issue: Issue | None = None) -> list[Che
         if image.get("alt") is None:
             add("image-alt", "error", f"image {image.get('src') or '(no src)'} has no alt text")
         _check_url(str(image.get("src") or ""), "image", add)
+    unsubscribe = rendered.unsubscribe_marker
     for href in parsed.links:
-        if href != UNSUBSCRIBE_MARKER and not href.startswith("mailto:"):
+        if href != unsubscribe and not href.startswith("mailto:"):
             _check_url(href, "link", add)
+    _check_recipient_values(rendered, parsed, add)
 
     for part, body in (("HTML", rendered.html), ("text", rendered.text)):
-        found_here = set(_LEFTOVER.findall(body)) - {NAME_MARKER, UNSUBSCRIBE_MARKER}
+        found_here = set(_LEFTOVER.findall(body)) - set(rendered.markers)
         leftovers = found_here
         if leftovers:
             found = ", ".join(sorted(leftovers))
@@ -127,9 +149,9 @@ def check_email(rendered: RenderedIssue, issue: Issue | None = None) -> list[Che
             add("link-text", "warning", f"link to {href} says {label.strip()!r}: say where it goes")
     if not parsed.lang:
         add("lang", "warning", "the <html> element has no lang: screen readers may mispronounce it")
-    if UNSUBSCRIBE_MARKER not in parsed.links:
+    if unsubscribe not in parsed.links:
         add("unsubscribe", "error", "the HTML part has no unsubscribe link")
-    if UNSUBSCRIBE_MARKER not in rendered.text:
+    if unsubscribe not in rendered.text:
         add("unsubscribe", "error", "the text part has no unsubscribe link")
 
     _check_text_part(rendered, parsed, issue, add)
@@ -142,6 +164,43 @@ def check_email(rendered: RenderedIssue, issue: Issue | None = None) -> list[Che
         if len(line.encode("utf-8")) > MAX_LINE_OCTETS:
             add("line-length", "error", f"text part line {number} is over {MAX_LINE_OCTETS} octets")
     return checks
+
+
+def _check_recipient_values(rendered: RenderedIssue, parsed: _Html, add: Any) -> None:
+    """A reader's name or unsubscribe token may only go where it stays ours.
+
+    The one place a per-recipient value may sit in a URL is the unsubscribe link,
+    whose whole ``href`` is the marker (it becomes ``base_url/u/TOKEN``). Anywhere
+    else in an attribute (a link, an image, a style), or inside a web address
+    written in the text (mail clients make those links), it would be sent to
+    whoever owns that address as soon as the reader clicks or images load.
+    """
+    name, unsubscribe = rendered.markers
+    what = {name: "the reader's name", unsubscribe: "the reader's unsubscribe URL"}
+    for tag, attr, value in parsed.marked:
+        if attr == "href" and value == unsubscribe:
+            continue
+        for marker in (name, unsubscribe):
+            if marker in value:
+                add(
+                    "recipient-values",
+                    "error",
+                    f"{what[marker]} would be written into the {attr} of a <{tag}> "
+                    f"({value.replace(marker, '…')}): only the unsubscribe link may carry it; "
+                    "fix the custom template",
+                )
+    for part, body in (("HTML", parsed.text), ("text", rendered.text)):
+        for word in body.split():
+            if word == unsubscribe or not ("://" in word or word.lower().startswith("www.")):
+                continue
+            for marker in (name, unsubscribe):
+                if marker in word:
+                    add(
+                        "recipient-values",
+                        "error",
+                        f"the {part} part writes {what[marker]} inside the address "
+                        f"{word.replace(marker, '…')}: only the unsubscribe link may carry it",
+                    )
 
 
 def _check_size(rendered: RenderedIssue, issue: Issue | None, add: Any) -> None:
@@ -264,3 +323,123 @@ def _check_markdown(issue: Issue, add: Any) -> None:
                 f"{where} will show {shown} as typed: close the **emphasis**, write links "
                 "as [text](https://…), and leave out HTML",
             )
+
+
+# ---------------------------------------------------------------------------- the config
+
+# Domains that can never be anyone's real address (RFC 2606, RFC 6761): the
+# starter and the docs use them as placeholders.
+_RESERVED_DOMAINS = ("example.org", "example.com", "example.net")
+_RESERVED_SUFFIXES = ("example", "test", "invalid", "localhost", "local")
+
+
+def _reserved(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    labels = host.split(".")
+    return (
+        any(host == d or host.endswith("." + d) for d in _RESERVED_DOMAINS)
+        or labels[-1] in _RESERVED_SUFFIXES
+    )
+
+
+def _not_public(host: str) -> str:
+    """Why ``host`` is not a public host name, or ``""`` when it is one."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        if "." not in host.rstrip(".") or host.rstrip(".").endswith((".localhost", ".local")):
+            return "a local name, not a public one"
+        if _reserved(host):
+            return "a reserved example name that nobody can reach"
+        return ""
+    return "" if address.is_global else "a private or loopback address"
+
+
+@functools.cache
+def _starter_values() -> dict[str, str]:
+    """The placeholders of the starter config ``digest init`` writes, read from it."""
+    from importlib import resources
+
+    text = (resources.files("digest") / "templates" / "starter" / "digest.toml").read_text("utf-8")
+    data = tomllib.loads(text)
+    return {
+        "from_address": data["newsletter"]["from_address"],
+        "postal_address": data["newsletter"]["postal_address"],
+        "why": data["newsletter"]["why"],
+        "base_url": data["web"]["base_url"],
+    }
+
+
+def check_settings(settings: Settings) -> list[Check]:
+    """What a real send refuses in the config: links readers cannot follow, placeholders.
+
+    Every finding is an error: an unsubscribe link that goes nowhere breaks the
+    law and the inbox providers' rules, and the starter's sample sender and
+    address would go out under someone else's name. ``[web] allow_local_links``
+    (the demo, tests) accepts loopback, http and example domains; the starter's
+    own placeholders are refused whatever it says.
+    """
+    checks: list[Check] = []
+    news = settings.newsletter
+    local = settings.web.allow_local_links
+    starter = _starter_values()
+    for key, value in (
+        ("[newsletter] from_address", news.from_address),
+        ("[newsletter] postal_address", news.postal_address),
+        ("[newsletter] why", news.why),
+        ("[web] base_url", settings.web.base_url),
+    ):
+        name = key.rpartition(" ")[2]
+        if value.strip() == starter[name]:
+            checks.append(
+                Check(
+                    "placeholder",
+                    "error",
+                    f"{key} is still the starter's example ({value!r}): "
+                    "write your own in the config file",
+                )
+            )
+    for key, url in (
+        ("[web] base_url (unsubscribe links)", settings.web.base_url),
+        ("[render] archive_url", settings.render.archive_url),
+    ):
+        problem = _public_url_problem(url, local) if url or key.startswith("[web]") else ""
+        if problem:
+            checks.append(Check("public-links", "error", f"{key} {url!r} {problem}"))
+    domain = news.from_address.rpartition("@")[2]
+    if not local and domain and _reserved(domain):
+        checks.append(
+            Check(
+                "sender",
+                "error",
+                f"[newsletter] from_address {news.from_address!r} is on a reserved example "
+                "domain: use an address of your own domain that your SMTP relay accepts",
+            )
+        )
+    return checks
+
+
+def _public_url_problem(url: str, local: bool) -> str:
+    """Why readers could not follow ``url``, or ``""``; ``local`` accepts this machine."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "is not a URL: write it as https://your.domain/…"
+    if not parts.scheme or not host:
+        return f"has no scheme: write it as https://{url.split('://')[-1].lstrip('/')}"
+    if parts.scheme not in ("https", "http"):
+        return "is not a web address: write it as https://your.domain/…"
+    if local:
+        return ""
+    why = _not_public(host)
+    if why:
+        return (
+            f"points at {host}, {why}: readers could not open it; set the public "
+            "https address of `digest serve` (or [web] allow_local_links = true for "
+            "a local test)"
+        )
+    if parts.scheme != "https":
+        return "is not https: write it as https://…; mail providers distrust plain http links"
+    return ""

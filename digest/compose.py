@@ -43,7 +43,6 @@ from .models import (
     UNSUBSCRIBE_MARKER,
     RenderedIssue,
     Subscriber,
-    split_at_markers,
 )
 
 __all__ = ["MessageFactory", "one_line", "unsubscribe_url"]
@@ -109,13 +108,12 @@ def _safe_start(line: bytes) -> list[bytes]:
     return [line[:cut] + b"=", *_safe_start(line[cut:])]
 
 
-def _segments(body: str, named: bool) -> list[bytes | str]:
-    """Constant parts encoded once (bytes), markers left as the marker string."""
-    return [
-        part if part in (NAME_MARKER, UNSUBSCRIBE_MARKER) else _qp(part)
-        for part in split_at_markers(body, named)
-        if part
-    ]
+def _segments(rendered: RenderedIssue, field_name: str, named: bool) -> list[bytes | str]:
+    """Constant parts encoded once (bytes); where the issue's own markers were, the
+    string ``NAME_MARKER`` or ``UNSUBSCRIBE_MARKER`` (only those ``str`` get filled)."""
+    kinds = {rendered.name_marker: NAME_MARKER, rendered.unsubscribe_marker: UNSUBSCRIBE_MARKER}
+    parts = rendered.split(field_name, named)
+    return [kinds[part] if index % 2 else _qp(part) for index, part in enumerate(parts) if part]
 
 
 def _encode_header(name: str, value: str) -> bytes:
@@ -232,8 +230,8 @@ class MessageFactory:
         )
         self._close = CRLF + b"--" + self._boundary + b"--" + CRLF
         # Two variants, as RenderedIssue.personalise has: without a name and with one.
-        self._text = (_segments(rendered.text, False), _segments(rendered.text, True))
-        self._html = (_segments(rendered.html, False), _segments(rendered.html, True))
+        self._text = (_segments(rendered, "text", False), _segments(rendered, "text", True))
+        self._html = (_segments(rendered, "html", False), _segments(rendered, "html", True))
         self._date_second = -1
         self._date = b""
         self._dkim = _DkimSigner.from_settings(settings)

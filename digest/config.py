@@ -118,7 +118,7 @@ class SelectSettings:
 class LLMSettings:
     base_url: str = ""
     model: str = ""
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # a secret: never in a repr or an error
     timeout: float = 60.0
 
 
@@ -210,6 +210,10 @@ class WebSettings:
     """Host names accepted besides ``base_url``'s (a health check's, for instance)."""
     indexing: bool = False
     """Let search engines index the archive and the signup form."""
+    allow_local_links: bool = False
+    """A local setup (the demo, tests): accept unsubscribe and archive links on
+    loopback or plain http, and a sender on a reserved example domain. A real send
+    refuses them otherwise: nobody outside this machine could follow those links."""
 
 
 @dataclass(frozen=True)

@@ -335,6 +335,32 @@ _CHECKS_FR: list[tuple[str, str]] = [
         "l’objet fait {n} caractères ; les boîtes de réception le coupent vers {limit}",
     ),
     (r"the subject is over (?P<limit>\d+) octets", "l’objet dépasse {limit} octets"),
+    (
+        r"the reader's name would be written into the (?P<attr>\S+) of a (?P<tag><\S+>) "
+        r"\((?P<value>.*)\): only the unsubscribe link may carry it; fix the custom template",
+        "le nom du lecteur serait écrit dans l’attribut {attr} d’un {tag} ({value}) : seul le "
+        "lien de désinscription peut le porter ; corrigez le modèle personnalisé",
+    ),
+    (
+        r"the reader's unsubscribe URL would be written into the (?P<attr>\S+) of a "
+        r"(?P<tag><\S+>) \((?P<value>.*)\): only the unsubscribe link may carry it; "
+        r"fix the custom template",
+        "l’adresse de désinscription du lecteur serait écrite dans l’attribut {attr} d’un "
+        "{tag} ({value}) : seul le lien de désinscription peut la porter ; corrigez le modèle "
+        "personnalisé",
+    ),
+    (
+        r"the (?P<part>HTML|text) part writes the reader's name inside the address "
+        r"(?P<url>\S+): only the unsubscribe link may carry it",
+        "la partie {part} écrit le nom du lecteur dans l’adresse {url} : seul le lien de "
+        "désinscription peut le porter",
+    ),
+    (
+        r"the (?P<part>HTML|text) part writes the reader's unsubscribe URL inside the address "
+        r"(?P<url>\S+): only the unsubscribe link may carry it",
+        "la partie {part} écrit l’adresse de désinscription du lecteur dans l’adresse {url} : "
+        "seul le lien de désinscription peut la porter",
+    ),
 ]
 _CHECKS: dict[str, list[tuple[re.Pattern[str], str]]] = {
     "fr": [(re.compile(pattern), text) for pattern, text in _CHECKS_FR]

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from html import escape
 from typing import Literal, NamedTuple
@@ -32,6 +33,7 @@ __all__ = [
     "UNSUBSCRIBE_MARKER",
     "decode_lessons",
     "encode_lessons",
+    "new_markers",
     "split_at_markers",
     "Subscriber",
     "SubscriberStatus",
@@ -189,18 +191,34 @@ class RenderedEmail:
     text: str
 
 
-# Markers left in a rendered issue where each recipient's own values go; they are
-# plain ASCII that neither Jinja2, MJML nor premailer touch, replaced at send time.
+# The fixed markers of the first versions, kept for hand-built ``RenderedIssue``
+# values (tests, benchmarks). ``render_issue`` never uses them: a feed could write
+# them into a link, and personalisation would then fill in the reader's name and
+# unsubscribe token inside a third party's URL. It draws fresh ones per render.
 NAME_MARKER = "%%DIGEST_NAME%%"
 UNSUBSCRIBE_MARKER = "%%DIGEST_UNSUBSCRIBE_URL%%"
+
+
+def new_markers() -> tuple[str, str]:
+    """A name marker and an unsubscribe marker no feed can have guessed.
+
+    64 random bits per render, drawn after the content was written: a feed item
+    cannot contain them except by chance. Upper-case hex, so they stay plain ASCII
+    that neither Jinja2, MJML, premailer nor quoted-printable change, and they
+    still look like ``%%NAME%%`` to the leftover check.
+    """
+    tag = secrets.token_hex(8).upper()
+    return f"%%DIGEST_NAME_{tag}%%", f"%%DIGEST_UNSUBSCRIBE_{tag}%%"
 
 
 @dataclass(frozen=True)
 class RenderedIssue:
     """An issue rendered once: HTML and text with the recipient markers still in them.
 
+    ``name_marker`` and ``unsubscribe_marker`` are where the templates asked for
+    each recipient's values; ``render_issue`` draws them at random per render.
     ``personalise`` is the per-recipient step; it must stay cheap (string
-    replacement, no template work), since it runs once per subscriber.
+    joins, no template work), since it runs once per subscriber.
     """
 
     subject: str
@@ -208,6 +226,12 @@ class RenderedIssue:
     html: str
     text: str
     language: str = "fr"
+    name_marker: str = NAME_MARKER
+    unsubscribe_marker: str = UNSUBSCRIBE_MARKER
+
+    @property
+    def markers(self) -> tuple[str, str]:
+        return self.name_marker, self.unsubscribe_marker
 
     def personalise(self, name: str, unsubscribe_url: str) -> RenderedEmail:
         """Fill in one recipient's name and unsubscribe URL (escaped in the HTML).
@@ -217,9 +241,14 @@ class RenderedIssue:
         recipient costs one join per part rather than a scan of 50 KB of HTML.
         """
         named = bool(name)
-        html = _fill(self._parts("html", named), escape(name), escape(unsubscribe_url))
-        text = _fill(self._parts("text", named), name, unsubscribe_url)
+        marker = self.name_marker
+        html = _fill(self._parts("html", named), marker, escape(name), escape(unsubscribe_url))
+        text = _fill(self._parts("text", named), marker, name, unsubscribe_url)
         return RenderedEmail(self.subject, self.preheader, html, text)
+
+    def split(self, field_name: str, named: bool) -> list[str]:
+        """The HTML or text cut at this issue's markers: odd indexes are markers (cached)."""
+        return self._parts(field_name, named)
 
     def _parts(self, field_name: str, named: bool) -> list[str]:
         # Cached in the instance dict: frozen dataclasses forbid attribute assignment,
@@ -227,29 +256,32 @@ class RenderedIssue:
         cache: dict[tuple[str, bool], list[str]] = self.__dict__.setdefault("_split_cache", {})
         parts = cache.get((field_name, named))
         if parts is None:
-            parts = cache[(field_name, named)] = split_at_markers(getattr(self, field_name), named)
+            parts = cache[(field_name, named)] = split_at_markers(
+                getattr(self, field_name), named, self.markers
+            )
         return parts
 
 
-_MARKERS = re.compile(f"({re.escape(NAME_MARKER)}|{re.escape(UNSUBSCRIBE_MARKER)})")
-
-
-def split_at_markers(body: str, named: bool) -> list[str]:
-    """``body`` cut around the recipient markers: odd indexes are the markers.
+def split_at_markers(
+    body: str, named: bool, markers: tuple[str, str] = (NAME_MARKER, UNSUBSCRIBE_MARKER)
+) -> list[str]:
+    """``body`` cut around the recipient markers ``(name, unsubscribe)``: odd indexes
+    are the markers.
 
     Without a name, the space before the name marker goes too, so the greeting
     reads « Bonjour, » rather than « Bonjour , ».
     """
+    name_marker = markers[0]
     if not named:
-        body = body.replace(" " + NAME_MARKER, NAME_MARKER)
-    return _MARKERS.split(body)
+        body = body.replace(" " + name_marker, name_marker)
+    return re.split("(" + "|".join(re.escape(m) for m in markers) + ")", body)
 
 
-def _fill(parts: list[str], name: str, unsubscribe_url: str) -> str:
+def _fill(parts: list[str], name_marker: str, name: str, unsubscribe_url: str) -> str:
     """Join parts split on the markers: odd indexes are markers, replaced by values."""
     out = parts.copy()
     for index in range(1, len(out), 2):
-        out[index] = name if out[index] == NAME_MARKER else unsubscribe_url
+        out[index] = name if out[index] == name_marker else unsubscribe_url
     return "".join(out)
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings
 from .db import Store, articles, issues, locks, runs
 from .db import subscribers as subscriber_rows
-from .errors import DigestError, IssueError, LockedError
+from .errors import ConfigError, DigestError, IssueError, LockedError
 from .models import (
     Issue,
     IssueItem,
@@ -388,6 +388,7 @@ def send(
         )
     if dry_run:
         return send_issue(settings, store, issue, result.rendered, dry_run=True, progress=progress)
+    _refuse_placeholders(settings)
     if issue.status in ("draft", "approved"):
         # What goes out is what the store keeps (the archive shows it): the draft's edits.
         issue = issues.save(store, issue)
@@ -405,6 +406,19 @@ def send(
     if report.complete:
         issues.set_status(store, period, "sent", expect=("sending",))
     return report
+
+
+def _refuse_placeholders(settings: Settings) -> None:
+    """A real send stops on the config's own errors, ``--force`` or not: a link no reader
+    can follow or the starter's sample sender is never what the editor meant."""
+    from .checks import check_settings
+
+    problems = check_settings(settings)
+    if problems:
+        raise ConfigError(
+            f"{settings.path}: " + "; ".join(c.message for c in problems),
+            hint="fix the config file and send again; nothing was sent",
+        )
 
 
 @dataclass(frozen=True)
@@ -434,6 +448,7 @@ def dry_run(
     force: bool = False,
 ) -> DryRun:
     """Who ``send`` (or ``send --to``) would send to, and what would stop it; sends nothing."""
+    from .checks import check_settings
     from .send import send_issue
     from .subscribers import normalise_email
 
@@ -444,6 +459,7 @@ def dry_run(
         address = normalise_email(to)
         return DryRun(period, [address], {}, {}, [], test_to=address)
     problems = [] if force else [f"pre-send check: {c.message}" for c in result.errors]
+    problems += [f"config: {c.message}" for c in check_settings(settings)]
     if issue.status == "sent":  # as `send` says: nothing to do, which is no error
         return DryRun(period, [], {}, issues.delivery_counts(store, period), [], already_sent=True)
     if issue.status == "draft":

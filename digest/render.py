@@ -42,7 +42,7 @@ import premailer
 from .config import Settings
 from .errors import DigestError, TemplateError
 from .i18n import format_date, strings_for
-from .models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, IssueItem, RenderedIssue
+from .models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, IssueItem, RenderedIssue, new_markers
 from .period import period_bounds
 from .richtext import (
     clean,
@@ -493,6 +493,9 @@ def inline_css(html: str) -> str:
 def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
     """Render ``issue`` once; raise ``TemplateError`` naming the template file and line."""
     shared = _shared_context(issue, settings)
+    # Fresh markers for this render only: content written before cannot contain them.
+    name_marker, unsubscribe_marker = new_markers()
+    shared.update(name_marker=name_marker, unsubscribe_marker=unsubscribe_marker)
     context = _for_part(shared, issue, "html")
     env = _environment(settings.render.templates)
     source = _render_template(env, HTML_TEMPLATE, context)
@@ -504,6 +507,8 @@ def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
         html=html,
         text=text,
         language=context["lang"],
+        name_marker=name_marker,
+        unsubscribe_marker=unsubscribe_marker,
     )
 
 

@@ -86,8 +86,21 @@ def safe_url(url: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
     if parts.scheme.lower() not in schemes:
         return ""
     if parts.scheme.lower() == "mailto":
-        return url if "@" in parts.path else ""
-    return url if parts.hostname else ""
+        return _stray_percents(url) if "@" in parts.path else ""
+    return _stray_percents(url) if parts.hostname else ""
+
+
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _stray_percents(url: str) -> str:
+    """``url`` with every ``%`` that starts no ``%XX`` escape written ``%25``.
+
+    Browsers do the same when they follow the link, so the URL still goes where
+    it went; and a feed's link can no longer carry ``%%…%%``, which looks like a
+    recipient marker to the pre-send checks and to anyone reading the source.
+    """
+    return _STRAY_PERCENT.sub("%25", url) if "%" in url else url
 
 
 def display_title(title: str) -> str:

@@ -35,6 +35,7 @@ from ..models import Article
 from .dedupe import Candidate, Deduper
 from .fetch import HTML_ACCEPT, Fetcher, FetchError
 from .fulltext import enrich, extract, require_extractor, wants_full_text
+from .images import lead_image
 from .normalize import fold, is_web_url
 from .parse import Entry, Feed, NotAFeed
 from .prepare import Prepared, parse_and_prepare, parser_pool, prepare_entry
@@ -422,6 +423,7 @@ class _Run:
     def _candidate(
         self, source: SourceSettings, entry: Entry, ready: Prepared, *, partial: bool
     ) -> Candidate:
+        image_url, image_alt = lead_image(entry.image_url, entry.image_alt, entry.html)
         article = Article(
             source=source.name,
             url=entry.url,
@@ -432,8 +434,8 @@ class _Run:
             html=entry.html,
             author=entry.author,
             language=ready.language,
-            image_url=entry.image_url,
-            image_alt=entry.image_alt,
+            image_url=image_url,
+            image_alt=image_alt,
             fingerprint=ready.fingerprint,
         )
         return Candidate(
