@@ -215,11 +215,14 @@ def test_every_lesson_of_the_demo_issue_is_grounded_in_its_article(tmp_path: Pat
     assert issue is not None and len(issue.items) >= 8
     for item in issue.items:
         assert item.grounded, item.title
-        assert 2 <= len(item.lessons) <= 4, item.title
+        # Only the article's own takeaways: some state one, none are padded with facts.
+        assert len(item.lessons) <= 4, item.title
         assert item.article_id is not None
         article = store.article(item.article_id)
         assert article is not None
         for lesson in item.lessons:
             assert len(lesson.split()) <= 27, lesson
-            # extractive lessons are the article's own words, perhaps cut at a clause
-            assert locate_quote(lesson.rstrip("…"), article.text) is not None, lesson
+            assert not lesson.endswith("…"), lesson
+            # extractive lessons are the article's own words: a sentence or a whole clause
+            assert locate_quote(lesson.rstrip("."), article.text) is not None, lesson
+    assert sum(len(item.lessons) for item in issue.items) >= len(issue.items)

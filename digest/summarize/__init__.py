@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..config import SummarizeSettings
 from ..errors import SummarizerError
-from ..models import Article, Lesson, Summary
+from ..models import NO_TAKEAWAY, Article, Lesson, Summary
 from .grounding import Evidence
 from .text import MAX_CHARS
 
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "digest.summarizers"
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 """Bump when a backend's output changes for the same input, to ignore old cache rows."""
 
 MAX_SUMMARY_WORDS = 80
@@ -156,12 +156,13 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
     return {
         "summary": summary.summary,
         "lessons": [
-            {"text": x.text, "quote": x.quote, "start": x.start, "end": x.end}
+            {"text": x.text, "quote": x.quote, "start": x.start, "end": x.end, "backend": x.backend}
             for x in summary.lessons
         ],
         "backend": summary.backend,
         "grounded": summary.grounded,
         "checks": dict(summary.checks),
+        "no_lessons": summary.no_lessons,
     }
 
 
@@ -169,12 +170,19 @@ def summary_from_dict(value: dict[str, Any]) -> Summary:
     return Summary(
         summary=str(value["summary"]),
         lessons=tuple(
-            Lesson(str(x["text"]), str(x["quote"]), int(x["start"]), int(x["end"]))
+            Lesson(
+                str(x["text"]),
+                str(x["quote"]),
+                int(x["start"]),
+                int(x["end"]),
+                str(x.get("backend", value["backend"])),
+            )
             for x in value["lessons"]
         ),
         backend=str(value["backend"]),
         grounded=bool(value["grounded"]),
         checks={str(k): bool(v) for k, v in value.get("checks", {}).items()},
+        no_lessons=str(value.get("no_lessons", "")),
     )
 
 
@@ -273,14 +281,26 @@ def check_grounding(
         checks[f"lesson{k}_facts"] = facts_ok
         checks[f"lesson{k}_length"] = length_ok
         if span is not None and facts_ok and length_ok:
-            lessons.append(Lesson(lesson.text.strip(), text[span[0] : span[1]], *span))
+            written_by = lesson.backend or summary.backend
+            lessons.append(Lesson(lesson.text.strip(), text[span[0] : span[1]], *span, written_by))
 
     wanted = max(2, min(4, settings.max_lessons))
     checks["lessons_count"] = len(lessons) >= 2
-    if len(lessons) < 2:
+    no_lessons = summary.no_lessons
+    if len(lessons) < 2 and summary.backend != offline.name:
+        # Lessons the model lost are topped up from the article's own takeaways, each
+        # labelled as the offline backend's; an article with none gets none.
         avoid = [x.quote for x in lessons] + [summary_text]
         extra = offline.lessons(article, wanted - len(lessons), avoid)
         lessons = sorted(lessons + extra, key=lambda x: x.start)[:wanted]
+        no_lessons = "" if lessons else NO_TAKEAWAY
     backend = summary.backend
     grounded = all(x.start >= 0 for x in lessons) and not unsupported(summary_text)
-    return Summary(summary_text, tuple(lessons[:wanted]), backend, grounded, checks)
+    return Summary(
+        summary_text,
+        tuple(lessons[:wanted]),
+        backend,
+        grounded,
+        checks,
+        no_lessons if not lessons else "",
+    )

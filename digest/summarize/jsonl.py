@@ -5,7 +5,11 @@ Input, one object a line: ``{"title": …, "text": …, "language"?: …}`` (``u
 and flushed as it is written, so the command works in a pipe::
 
     {"summary": …, "lessons": ["…", …], "backend": "extractive", "grounded": true,
-     "evidence": [{"quote": "…", "start": 12, "end": 80}, …], "checks": {…}}
+     "evidence": [{"quote": "…", "start": 12, "end": 80, "backend": "extractive"}, …],
+     "checks": {…}, "no_lessons": ""}
+
+``no_lessons`` is ``"no_takeaway"`` when the article states no lesson and has no
+takeaway sentence: ``lessons`` is then empty, for an editor to write one.
 
 A line that is not a JSON object with a ``text`` string is the caller's mistake:
 ``SummarizerError`` naming the line, nothing more read. An article with nothing to
@@ -47,9 +51,11 @@ def summarize_stream(
                 "backend": summary.backend,
                 "grounded": summary.grounded,
                 "evidence": [
-                    {"quote": x.quote, "start": x.start, "end": x.end} for x in summary.lessons
+                    {"quote": x.quote, "start": x.start, "end": x.end, "backend": x.backend}
+                    for x in summary.lessons
                 ],
                 "checks": summary.checks,
+                "no_lessons": summary.no_lessons,
             }
         except NothingToSummarize as exc:
             out = {"error": exc.message, "line": number}

@@ -34,7 +34,10 @@ __all__ = [
     "mask_markup",
     "split_sentences",
     "stem_words",
+    "lost_breaks",
     "stop_words",
+    "text_lines",
+    "unglue",
     "words",
 ]
 
@@ -74,6 +77,18 @@ _GLUED = re.compile(
     r"(?:(?<=[^\W\d_]{2})|(?<=[)»\"”’]))[.!?…]+(?=[A-ZÀ-ÖØ-Ý](?:[^\W\d_]|['’][^\W\d_]|\s))"
 )
 _LINE = re.compile(r"[^\n\r\u2028\u2029]+")
+# Words glued where a feed lost a line break: « les durs à cuireTout juste », « la
+# chargeLe chef ». A lower-case word of three letters or more running into a capital
+# that starts a word; or any word running into a capitalised function word (« ParisLe »).
+# « YouTube », « iPhone » and « ChatGPT » start otherwise and are left alone.
+_LOST_BREAK = re.compile(
+    r"(?<![^\W_])[a-zß-öø-ÿ]{3,}(?=[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ])"
+    r"|(?<=[a-zß-öø-ÿ\d]{2})(?=(?:Le|La|Les|Un|Une|Des|Il|Ils|Elle|Elles|Ce|Cet|Cette|Ces|En"
+    r"|Au|Aux|Dans|Pour|Selon|Mais|Depuis|Après|Alors|Lors|Sur|The|In|It|He|She|They|This)"
+    r"(?![^\W_]))"
+)
+# Quotation marks that open or close: paired to keep a quotation in one sentence.
+_QUOTE_MARKS = re.compile(r"[«»“”\"]")
 _BULLET = re.compile(r"[\s]*(?:[-–—•*·▪►✓→]|\d{1,2}[.)])\s+")
 _MARKUP = re.compile(r"<[!/?a-zA-Z][^<>]{0,500}>|&(?:[a-zA-Z]{2,8}|#\d{1,6}|#x[0-9a-fA-F]{1,6});")
 _TAG = re.compile(r"<[!/?a-zA-Z][^<>]{0,500}>")
@@ -114,22 +129,88 @@ def split_sentences(text: str, limit: int = MAX_CHARS) -> list[Sentence]:
     """Sentences of ``text[:limit]``, with offsets into ``text``."""
     masked = mask_markup(text[:limit])
     sentences: list[Sentence] = []
-    for paragraph, line in enumerate(_LINE.finditer(masked)):
-        start = line.start()
-        bullet = _BULLET.match(masked, start, line.end())
-        if bullet and bullet.end() < line.end():
+    for paragraph, (line_start, line_end) in enumerate(text_lines(masked)):
+        start = line_start
+        bullet = _BULLET.match(masked, start, line_end)
+        if bullet and bullet.end() < line_end:
             start = bullet.end()
-        for s, e in _split_line(masked, start, line.end()):
+        for s, e in _split_line(masked, start, line_end):
             s, e = _strip(masked, s, e)
             if e > s and any(c.isalnum() for c in masked[s:e]):
                 sentences.append(Sentence(s, e, text[s:e], _is_complete(masked[s:e]), paragraph))
     return sentences
 
 
+def lost_breaks(text: str) -> list[int]:
+    """Offsets where a line break was lost between two glued words (see ``_LOST_BREAK``)."""
+    return [m.end() for m in _LOST_BREAK.finditer(text)]
+
+
+def unglue(text: str) -> str:
+    """``text`` with its lost line breaks put back (for readers and models, not offsets)."""
+    breaks = lost_breaks(text)
+    if not breaks:
+        return text
+    parts, previous = [], 0
+    for cut in breaks:
+        parts.append(text[previous:cut])
+        previous = cut
+    parts.append(text[previous:])
+    return "\n".join(parts)
+
+
+def text_lines(text: str) -> list[tuple[int, int]]:
+    """Line spans of ``text``, also cut where a line break was lost (offsets unchanged).
+
+    Give it masked text (``mask_markup``): a tag is not a line."""
+    spans: list[tuple[int, int]] = []
+    for line in _LINE.finditer(text):
+        previous = line.start()
+        for cut in lost_breaks(line.group()):
+            spans.append((previous, line.start() + cut))
+            previous = line.start() + cut
+        spans.append((previous, line.end()))
+    return spans
+
+
+def _quotations(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Spans of the quotations that open and close within ``text[start:end]``.
+
+    « » and “ ” nest; straight quotes pair in order. A quotation over 600 characters
+    is not one (an unbalanced mark would otherwise swallow a whole paragraph).
+    """
+    spans: list[tuple[int, int]] = []
+    stack: list[tuple[str, int]] = []
+    straight: int | None = None
+    for match in _QUOTE_MARKS.finditer(text, start, end):
+        mark, at = match.group(), match.start()
+        if mark == '"':
+            if straight is None:
+                straight = at
+            else:
+                spans.append((straight, at))
+                straight = None
+        elif mark in "«“":
+            stack.append((mark, at))
+        elif stack and stack[-1][0] == ("«" if mark == "»" else "“"):
+            spans.append((stack.pop()[1], at))
+    return [(s, e) for s, e in spans if e - s <= 600]
+
+
 def _split_line(text: str, start: int, end: int) -> list[tuple[int, int]]:
     cuts: list[int] = []
+    quotations = _quotations(text, start, end)
+
+    def quoted(i: int) -> bool:  # a cut inside a quotation that closes later on the line
+        return any(s < i <= e for s, e in quotations)
+
     for match in _CANDIDATE.finditer(text, start, end):
         stop = match.end()
+        if text[stop : stop + 1] == '"' and text[stop + 1 : stop + 2].isupper():
+            # « …existants."Alexandre », « fini."Le lendemain »: two sentences glued at a
+            # straight quote, which closes the first (it ends a quotation) or opens the next.
+            cuts.append(stop + 1 if quoted(stop) else stop)
+            continue
         # Closing quotes or brackets belong to the sentence they close; a French
         # guillemet may sit after a (non-breaking) space.
         while stop < end:
@@ -141,6 +222,8 @@ def _split_line(text: str, start: int, end: int) -> list[tuple[int, int]]:
                 break
         if stop >= end or text[stop] not in _SPACES:
             continue
+        if quoted(stop):
+            continue  # « Je suis venu. Je suis reparti », a-t-il dit: one sentence
         if _starts_sentence(text, stop, end) and not _is_abbreviation(text, match, start):
             cuts.append(stop)
     for match in _FULLWIDTH.finditer(text, start, end):  # Chinese and Japanese need no space
