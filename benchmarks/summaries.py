@@ -1,6 +1,6 @@
 """How good and how fast is the offline summarizer? ROUGE against reference abstracts.
 
-    python benchmarks/summaries.py --data ../shared/data/orangesum-valid/pairs.jsonl
+    python benchmarks/summaries.py --data PATH/TO/orangesum-valid/pairs.jsonl
 
 Reads JSON lines with ``title``, ``article`` and ``abstract`` (the OrangeSum
 validation sample), summarizes every article with the extractive backend and

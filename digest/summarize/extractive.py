@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..config import SummarizeSettings
@@ -77,7 +78,7 @@ class Params:
     """A second sentence must score at least this fraction of the first."""
     hook_penalty: float = 0.3
     min_summary_words: int = 12
-    anaphora_penalty: float = 0.6
+    anaphora_penalty: float = 0.3
     """Subtracted from a summary sentence that opens on a pronoun (« Elle », « Ce dernier »)."""
     lesson_position: float = 0.3
     lesson_title: float = 0.3
@@ -285,12 +286,21 @@ def _summary_score(a: _Analysis, i: int, p: Params) -> float:
         score -= p.anaphora_penalty  # « Elle a dit… » does not introduce its subject
     if a.word_counts[i] > p.summary_words:
         score -= p.hook_penalty  # would be cut: a summary ends as a sentence
+    if a.sentences[i].text.lstrip(_OPENERS)[:1].islower():
+        score -= p.hook_penalty  # the middle of a quotation, not the start of a thought
     return score
+
+
+_OPENERS = "«\"“‘'([ \u00a0"
 
 
 def choose_summary(a: _Analysis, sentences: int, p: Params) -> list[int]:
     """Indexes of the summary's sentences, in document order."""
-    window = range(min(p.lead_window, len(a.sentences)))
+    window: Sequence[int] = range(min(p.lead_window, len(a.sentences)))
+    # A sentence too long to show whole would be cut: a summary ends as a sentence.
+    whole = [i for i in window if a.word_counts[i] <= 60]
+    if whole:
+        window = whole
     scores = {i: _summary_score(a, i, p) for i in window}
     first = max(window, key=lambda i: (scores[i], -i))
     chosen = [first]
@@ -473,8 +483,10 @@ _CLAUSE = re.compile(r"\s*;\s|,\s+(?=(?:et|mais|car|donc|and|but|so)\s)", re.IGN
 # Openers that refer back to something the lesson does not show: « Elle a dit… »,
 # « Cette décision… », "They said…". Impersonal « Il faut », « Il est temps de » are fine.
 _ANAPHORIC = re.compile(
-    r"^\W*(?:(?:il|elle|ils|elles)(?!\s+(?:faut|faudra|faudrait|vaut|est\s+[^\W\d]+\s+d))"
-    r"|cela|ça|ceci|celui|celle|ceux|celles|ce(?:t|tte|s)?(?!\s+qu)|lui|leurs?|son|sa|ses"
+    r"^\W*(?:(?:il|elle|ils|elles)(?!\s+(?:faut|faudra|faudrait|vaut|y\s|est\s+[^\W\d]+\s+d))"
+    r"|cela|ça|ceci|celui|celle|ceux|celles|lui|leurs?|son|sa|ses"
+    r"|ce(?:t|tte|s)?(?!\s+(?:qu|soir|matin|midi|week-end|weekend|jour|lundi|mardi|mercredi"
+    r"|jeudi|vendredi|samedi|dimanche|mois|printemps|été|automne|hiver|année|\d))"
     r"|c['’]est|he|she|it(?!\s+is\s+[^\W\d]+\s+to)|they|this|these|those|that|his|her|its"
     r"|their)(?![^\W_])",
     re.IGNORECASE,

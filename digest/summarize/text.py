@@ -74,7 +74,7 @@ _CANDIDATE = re.compile(r"[.!?…]+")
 _FULLWIDTH = re.compile(r"[。！？]+[」』”）]*")
 # A sentence glued to the next by a careless feed: « précisé.À MOINS », « GMT).L'actrice ».
 _GLUED = re.compile(
-    r"(?:(?<=[^\W\d_]{2})|(?<=[)»\"”’]))[.!?…]+(?=[A-ZÀ-ÖØ-Ý](?:[^\W\d_]|['’][^\W\d_]|\s))"
+    r"(?:(?<=[^\W\d_]{2})|(?<=\d{4})|(?<=[)»\"”’]))[.!?…]+(?=[A-ZÀ-ÖØ-Ý](?:[^\W\d_]|['’][^\W\d_]|\s))"
 )
 _LINE = re.compile(r"[^\n\r\u2028\u2029]+")
 # Words glued where a feed lost a line break: « les durs à cuireTout juste », « la
