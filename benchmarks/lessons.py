@@ -113,7 +113,9 @@ def lesson_figures(results: list[Summary], rows: list[dict[str, Any]]) -> dict[s
         "articles with no lesson, left to the editor (%)": 100
         * sum(not r.lessons for r in results)
         / len(results),
-        "lessons complete, ending as a sentence (%)": share(lambda x, r, row: ends_as_sentence(x.text)),
+        "lessons complete, ending as a sentence (%)": share(
+            lambda x, r, row: ends_as_sentence(x.text)
+        ),
         "lessons cut (« … » or no final punctuation) (%)": share(
             lambda x, r, row: not ends_as_sentence(x.text)
         ),

@@ -626,7 +626,9 @@ def test_lessons_never_repeat_the_summary_nor_lean_on_a_pronoun() -> None:
         article(text, title="Le droit d’auteur dans les écoles d’art"), SummarizeSettings()
     )
     shown = [x.text for x in result.lessons]
-    assert "Pour les illustrateurs, la leçon est claire : un contrat se lit avant de signer." in shown
+    assert (
+        "Pour les illustrateurs, la leçon est claire : un contrat se lit avant de signer." in shown
+    )
     assert not any(x.startswith("Elle") for x in shown)  # « Elle » refers to nothing here
     for lesson in result.lessons:
         assert lesson.quote not in result.summary
@@ -642,4 +644,7 @@ def test_a_closing_quote_is_balanced_at_the_right_end() -> None:
     assert _balance('sortie de son contexte", a dit le préfet.') == (
         '"sortie de son contexte", a dit le préfet.'
     )
-    assert _balance('Il a parlé de "sortie de son contexte') == 'Il a parlé de "sortie de son contexte"'
+    assert (
+        _balance('Il a parlé de "sortie de son contexte')
+        == 'Il a parlé de "sortie de son contexte"'
+    )

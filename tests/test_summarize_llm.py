@@ -14,7 +14,7 @@ import http.server
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,17 +176,33 @@ def test_a_good_reply_is_used_and_its_quotes_are_located(llm: FakeLLM) -> None:
     assert result.lessons[2].quote == "Le budget total atteint 180.000 euros"
     assert_grounded(result)
 
+    assert [x.backend for x in result.lessons] == ["openai"] * 3
+
     (body,) = llm.bodies
     assert body["model"] == "test-model"
+    assert body["max_tokens"] > 0  # always: a looping model stops
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["schema"] == SCHEMA
-    system, user = body["messages"]
-    assert (
-        system["role"] == "system" and "métiers du numérique et de la création" in system["content"]
-    )
-    assert "mot pour mot" in system["content"]
+    # The instructions travel in the user message: some chat templates drop the system one.
+    (user,) = body["messages"]
+    assert user["role"] == "user"
+    assert "métiers du numérique et de la création" in user["content"]
+    assert "mot pour mot" in user["content"]
     assert TEXT in user["content"] and TITLE in user["content"]
     assert llm.headers[0]["Authorization"] == "Bearer sk-test"
+
+
+def test_the_prompt_speaks_to_the_configured_audience(llm: FakeLLM) -> None:
+    llm.replies = [ok(GOOD)]
+    settings = replace(
+        llm.settings(),
+        audience="acteurs de la formation et des métiers créatifs",
+        angle="ce que cela change pour nos métiers",
+    )
+    summarize_article(article(), settings)
+    prompt = llm.bodies[0]["messages"][0]["content"]
+    assert "acteurs de la formation et des métiers créatifs" in prompt
+    assert "ce que cela change pour nos métiers" in prompt
 
 
 def test_an_english_article_gets_an_english_prompt(llm: FakeLLM) -> None:
@@ -214,8 +230,8 @@ def test_an_english_article_gets_an_english_prompt(llm: FakeLLM) -> None:
     ]
     result = summarize_article(article(text, title="Pixel North"), llm.settings())
     assert result.backend == "openai"
-    system = llm.bodies[0]["messages"][0]["content"]
-    assert "digital and creative" in system and "word for word" in system
+    prompt = llm.bodies[0]["messages"][0]["content"]
+    assert "digital and creative" in prompt and "word for word" in prompt
     assert_grounded(result, text)
 
 
@@ -228,6 +244,7 @@ def test_a_server_without_json_schema_gets_json_object(llm: FakeLLM) -> None:
     llm.replies = [picky]
     assert summarize_article(article(), llm.settings()).backend == "openai"
     assert [b["response_format"]["type"] for b in llm.bodies] == ["json_schema", "json_object"]
+    assert llm.bodies[1]["response_format"]["schema"] == SCHEMA  # llama.cpp constrains to it
     # The next article goes straight to json_object: the server's limits are remembered.
     other = article(TEXT.replace("mardi", "lundi"))
     assert summarize_article(other, llm.settings()).backend == "openai"
@@ -249,19 +266,50 @@ def test_a_model_that_refuses_temperature_is_asked_without_it(llm: FakeLLM) -> N
     assert all(b["response_format"]["type"] == "json_schema" for b in llm.bodies)
 
 
-def test_malformed_json_is_retried_once_then_the_offline_default_answers(llm: FakeLLM) -> None:
-    llm.replies = [ok('{"summary": "Pixel Nord a présenté'), ok("Voici le résumé : Pixel Nord…")]
+def test_malformed_json_is_not_asked_again(llm: FakeLLM) -> None:
+    # At temperature 0 the same question gets the same bad answer: no retry.
+    llm.replies = [ok('{"summary": "Pixel Nord a présenté'), ok(GOOD)]
     result = summarize_article(article(), llm.settings())
-    assert len(llm.bodies) == 2
+    assert len(llm.bodies) == 1
     assert result.backend == "extractive"
     assert_grounded(result)
 
 
-def test_one_bad_answer_then_a_good_one(llm: FakeLLM) -> None:
-    llm.replies = [ok({"summary": "", "lessons": "none"}), ok(GOOD)]
-    result = summarize_article(article(), llm.settings())
-    assert len(llm.bodies) == 2
+def test_json_among_prose_is_found(llm: FakeLLM) -> None:
+    llm.replies = [
+        ok("Voici ma réponse :\n" + json.dumps(GOOD, ensure_ascii=False) + "\nBonne lecture !")
+    ]
+    assert summarize_article(article(), llm.settings()).backend == "openai"
+
+
+def test_llama_cpp_answers_500_to_json_schema(llm: FakeLLM) -> None:
+    def llama_cpp(body: dict[str, Any]) -> tuple[int, bytes]:
+        if body["response_format"]["type"] == "json_schema":
+            return 500, b'{"error": {"code": 500, "message": "Unrecognized schema"}}'
+        return 200, completion(json.dumps(GOOD))
+
+    llm.replies = [llama_cpp]
+    assert summarize_article(article(), llm.settings()).backend == "openai"
+    assert [b["response_format"]["type"] for b in llm.bodies] == ["json_schema", "json_object"]
+
+
+def test_a_context_too_long_is_not_a_missing_feature(llm: FakeLLM) -> None:
+    long_text = TEXT + " " + "Les écoles d’animation de la région suivent l’expérience. " * 400
+
+    def small_context(body: dict[str, Any]) -> tuple[int, bytes]:
+        if len(body["messages"][0]["content"]) > 6_000:
+            return 400, (
+                b'{"error": {"code": 400, "message": "the request exceeds the available '
+                b'context size, try increasing it", "type": "exceed_context_size_error"}}'
+            )
+        return 200, completion(json.dumps(GOOD))
+
+    llm.replies = [small_context]
+    result = summarize_article(article(long_text), llm.settings())
     assert result.backend == "openai"
+    sizes = [len(b["messages"][0]["content"]) for b in llm.bodies]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] <= 6_000  # trimmed to fit
+    assert all(b["response_format"]["type"] == "json_schema" for b in llm.bodies)
 
 
 def test_a_fenced_json_answer_is_accepted(llm: FakeLLM) -> None:
@@ -273,7 +321,8 @@ def test_a_fenced_json_answer_is_accepted(llm: FakeLLM) -> None:
 def test_server_errors_fall_back_to_the_offline_default(llm: FakeLLM, code: int) -> None:
     llm.replies = [status(code)]
     result = summarize_article(article(), llm.settings())
-    assert len(llm.bodies) == 2
+    # 500: json_schema, json_object, then no response_format; 503 and 429: asked again twice.
+    assert len(llm.bodies) == 3
     assert result.backend == "extractive"
     assert_grounded(result)
 
@@ -288,7 +337,8 @@ def test_a_refusal_is_not_retried(llm: FakeLLM) -> None:
 def test_timeouts_fall_back_to_the_offline_default(llm: FakeLLM) -> None:
     llm.replies = [hang]
     result = summarize_article(article(), llm.settings(timeout=0.3))
-    assert len(llm.bodies) == 2
+    # The deadline is the article's, retries included: no second request after it.
+    assert len(llm.bodies) == 1
     assert result.backend == "extractive"
     assert_grounded(result)
 
@@ -361,7 +411,7 @@ def test_the_cache_saves_a_second_request_but_not_a_fallback(llm: FakeLLM, tmp_p
     assert summarize_article(article(text), llm.settings(), store).backend == "extractive"
     before = len(llm.bodies)
     summarize_article(article(text), llm.settings(), store)
-    assert len(llm.bodies) == before + 2
+    assert len(llm.bodies) == before + 3
 
 
 def test_missing_settings_say_which_variables_to_set() -> None:
@@ -394,3 +444,25 @@ def test_a_summary_that_is_too_long_is_replaced(llm: FakeLLM) -> None:
     assert result.checks["summary_length"] is False
     assert len(result.summary.split()) <= 60
     assert [x.text for x in result.lessons] == [x["lesson"] for x in GOOD["lessons"]]
+
+
+def test_lessons_from_the_offline_top_up_say_so_and_bad_lessons_go(llm: FakeLLM) -> None:
+    takeaway = "Pour les écoles d’animation, la leçon est claire : il faut enseigner la retouche autant que le dessin."
+    text = TEXT + " " + takeaway
+    reply = {
+        "summary": GOOD["summary"],
+        "lessons": [
+            {"lesson": "Ce que cela nous apprend", "quote": "Les écoles d’animation de la région"},
+            GOOD["lessons"][1],
+            GOOD["lessons"][1],  # a duplicate
+        ],
+    }
+    llm.replies = [ok(reply)]
+    result = summarize_article(article(text), llm.settings())
+    assert result.backend == "openai"
+    assert [(x.text, x.backend) for x in result.lessons] == [
+        (GOOD["lessons"][1]["lesson"], "openai"),
+        (takeaway, "extractive"),
+    ]
+    assert result.checks["lesson1_fresh"] is False and result.checks["lesson3_fresh"] is False
+    assert_grounded(result, text)

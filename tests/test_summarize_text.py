@@ -88,7 +88,12 @@ def texts(text: str) -> list[str]:
         ),
         (  # a line break lost between a heading and a paragraph
             "Les durs à cuireTout juste arrivés, ils repartent. Philippe revient à la chargeLe chef parle.",
-            ["Les durs à cuire", "Tout juste arrivés, ils repartent.", "Philippe revient à la charge", "Le chef parle."],
+            [
+                "Les durs à cuire",
+                "Tout juste arrivés, ils repartent.",
+                "Philippe revient à la charge",
+                "Le chef parle.",
+            ],
         ),
         (  # names written in camel case are not lost breaks
             "Le clip a été vu sur YouTube et sur iPhone. ChatGPT aussi.",

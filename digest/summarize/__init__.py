@@ -29,6 +29,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -37,7 +38,7 @@ from ..config import SummarizeSettings
 from ..errors import SummarizerError
 from ..models import NO_TAKEAWAY, Article, Lesson, Summary
 from .grounding import Evidence
-from .text import MAX_CHARS
+from .text import MAX_CHARS, stop_words, words
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -64,6 +65,9 @@ CACHE_VERSION = "2"
 
 MAX_SUMMARY_WORDS = 80
 """A summary is asked for in one or two sentences; longer than this, the offline one is used."""
+
+MIN_SUMMARY_WORDS = 6
+"""A shorter « summary » (« Un jeu sort. ») says too little; the offline one is used."""
 
 MAX_LESSON_WORDS = 35
 """Lessons are asked for in at most 25 words; longer than this, one is dropped."""
@@ -232,6 +236,26 @@ def summarize_article(
     return result
 
 
+_HEADING = re.compile(
+    r"^\W*(?:ce que (?:cela|ça) nous apprend|what this (?:teaches us|means))\W*$", re.IGNORECASE
+)
+
+
+def _key(text: str) -> str:
+    return " ".join(words(text))
+
+
+def _shares_words(lesson: str, quote: str) -> bool:
+    """Whether a lesson and its quote share at least one word that carries meaning.
+
+    A paraphrase keeps a stem or two of its source; a lesson with none was
+    justified by a quote about something else."""
+    common = stop_words("fr") | stop_words("en")
+    a = {w[:5] for w in words(lesson) if w not in common and len(w) > 2}
+    b = {w[:5] for w in words(quote) if w not in common and len(w) > 2}
+    return bool(a & b) or not b
+
+
 def check_grounding(
     summary: Summary, article: Article, offline: Any, settings: SummarizeSettings
 ) -> Summary:
@@ -259,11 +283,15 @@ def check_grounding(
     checks: dict[str, bool] = {}
     summary_text = summary.summary.strip()
     checks["summary_facts"] = bool(summary_text) and not unsupported(summary_text)
-    checks["summary_length"] = len(summary_text.split()) <= MAX_SUMMARY_WORDS
+    # One or two whole sentences: not a fragment, not cut mid-sentence, not an essay.
+    checks["summary_length"] = MIN_SUMMARY_WORDS <= len(
+        summary_text.split()
+    ) <= MAX_SUMMARY_WORDS and summary_text.rstrip("»”\"')] ")[-1:] in tuple(".!?。！？")
     if not (checks["summary_facts"] and checks["summary_length"]):
         summary_text = offline.summarize(article).summary
 
     lessons: list[Lesson] = []
+    seen: set[str] = set()
     for k, lesson in enumerate(summary.lessons, 1):
         span = None
         if 0 <= lesson.start < lesson.end <= len(text) and text[lesson.start : lesson.end] == (
@@ -277,10 +305,21 @@ def check_grounding(
             lesson.text, Evidence(text[span[0] : span[1]]) if span else None
         )
         length_ok = len(lesson.text.split()) <= MAX_LESSON_WORDS
+        # A lesson is not the heading, not a repeat, and its quote says something of it.
+        key = _key(lesson.text)
+        fresh = (
+            bool(key)
+            and not _HEADING.match(lesson.text)
+            and key not in seen
+            and key != _key(summary_text)
+            and (span is None or _shares_words(lesson.text, text[span[0] : span[1]]))
+        )
+        seen.add(key)
         checks[f"lesson{k}_quote"] = quote_ok
         checks[f"lesson{k}_facts"] = facts_ok
         checks[f"lesson{k}_length"] = length_ok
-        if span is not None and facts_ok and length_ok:
+        checks[f"lesson{k}_fresh"] = fresh
+        if span is not None and facts_ok and length_ok and fresh:
             written_by = lesson.backend or summary.backend
             lessons.append(Lesson(lesson.text.strip(), text[span[0] : span[1]], *span, written_by))
 
