@@ -347,7 +347,13 @@ def summarize(ctx: Context, file: Any, backend: str | None) -> None:
         settings = SummarizeSettings(llm=llm)
     if backend:
         settings = dataclasses.replace(settings, backend=backend)
-    summarize_stream(file, sys.stdout, settings)
+
+    def progress(done: int, total: int, article: Any) -> None:
+        # A model on a CPU takes minutes an article: say where it is, on stderr.
+        click.echo(f"summarized: {article.title or '(untitled)'}", err=True)
+
+    remote = settings.backend != "extractive"
+    summarize_stream(file, sys.stdout, settings, progress=progress if remote else None)
 
 
 # -- subscribers ---------------------------------------------------------------------------

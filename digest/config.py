@@ -118,6 +118,10 @@ class LLMSettings:
     """Seconds for one article, retries included: a small model on a CPU needs minutes."""
     max_tokens: int = 700
     """Cap on the answer's length, always sent: a looping model stops here."""
+    concurrency: int = 2
+    """Articles asked at once (a local server with one slot queues the rest)."""
+    issue_timeout: float = 1800.0
+    """Seconds for a whole issue: articles not asked by then get the offline default."""
 
 
 @dataclass(frozen=True)

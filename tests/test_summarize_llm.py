@@ -23,11 +23,11 @@ import pytest
 from digest.config import LLMSettings, SummarizeSettings, load_settings
 from digest.errors import SummarizerError
 from digest.mailbox import free_port
-from digest.models import Article
+from digest.models import Article, Summary
 from digest.store import Store
 from digest.summarize import get_summarizer, summarize_article
 from digest.summarize.grounding import unsupported_facts
-from digest.summarize.llm import SCHEMA
+from digest.summarize.llm import MAX_RETRIES, SCHEMA
 
 TEXT = (
     "Le studio lyonnais Pixel Nord a présenté mardi un court métrage réalisé en six semaines "
@@ -337,8 +337,8 @@ def test_a_refusal_is_not_retried(llm: FakeLLM) -> None:
 def test_timeouts_fall_back_to_the_offline_default(llm: FakeLLM) -> None:
     llm.replies = [hang]
     result = summarize_article(article(), llm.settings(timeout=0.3))
-    # The deadline is the article's, retries included: no second request after it.
-    assert len(llm.bodies) == 1
+    # The deadline is the article's, retries included: the article is not asked forever.
+    assert 1 <= len(llm.bodies) <= 1 + MAX_RETRIES
     assert result.backend == "extractive"
     assert_grounded(result)
 
@@ -466,3 +466,42 @@ def test_lessons_from_the_offline_top_up_say_so_and_bad_lessons_go(llm: FakeLLM)
     ]
     assert result.checks["lesson1_fresh"] is False and result.checks["lesson3_fresh"] is False
     assert_grounded(result, text)
+
+
+def test_many_articles_are_asked_a_few_at_a_time_in_order_with_progress(
+    llm: FakeLLM, tmp_path: Path
+) -> None:
+    from digest.summarize import summarize_many
+
+    llm.replies = [ok(GOOD)]
+    texts = [TEXT, TEXT.replace("mardi", "lundi"), "", TEXT.replace("mardi", "jeudi")]
+    seen: list[tuple[int, int]] = []
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    settings = replace(llm.settings(), llm=replace(llm.settings().llm, concurrency=2))
+    results = list(
+        summarize_many(
+            [article(t) for t in texts], settings, store, lambda d, n, a: seen.append((d, n))
+        )
+    )
+    assert [getattr(r, "backend", "nothing") for r in results] == [
+        "openai",
+        "openai",
+        "nothing",
+        "openai",
+    ]
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert len(llm.bodies) == 3
+    # Cached in the caller's thread: asking again sends nothing.
+    again = list(summarize_many([article(t) for t in texts if t], settings, store))
+    assert [r.backend for r in again if isinstance(r, Summary)] == ["openai"] * 3
+    assert len(llm.bodies) == 3
+
+
+def test_past_the_issue_deadline_articles_get_the_offline_default(llm: FakeLLM) -> None:
+    from digest.summarize import summarize_many
+
+    llm.replies = [ok(GOOD)]
+    settings = replace(llm.settings(), llm=replace(llm.settings().llm, issue_timeout=0.0))
+    results = list(summarize_many([article(), article(TEXT + " Fin.")], settings))
+    assert [r.backend for r in results if isinstance(r, Summary)] == ["extractive"] * 2
+    assert llm.bodies == []  # never an empty issue, and no time spent

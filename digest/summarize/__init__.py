@@ -25,12 +25,15 @@ entry point always wins.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -52,6 +55,7 @@ __all__ = [
     "check_grounding",
     "get_summarizer",
     "summarize_article",
+    "summarize_many",
     "summary_from_dict",
     "summary_to_dict",
 ]
@@ -254,6 +258,81 @@ def _shares_words(lesson: str, quote: str) -> bool:
     a = {w[:5] for w in words(lesson) if w not in common and len(w) > 2}
     b = {w[:5] for w in words(quote) if w not in common and len(w) > 2}
     return bool(a & b) or not b
+
+
+Progress = Callable[[int, int, Article], None]
+"""Called as ``progress(done, total, article)`` each time an article is summarized."""
+
+
+def summarize_many(
+    articles: Sequence[Article],
+    settings: SummarizeSettings,
+    store: Store | None = None,
+    progress: Progress | None = None,
+) -> Iterator[Summary | NothingToSummarize]:
+    """``summarize_article`` over many articles, yielded in their order.
+
+    A remote backend is asked ``[summarize.llm] concurrency`` articles at a time
+    (a model on a CPU takes minutes an article), within one deadline for them all
+    (``issue_timeout``): an article whose turn comes after it, or whose own deadline
+    would run past it, gets less time, then the offline default; never an empty
+    issue. The offline backend runs in this thread (it is CPU-bound). The cache is
+    read and written here, in the caller's thread, not in the workers'. An article
+    with nothing to summarize is yielded as its ``NothingToSummarize`` error.
+    """
+    total = len(articles)
+    done = 0
+    results: list[Summary | NothingToSummarize | None] = [None] * total
+    pending: dict[int, Future[Summary]] = {}
+    remote = settings.backend != "extractive"
+    deadline = time.monotonic() + settings.llm.issue_timeout
+    workers = max(1, settings.llm.concurrency) if remote else 1
+
+    def one(article: Article) -> Summary:
+        left = deadline - time.monotonic()
+        if left <= 0:  # the issue's time is up: the offline default, at once
+            offline = dataclasses.replace(settings, backend="extractive")
+            return summarize_article(article, offline)
+        llm = dataclasses.replace(settings.llm, timeout=min(settings.llm.timeout, left))
+        return summarize_article(article, dataclasses.replace(settings, llm=llm))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="summarize") as pool:
+        for index, article in enumerate(articles):
+            cached = _cached(article, settings, store)
+            if cached is not None:
+                results[index] = cached
+            elif remote:
+                pending[index] = pool.submit(one, article)
+        for index, article in enumerate(articles):
+            if results[index] is None:
+                try:
+                    result = pending[index].result() if index in pending else one(article)
+                except NothingToSummarize as exc:
+                    results[index] = exc
+                else:
+                    results[index] = result
+                    if store is not None and result.backend == settings.backend:
+                        store.cache_summary(cache_key(article, settings), summary_to_dict(result))
+            done += 1
+            if progress is not None:
+                progress(done, total, article)
+            value = results[index]
+            assert value is not None
+            yield value
+
+
+def _cached(article: Article, settings: SummarizeSettings, store: Store | None) -> Summary | None:
+    if store is None:
+        return None
+    key = cache_key(article, settings)
+    cached = store.cached_summary(key)
+    if cached is None:
+        return None
+    try:
+        return summary_from_dict(cached)
+    except (KeyError, TypeError, ValueError):
+        log.warning("ignoring an unreadable cached summary %s", key[:12])
+        return None
 
 
 def check_grounding(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..config import SummarizeSettings
 from ..errors import SummarizerError
 from ..models import Article
-from . import NothingToSummarize, summarize_article
+from . import NothingToSummarize, Progress, summarize_many
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -35,17 +35,46 @@ __all__ = ["summarize_stream"]
 
 
 def summarize_stream(
-    infile: TextIO, outfile: TextIO, settings: SummarizeSettings, store: Store | None = None
+    infile: TextIO,
+    outfile: TextIO,
+    settings: SummarizeSettings,
+    store: Store | None = None,
+    progress: Progress | None = None,
 ) -> int:
-    """Summarize each article of ``infile`` into ``outfile``; returns the lines written."""
+    """Summarize each article of ``infile`` into ``outfile``; returns the lines written.
+
+    A remote backend gets ``[summarize.llm] concurrency`` lines at a time (see
+    ``summarize_many``); the offline one, a line at a time, so a pipe flows.
+    """
+    batch = max(1, settings.llm.concurrency) if settings.backend != "extractive" else 1
     written = 0
+    numbered: list[tuple[int, Article]] = []
     for number, line in enumerate(infile, 1):
         if not line.strip():
             continue
-        article = _article(line, number)
-        try:
-            summary = summarize_article(article, settings, store)
-            out: dict[str, Any] = {
+        numbered.append((number, _article(line, number)))
+        if len(numbered) >= batch:
+            written += _write(numbered, outfile, settings, store, progress)
+            numbered = []
+    if numbered:
+        written += _write(numbered, outfile, settings, store, progress)
+    return written
+
+
+def _write(
+    numbered: list[tuple[int, Article]],
+    outfile: TextIO,
+    settings: SummarizeSettings,
+    store: Store | None,
+    progress: Progress | None,
+) -> int:
+    articles = [article for _, article in numbered]
+    results = summarize_many(articles, settings, store, progress)
+    for (number, _), summary in zip(numbered, results, strict=True):
+        if isinstance(summary, NothingToSummarize):
+            out: dict[str, Any] = {"error": summary.message, "line": number}
+        else:
+            out = {
                 "summary": summary.summary,
                 "lessons": [x.text for x in summary.lessons],
                 "backend": summary.backend,
@@ -57,12 +86,9 @@ def summarize_stream(
                 "checks": summary.checks,
                 "no_lessons": summary.no_lessons,
             }
-        except NothingToSummarize as exc:
-            out = {"error": exc.message, "line": number}
         outfile.write(json.dumps(out, ensure_ascii=False) + "\n")
         outfile.flush()
-        written += 1
-    return written
+    return len(numbered)
 
 
 def _article(line: str, number: int) -> Article:
