@@ -648,3 +648,20 @@ def test_a_closing_quote_is_balanced_at_the_right_end() -> None:
         _balance('Il a parlé de "sortie de son contexte')
         == 'Il a parlé de "sortie de son contexte"'
     )
+
+
+def test_an_attribution_stays_with_its_lesson() -> None:
+    point = "les écoles doivent apprendre aux étudiants à négocier un contrat et à fixer un prix juste avant de savoir dessiner un décor complet."
+    sentence = (
+        "Selon l’enquête de l’observatoire des métiers de l’animation, la leçon est claire : "
+        + point
+    )
+    assert len(sentence.split()) > 27 >= len(point.split())  # too long whole: the point is shown
+    text = TAKEAWAY_FR.replace(TAKEAWAY_FR_SENTENCE, sentence)
+    result = summarize_article(
+        article(text, title="Pixel Sud ouvre un studio de motion capture"), SummarizeSettings()
+    )
+    lesson = next(x for x in result.lessons if "négocier" in x.text)
+    assert lesson.text == "Selon l’enquête de l’observatoire des métiers de l’animation, " + point
+    assert lesson.quote == sentence
+    assert_spans(result, text)

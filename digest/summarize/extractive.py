@@ -374,7 +374,7 @@ def choose_lessons(a: _Analysis, count: int, exclude: set[int], p: Params) -> li
         chosen.append(best)
         for i in pool:
             overlap[i] = max(overlap[i], _dot(a.vectors[i], a.vectors[best]))
-    found = stated + [_lesson(a.text, *spans[i]) for i in chosen]
+    found = stated + [_attributed(a, i, _lesson(a.text, *spans[i])) for i in chosen]
     return sorted(found, key=lambda x: x.start)
 
 
@@ -479,6 +479,27 @@ def _lesson(text: str, start: int, end: int, whole: bool = True) -> Lesson:
 
 # Where a complete clause ends inside a sentence: a semicolon, or a comma before a
 # conjunction that opens another main clause (« …, et des formats ouverts garantissent… »).
+# « Selon l'OMS, … », « D'après l'enquête, … », "According to the survey, …": who says so.
+_ATTRIBUTION = re.compile(
+    r"^\W*(?:selon|d['’]après|according to)\s[^,.;:]{1,80},\s*", re.IGNORECASE
+)
+
+
+def _attributed(a: _Analysis, i: int, lesson: Lesson) -> Lesson:
+    """A lesson that starts after its sentence's attribution keeps it: « Selon l'OMS, X »
+    is shown whole, with the whole sentence as its quote, not as X alone."""
+    sentence = a.sentences[i]
+    match = _ATTRIBUTION.match(sentence.text)
+    if match is None or lesson.start <= sentence.start:
+        return lesson
+    lead = clean_display(match.group()).rstrip() + " "
+    text = lead + lesson.text[:1].lower() + lesson.text[1:]
+    if count_words(text) > LESSON_WORDS + 10:
+        return lesson  # too long with it: the point alone
+    quote = a.text[sentence.start : lesson.end]
+    return Lesson(text, quote, sentence.start, lesson.end, lesson.backend)
+
+
 _CLAUSE = re.compile(r"\s*;\s|,\s+(?=(?:et|mais|car|donc|and|but|so)\s)", re.IGNORECASE)
 # Openers that refer back to something the lesson does not show: « Elle a dit… »,
 # « Cette décision… », "They said…". Impersonal « Il faut », « Il est temps de » are fine.
