@@ -185,9 +185,18 @@ def _quotations(text: str, start: int, end: int) -> list[tuple[int, int]]:
     for match in _QUOTE_MARKS.finditer(text, start, end):
         mark, at = match.group(), match.start()
         if mark == '"':
-            if straight is None:
+            # A straight quote opens after a space and closes before one; when that does
+            # not tell, it alternates. An opener with one already open drops the older
+            # (an unbalanced mark must not shift every pair after it).
+            before = text[at - 1] if at > start else " "
+            after = text[at + 1] if at + 1 < end else " "
+            opens = before.isspace() or before in "([«“'’-–—"
+            closes = after.isspace() or after in ".,;:!?)…»"
+            if opens == closes:
+                opens = straight is None
+            if opens:
                 straight = at
-            else:
+            elif straight is not None:
                 spans.append((straight, at))
                 straight = None
         elif mark in "«“":
