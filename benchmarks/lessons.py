@@ -40,10 +40,10 @@ from digest.summarize.extractive import _ANAPHORIC, TAKEAWAY_CUE, lesson_cue, st
 from digest.summarize.grounding import locate_quote, unsupported_facts
 from digest.summarize.text import split_sentences, words
 
-# Independent of the splitter's own rule: any lower-case run of two letters or more
-# followed by a capitalised word inside one token (« cuireTout »). It also counts
-# brand names in camel case (« YouTube »), so it is an upper bound.
-GLUED = re.compile(r"[a-zß-öø-ÿ]{2,}[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]{2,}")
+# Looser than the splitter's own rule: a word that starts in lower case and runs into a
+# capitalised word (« cuireTout », « deBuzz »). Names that start with a capital
+# (« EasyJet », « YouTube ») are not counted.
+GLUED = re.compile(r"(?<![^\W_])[a-zß-öø-ÿ]{2,}[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]{2,}")
 ROUGE = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
 
 
