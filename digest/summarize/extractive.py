@@ -10,14 +10,18 @@ How it reads an article:
 3. The summary: news puts its point first, but its first sentence is often a
    hook (« La vidéo est devenue virale. ») or a quote. So the summary is chosen
    among the leading sentences by centrality, closeness to the title and
-   position, and capped in length (``summary_sentences``, about 55 words).
-4. Lessons: central sentences from the whole article (a weaker position prior),
-   raised when they read as a takeaway (``lesson_cue``: « la leçon est claire : »,
-   « Pour les écoles, cela plaide pour… », « il faut », « the takeaway is to… »),
-   diversified by maximal marginal relevance, never a summary sentence, trimmed
-   to at most about 25 words at clause boundaries, returned in document order
-   with the offsets of their text in the article. An announced takeaway that is
-   too long keeps what follows its announcement (« la leçon est claire : X » gives X).
+   position, and capped in length (``summary_sentences``, about 55 words); a
+   sentence that opens on a pronoun (« Elle a ajouté… ») or in the middle of a
+   quotation ranks lower, and one too long to show whole is not used.
+4. Lessons: only what the article itself teaches. First the items it lists under a
+   lessons heading (« Ce que cela nous apprend », « À retenir », "Takeaways"), whole;
+   then its takeaway sentences (``lesson_cue`` at least ``TAKEAWAY_CUE``: « la leçon
+   est claire : », « Pour les écoles, cela plaide pour… », « il faut », "the takeaway
+   is to…"), ranked by centrality and cue, diversified by maximal marginal relevance,
+   never a summary sentence. Each is a whole sentence, or what follows its
+   announcement (« la leçon est claire : X » gives X), or a whole first clause: never
+   a cut with « … », never a sentence leaning on a pronoun it does not show. An
+   article with none gets no lesson (``Summary.no_lessons``): an editor writes one.
 
 Every output is a span of the article, so it is grounded by construction.
 The weights below were set on the first half of the OrangeSum validation sample
