@@ -505,3 +505,45 @@ def test_past_the_issue_deadline_articles_get_the_offline_default(llm: FakeLLM) 
     results = list(summarize_many([article(), article(TEXT + " Fin.")], settings))
     assert [r.backend for r in results if isinstance(r, Summary)] == ["extractive"] * 2
     assert llm.bodies == []  # never an empty issue, and no time spent
+
+
+def test_config_and_environment_reach_the_prompt_and_the_deadline(
+    llm: FakeLLM, tmp_path: Path
+) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        '[newsletter]\naudience = "acteurs de la formation et des métiers créatifs"\n'
+        '[summarize]\nbackend = "openai"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(
+        config,
+        {"DIGEST_LLM_BASE_URL": llm.base_url, "DIGEST_LLM_MODEL": "m", "DIGEST_LLM_TIMEOUT": "42"},
+    )
+    assert settings.summarize.llm.timeout == 42.0
+    llm.replies = [ok(GOOD)]
+    summarize_article(article(), settings.summarize)
+    assert "acteurs de la formation" in llm.bodies[0]["messages"][0]["content"]
+
+
+def test_digest_summarize_without_a_config_shows_progress(
+    llm: FakeLLM,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    from digest.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+    monkeypatch.setenv("DIGEST_LLM_BASE_URL", llm.base_url)
+    monkeypatch.setenv("DIGEST_LLM_MODEL", "m")
+    monkeypatch.setenv("DIGEST_LLM_TIMEOUT", "20")
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"title": TITLE, "text": TEXT}) + "\n"))
+    llm.replies = [ok(GOOD)]
+    assert main(["summarize", "--backend", "openai", "-"]) in (0, None)
+    out, err = capsys.readouterr()
+    assert json.loads(out)["backend"] == "openai"
+    assert f"summarized: {TITLE}" in err

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from dataclasses import dataclass
-from functools import cache
 
 import snowballstemmer
 
@@ -328,17 +328,29 @@ def stem_words(tokens: list[str], language: str) -> list[str]:
     if name is None:
         return tokens
     cache = _STEM_CACHE.setdefault(name, {})
-    missing = [t for t in set(tokens) if t not in cache]
+    # Looked up once into a local mapping: another thread may clear the shared cache.
+    found = {t: cache.get(t, "") for t in set(tokens)}
+    missing = [t for t, stem in found.items() if not stem]
     if missing:
         if len(cache) > _STEM_CACHE_MAX:
             cache.clear()
-        cache.update(zip(missing, _stemmer(name).stemWords(missing), strict=True))
-    return [cache[t] for t in tokens]
+        new = dict(zip(missing, _stemmer(name).stemWords(missing), strict=True))
+        cache.update(new)
+        found.update(new)
+    return [found[t] for t in tokens]
 
 
-@cache
+_LOCAL = threading.local()
+
+
 def _stemmer(name: str) -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer(name)
+    """One stemmer per thread: a Snowball stemmer keeps its state while it works, so
+    two threads sharing one (``summarize_many``) would corrupt each other's words."""
+    stemmers: dict[str, snowballstemmer.stemmer] = _LOCAL.__dict__.setdefault("stemmers", {})
+    found = stemmers.get(name)
+    if found is None:
+        found = stemmers[name] = snowballstemmer.stemmer(name)
+    return found
 
 
 _FRENCH_STOP = _wordset(
