@@ -74,18 +74,20 @@ _CANDIDATE = re.compile(r"[.!?…]+")
 _FULLWIDTH = re.compile(r"[。！？]+[」』”）]*")
 # A sentence glued to the next by a careless feed: « précisé.À MOINS », « GMT).L'actrice ».
 _GLUED = re.compile(
-    r"(?:(?<=[^\W\d_]{2})|(?<=\d{4})|(?<=[)»\"”’]))[.!?…]+(?=[A-ZÀ-ÖØ-Ý](?:[^\W\d_]|['’][^\W\d_]|\s))"
+    # (the leading lookahead makes the scan skip every other position cheaply)
+    r"(?=[.!?…])(?:(?<=[^\W\d_]{2})|(?<=\d{4})|(?<=[)»\"”’]))"
+    r"[.!?…]+(?=[A-ZÀ-ÖØ-Ý](?:[^\W\d_]|['’][^\W\d_]|\s))"
 )
 _LINE = re.compile(r"[^\n\r\u2028\u2029]+")
 # Words glued where a feed lost a line break: « les durs à cuireTout juste », « la
 # chargeLe chef ». A lower-case word of three letters or more running into a capital
 # that starts a word; or any word running into a capitalised function word (« ParisLe »).
-# « YouTube », « iPhone » and « ChatGPT » start otherwise and are left alone.
-_LOST_BREAK = re.compile(
-    r"(?<![^\W_])[a-zß-öø-ÿ]{3,}(?=[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ])"
-    r"|(?<=[a-zß-öø-ÿ\d]{2})(?=(?:Le|La|Les|Un|Une|Des|Il|Ils|Elle|Elles|Ce|Cet|Cette|Ces|En"
-    r"|Au|Aux|Dans|Pour|Selon|Mais|Depuis|Après|Alors|Lors|Sur|The|In|It|He|She|They|This)"
-    r"(?![^\W_]))"
+# « YouTube », « iPhone » and « ChatGPT » start otherwise and are left alone. The regex
+# finds the rare places where a small letter meets a capital; Python judges them.
+_CAPITAL_AFTER_SMALL = re.compile(r"(?<=[a-zß-öø-ÿ\d])(?=[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ])")
+_FUNCTION_WORDS = _wordset(
+    "Le La Les Un Une Des Il Ils Elle Elles Ce Cet Cette Ces En Au Aux Dans Pour Selon Mais "
+    "Depuis Après Alors Lors Sur The In It He She They This"
 )
 # Quotation marks that open or close: paired to keep a quotation in one sentence.
 _QUOTE_MARKS = re.compile(r"[«»“”\"]")
@@ -142,8 +144,23 @@ def split_sentences(text: str, limit: int = MAX_CHARS) -> list[Sentence]:
 
 
 def lost_breaks(text: str) -> list[int]:
-    """Offsets where a line break was lost between two glued words (see ``_LOST_BREAK``)."""
-    return [m.end() for m in _LOST_BREAK.finditer(text)]
+    """Offsets where a line break was lost between two glued words (see
+    ``_CAPITAL_AFTER_SMALL``)."""
+    found = []
+    for match in _CAPITAL_AFTER_SMALL.finditer(text):
+        at = match.start()
+        start = at
+        while start > 0 and (text[start - 1].isalnum() and text[start - 1] != "_"):
+            start -= 1
+        left = text[start:at]
+        end = at + 1
+        while end < len(text) and text[end].isalpha():
+            end += 1
+        if (len(left) >= 3 and left.isalpha() and left.islower()) or (
+            len(left) >= 2 and text[at:end] in _FUNCTION_WORDS
+        ):
+            found.append(at)
+    return found
 
 
 def unglue(text: str) -> str:
