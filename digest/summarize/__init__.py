@@ -413,6 +413,8 @@ def check_grounding(
         lessons = sorted(lessons + extra, key=lambda x: x.start)[:wanted]
         no_lessons = "" if lessons else NO_TAKEAWAY
     backend = summary.backend
+    if summary_text != summary.summary.strip() and not any(x.backend == backend for x in lessons):
+        backend = offline.name  # nothing of the model's survived: say who wrote what is shown
     grounded = all(x.start >= 0 for x in lessons) and not unsupported(summary_text)
     return Summary(
         summary_text,

@@ -86,8 +86,8 @@ _PROMPTS = {
         "« Un outil gratuit a toujours un modèle économique : il faut le comprendre avant "
         "d'en dépendre. »\n"
         "N'utilise aucun chiffre, date ou nom propre absent de l'article. "
-        "Réponds uniquement par un objet JSON "
-        '{{"summary": "...", "lessons": [{{"lesson": "...", "quote": "..."}}]}}.'
+        "Réponds uniquement par un objet JSON avec les clés « summary » (un texte) et "
+        "« lessons » (une liste d'objets avec les clés « lesson » et « quote »)."
     ),
     "en": (
         "You write the weekly digest of a training institute. Its readers: {audience}. "
@@ -102,8 +102,8 @@ _PROMPTS = {
         '"Crisis management: set priorities and bring the team back to quality."\n'
         '"A free tool always has a business model: understand it before depending on it."\n'
         "Use no number, date or proper name that is not in the article. "
-        "Answer only with a JSON object "
-        '{{"summary": "...", "lessons": [{{"lesson": "...", "quote": "..."}}]}}.'
+        'Answer only with a JSON object with the keys "summary" (a text) and "lessons" '
+        '(a list of objects with the keys "lesson" and "quote").'
     ),
 }
 _DEFAULTS = {
