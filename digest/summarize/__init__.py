@@ -30,7 +30,6 @@ import functools
 import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -240,11 +239,6 @@ def summarize_article(
     return result
 
 
-_HEADING = re.compile(
-    r"^\W*(?:ce que (?:cela|ça) nous apprend|what this (?:teaches us|means))\W*$", re.IGNORECASE
-)
-
-
 def _key(text: str) -> str:
     return " ".join(words(text))
 
@@ -345,6 +339,8 @@ def check_grounding(
     ``lessons_count`` (at least two lessons survived). ``grounded`` is true when
     everything returned passes the checks, after the repairs.
     """
+    from .extractive import is_lesson_heading
+
     text = article.text
     head = Evidence(text[:MAX_CHARS])
     whole = Evidence(text) if len(text) > MAX_CHARS else head
@@ -388,7 +384,7 @@ def check_grounding(
         key = _key(lesson.text)
         fresh = (
             bool(key)
-            and not _HEADING.match(lesson.text)
+            and not is_lesson_heading(lesson.text)
             and key not in seen
             and key != _key(summary_text)
             and (span is None or _shares_words(lesson.text, text[span[0] : span[1]]))

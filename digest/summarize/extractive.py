@@ -55,7 +55,7 @@ from .text import (
     words,
 )
 
-__all__ = ["ExtractiveSummarizer", "Params"]
+__all__ = ["ExtractiveSummarizer", "Params", "is_lesson_heading", "stated_lessons"]
 
 MAX_SENTENCES = 200
 """Sentences ranked at most (the first ones): bounds the quadratic similarity graph."""
@@ -395,6 +395,14 @@ _LESSON_HEADING = re.compile(
     r"|what (?:this|it) means(?: for (?:us|you))?|what we (?:learn|learned|learnt))\W*$",
     re.IGNORECASE,
 )
+
+
+def is_lesson_heading(line: str) -> bool:
+    """Whether ``line`` is a heading for lessons (« Ce que cela nous apprend »): a lesson
+    that says only that teaches nothing."""
+    return count_words(line) <= 8 and bool(_LESSON_HEADING.match(line.strip()))
+
+
 STATED_WORDS = 30
 """A lesson stated by the article may be this long (whole), else its first sentence is used."""
 
@@ -409,7 +417,7 @@ def stated_lessons(text: str, count: int) -> list[Lesson]:
     lines = text_lines(masked)
     for k, (start, end) in enumerate(lines):
         line = masked[start:end]
-        if count_words(line) > 8 or not _LESSON_HEADING.match(line.strip()):
+        if not is_lesson_heading(line):
             continue
         found: list[Lesson] = []
         for s, e in lines[k + 1 :]:
