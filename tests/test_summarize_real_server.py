@@ -103,24 +103,34 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(timeout=20)
         log.close()
+
+
+# A small model on two busy cores writes a few tokens a second: short answers, one at a
+# time (llama-cpp-python's server has one slot), and time enough.
+LLM_SETTINGS = """
+[summarize.llm]
+max_tokens = 300
+concurrency = 1
+timeout = 900.0
+"""
 
 
 def _environment(base_url: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(
-        DIGEST_LLM_BASE_URL=base_url,
-        DIGEST_LLM_MODEL="local",
-        DIGEST_LLM_TIMEOUT="600",
-    )
+    env.update(DIGEST_LLM_BASE_URL=base_url, DIGEST_LLM_MODEL="local")
     env.pop("DIGEST_CONFIG", None)
     return env
 
 
 def test_digest_summarize_goes_through_llama_cpp(server: str, tmp_path: Path) -> None:
     lines = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in ARTICLES)
+    config = tmp_path / "digest.toml"
+    config.write_text(LLM_SETTINGS, encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "digest", "summarize", "--backend", "openai", "-"],
+        [sys.executable, "-m", "digest", "--config", str(config), "summarize"]
+        + ["--backend", "openai", "-"],
         input=lines,
         capture_output=True,
         text=True,
@@ -153,7 +163,7 @@ def test_a_whole_draft_goes_through_llama_cpp(server: str, tmp_path: Path) -> No
     text = (ROOT / "examples" / "digest.toml").read_text(encoding="utf-8")
     text = text.replace('backend = "extractive"', 'backend = "openai"')
     text = text.replace("max_articles = 10", "max_articles = 2")
-    (tmp_path / "digest.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "digest.toml").write_text(text + LLM_SETTINGS, encoding="utf-8")
     env = _environment(server)
     for command in (["collect"], ["draft"]):
         done = subprocess.run(
