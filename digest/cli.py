@@ -397,15 +397,26 @@ def summarize(ctx: Context, file: Any, backend: str | None) -> None:
     if find_config_path(ctx.config).is_file():
         settings = ctx.settings.summarize
     else:  # trying the summarizer on a text needs no config file
+        try:
+            timeout = float(os.environ.get("DIGEST_LLM_TIMEOUT", "") or LLMSettings.timeout)
+        except ValueError:
+            raise DigestError("environment: DIGEST_LLM_TIMEOUT must be seconds") from None
         llm = LLMSettings(
             base_url=os.environ.get("DIGEST_LLM_BASE_URL", ""),
             model=os.environ.get("DIGEST_LLM_MODEL", ""),
             api_key=os.environ.get("DIGEST_LLM_API_KEY", ""),
+            timeout=timeout,
         )
         settings = SummarizeSettings(llm=llm)
     if backend:
         settings = dataclasses.replace(settings, backend=backend)
-    summarize_stream(file, sys.stdout, settings)
+
+    def progress(done: int, total: int, article: Any) -> None:
+        # A model on a CPU takes minutes an article: say where it is, on stderr.
+        click.echo(f"summarized: {article.title or '(untitled)'}", err=True)
+
+    remote = settings.backend != "extractive"
+    summarize_stream(file, sys.stdout, settings, progress=progress if remote else None)
 
 
 # -- subscribers ---------------------------------------------------------------------------

@@ -63,6 +63,10 @@ class NewsletterSettings:
     why: str = ""
     """Why the reader gets this email, shown in the footer."""
     timezone: str = "Europe/Paris"
+    audience: str = ""
+    """Who reads, for the LLM's lessons: « acteurs de la formation et des métiers créatifs »."""
+    angle: str = ""
+    """What the lessons should draw out for them: « ce que cela change pour nos métiers »."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,14 @@ class LLMSettings:
     base_url: str = ""
     model: str = ""
     api_key: str = field(default="", repr=False)  # a secret: never in a repr or an error
-    timeout: float = 60.0
+    timeout: float = 300.0
+    """Seconds for one article, retries included: a small model on a CPU needs minutes."""
+    max_tokens: int = 700
+    """Cap on the answer's length, always sent: a looping model stops here."""
+    concurrency: int = 2
+    """Articles asked at once (a local server with one slot queues the rest)."""
+    issue_timeout: float = 1800.0
+    """Seconds for a whole issue: articles not asked by then get the offline default."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,10 @@ class SummarizeSettings:
     summary_sentences: int = 2
     max_lessons: int = 3
     llm: LLMSettings = field(default_factory=LLMSettings)
+    audience: str = ""
+    """Copied from ``[newsletter] audience`` when loading (the LLM's prompt uses it)."""
+    angle: str = ""
+    """Copied from ``[newsletter] angle`` when loading."""
 
 
 @dataclass(frozen=True)
@@ -276,6 +291,7 @@ _ENVIRONMENT: dict[str, tuple[str, str]] = {
     "DIGEST_LLM_BASE_URL": ("summarize.llm", "base_url"),
     "DIGEST_LLM_API_KEY": ("summarize.llm", "api_key"),
     "DIGEST_LLM_MODEL": ("summarize.llm", "model"),
+    "DIGEST_LLM_TIMEOUT": ("summarize.llm", "timeout"),
 }
 
 
@@ -334,6 +350,14 @@ def load_settings(
     secret_key = env.get("DIGEST_SECRET_KEY", "")
     settings = _build(Settings, data, config_path, "", path=config_path.resolve())
     settings = dataclasses.replace(settings, secret_key=secret_key)
+    # The summarizer sees only its own settings: the newsletter's audience and angle
+    # (for the LLM's prompt) travel with them unless [summarize] sets its own.
+    summarize = dataclasses.replace(
+        settings.summarize,
+        audience=settings.summarize.audience or settings.newsletter.audience,
+        angle=settings.summarize.angle or settings.newsletter.angle,
+    )
+    settings = dataclasses.replace(settings, summarize=summarize)
     return _resolve_paths(settings)
 
 
@@ -345,6 +369,13 @@ def _from_env(value: str, table: str, key: str, env_name: str) -> Any:
         except ValueError:
             raise ConfigError(
                 f"environment: {env_name}={value!r}: {key} must be a whole number"
+            ) from None
+    if hints[key] is float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(
+                f"environment: {env_name}={value!r}: {key} must be a number"
             ) from None
     return value
 

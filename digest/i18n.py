@@ -328,6 +328,10 @@ _CHECKS_FR: list[tuple[str, str]] = [
         r"article (?P<n>\d+)'s URL is missing from the (?P<part>HTML|text) part",
         "le lien de l’article {n} manque dans la partie {part}",
     ),
+    (
+        r"« (?P<title>.*) » has no lesson: write one in the draft",
+        "« {title} » n’a pas de leçon : écrivez-en une dans le brouillon",
+    ),
     (r"the subject is empty", "l’objet est vide"),
     (r"the subject contains a line break", "l’objet contient un saut de ligne"),
     (

@@ -24,6 +24,7 @@ __all__ = [
     "IssueStatus",
     "Lesson",
     "NAME_MARKER",
+    "NO_TAKEAWAY",
     "RenderedEmail",
     "RenderedIssue",
     "RunOutcome",
@@ -83,13 +84,20 @@ class Lesson:
     """One « Ce que cela nous apprend » lesson and the article text that supports it.
 
     ``start``/``end`` are character offsets of ``quote`` in the article text, or -1
-    when the backend gave a quote that could not be located.
+    when the backend gave a quote that could not be located. ``backend`` names who
+    wrote the lesson (``"extractive"``, ``"openai"``…): one article's lessons may come
+    from two backends when the offline one topped up a model's answer.
     """
 
     text: str
     quote: str = ""
     start: int = -1
     end: int = -1
+    backend: str = ""
+
+
+NO_TAKEAWAY = "no_takeaway"
+"""``Summary.no_lessons``: the article states no lesson and has no takeaway sentence."""
 
 
 def encode_lessons(lessons: tuple[Lesson, ...]) -> str:
@@ -120,11 +128,20 @@ def decode_lessons(value: str) -> tuple[Lesson, ...]:
 
 @dataclass(frozen=True)
 class Summary:
+    """A backend's summary and lessons.
+
+    ``lessons`` may be empty: an article that teaches nothing by itself gets no
+    lesson rather than facts dressed up as one. ``no_lessons`` then says why (e.g.
+    ``NO_TAKEAWAY``), so a draft can leave an empty lesson for the editor to write and
+    the checks can warn; it is empty whenever there are lessons.
+    """
+
     summary: str
     lessons: tuple[Lesson, ...]
     backend: str
     grounded: bool
     checks: dict[str, bool] = field(default_factory=dict)
+    no_lessons: str = ""
 
 
 @dataclass(frozen=True)

@@ -106,15 +106,17 @@ def collect(
 
 def build_issue(settings: Settings, store: Store, period: str) -> Issue:
     """A fresh machine-made issue for ``period``: the selected articles, summarized."""
-    from .summarize import NothingToSummarize, get_summarizer, summarize_article
+    from .summarize import NothingToSummarize, get_summarizer, summarize_many
 
     get_summarizer(settings.summarize)  # a misconfigured backend fails here, not per article
+    selected = select_articles(settings, store, period)
     items: list[IssueItem] = []
-    for article in select_articles(settings, store, period):
-        try:
-            summary = summarize_article(article, settings.summarize, store)
-        except NothingToSummarize as exc:
-            log.warning("skipping %s: %s", article.url, exc)
+    # A remote model is asked a few articles at a time, within one deadline per issue.
+    for article, summary in zip(
+        selected, summarize_many(selected, settings.summarize, store), strict=True
+    ):
+        if isinstance(summary, NothingToSummarize):
+            log.warning("skipping %s: %s", article.url, summary)
             continue
         items.append(
             IssueItem(

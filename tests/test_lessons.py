@@ -39,3 +39,22 @@ def test_the_store_keeps_the_evidence_and_reads_old_rows(tmp_path: Path) -> None
         conn.execute("UPDATE issue_items SET lessons = ?", ('["Une leçon."]',))
     stored = issues.get(store, "2026-W48")
     assert stored is not None and stored.items[0].lessons == (Lesson("Une leçon."),)
+
+
+def test_an_article_left_without_lessons_is_a_warning_for_the_editor() -> None:
+    import dataclasses
+
+    from render_sample import sample_issue, sample_settings
+
+    from digest.checks import check_email
+    from digest.render import render_issue
+
+    issue = sample_issue(2)
+    bare = dataclasses.replace(issue.items[1], lessons=())
+    issue = dataclasses.replace(issue, items=(issue.items[0], bare))
+    rendered = render_issue(issue, sample_settings())
+    warnings = [c for c in check_email(rendered, issue) if c.name == "lessons"]
+    assert [c.level for c in warnings] == ["warning"]
+    assert bare.title in warnings[0].message
+    # The email simply has no « Ce que cela nous apprend » box for that article.
+    assert rendered.html.count("Ce que cela nous apprend") == 1

@@ -12,6 +12,7 @@ from digest.summarize.text import (
     detect_language,
     split_sentences,
     stem_words,
+    unglue,
     words,
 )
 
@@ -71,6 +72,32 @@ def texts(text: str) -> list[str]:
         (
             "Un chiffre clé en 2019. 300 personnes étaient présentes.",
             ["Un chiffre clé en 2019.", "300 personnes étaient présentes."],
+        ),
+        (  # a quotation is one sentence with its attribution
+            "« Je suis venu. Je suis reparti », a-t-il dit. Puis il est sorti.",
+            ["« Je suis venu. Je suis reparti », a-t-il dit.", "Puis il est sorti."],
+        ),
+        (  # paragraphs glued at a straight quote, which closes or opens
+            'Il a dit "c\'est fini."Le lendemain, il est parti.Des renforts existants."Nous restons", dit-il.',
+            [
+                'Il a dit "c\'est fini."',
+                "Le lendemain, il est parti.",
+                "Des renforts existants.",
+                '"Nous restons", dit-il.',
+            ],
+        ),
+        (  # a line break lost between a heading and a paragraph
+            "Les durs à cuireTout juste arrivés, ils repartent. Philippe revient à la chargeLe chef parle.",
+            [
+                "Les durs à cuire",
+                "Tout juste arrivés, ils repartent.",
+                "Philippe revient à la charge",
+                "Le chef parle.",
+            ],
+        ),
+        (  # names written in camel case are not lost breaks
+            "Le clip a été vu sur YouTube et sur iPhone. ChatGPT aussi.",
+            ["Le clip a été vu sur YouTube et sur iPhone.", "ChatGPT aussi."],
         ),
     ],
 )
@@ -204,3 +231,8 @@ def test_evidence_indexes_once() -> None:
     evidence = Evidence(ARTICLE)
     assert evidence.unsupported("Venise et OpenAI, 2025.") == []
     assert evidence.locate("quatre personnes ont été blessées") is not None
+
+
+def test_lost_line_breaks_are_put_back_for_readers() -> None:
+    assert unglue("Les durs à cuireTout juste arrivés") == "Les durs à cuire\nTout juste arrivés"
+    assert unglue("Vu sur YouTube.") == "Vu sur YouTube."

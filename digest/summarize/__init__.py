@@ -25,19 +25,22 @@ entry point always wins.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..config import SummarizeSettings
 from ..errors import SummarizerError
-from ..models import Article, Lesson, Summary
+from ..models import NO_TAKEAWAY, Article, Lesson, Summary
 from .grounding import Evidence
-from .text import MAX_CHARS
+from .text import MAX_CHARS, stop_words, words
 
 if TYPE_CHECKING:
     from ..db import Store
@@ -51,6 +54,7 @@ __all__ = [
     "check_grounding",
     "get_summarizer",
     "summarize_article",
+    "summarize_many",
     "summary_from_dict",
     "summary_to_dict",
 ]
@@ -59,11 +63,14 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "digest.summarizers"
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 """Bump when a backend's output changes for the same input, to ignore old cache rows."""
 
 MAX_SUMMARY_WORDS = 80
 """A summary is asked for in one or two sentences; longer than this, the offline one is used."""
+
+MIN_SUMMARY_WORDS = 6
+"""A shorter « summary » (« Un jeu sort. ») says too little; the offline one is used."""
 
 MAX_LESSON_WORDS = 35
 """Lessons are asked for in at most 25 words; longer than this, one is dropped."""
@@ -156,12 +163,13 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
     return {
         "summary": summary.summary,
         "lessons": [
-            {"text": x.text, "quote": x.quote, "start": x.start, "end": x.end}
+            {"text": x.text, "quote": x.quote, "start": x.start, "end": x.end, "backend": x.backend}
             for x in summary.lessons
         ],
         "backend": summary.backend,
         "grounded": summary.grounded,
         "checks": dict(summary.checks),
+        "no_lessons": summary.no_lessons,
     }
 
 
@@ -169,12 +177,19 @@ def summary_from_dict(value: dict[str, Any]) -> Summary:
     return Summary(
         summary=str(value["summary"]),
         lessons=tuple(
-            Lesson(str(x["text"]), str(x["quote"]), int(x["start"]), int(x["end"]))
+            Lesson(
+                str(x["text"]),
+                str(x["quote"]),
+                int(x["start"]),
+                int(x["end"]),
+                str(x.get("backend", value["backend"])),
+            )
             for x in value["lessons"]
         ),
         backend=str(value["backend"]),
         grounded=bool(value["grounded"]),
         checks={str(k): bool(v) for k, v in value.get("checks", {}).items()},
+        no_lessons=str(value.get("no_lessons", "")),
     )
 
 
@@ -188,16 +203,9 @@ def summarize_article(
     """
     from .extractive import ExtractiveSummarizer
 
-    key = cache_key(article, settings)
-    if store is not None:
-        from ..db import articles
-
-        cached = articles.cached_summary(store, key)
-        if cached is not None:
-            try:
-                return summary_from_dict(cached)
-            except (KeyError, TypeError, ValueError):
-                log.warning("ignoring an unreadable cached summary %s", key[:12])
+    cached = _cached(article, settings, store)
+    if cached is not None:
+        return cached
     backend = get_summarizer(settings)
     offline = ExtractiveSummarizer(settings)
     try:
@@ -222,10 +230,106 @@ def summarize_article(
         result = offline.summarize(article)
     result = check_grounding(result, article, offline, settings)
     if store is not None and result.backend == settings.backend:
-        from ..db import articles
-
-        articles.cache_summary(store, key, summary_to_dict(result))
+        _cache(article, settings, store, result)
     return result
+
+
+def _key(text: str) -> str:
+    return " ".join(words(text))
+
+
+def _shares_words(lesson: str, quote: str) -> bool:
+    """Whether a lesson and its quote share at least one word that carries meaning.
+
+    A paraphrase keeps a stem or two of its source; a lesson with none was
+    justified by a quote about something else."""
+    common = stop_words("fr") | stop_words("en")
+    a = {w[:5] for w in words(lesson) if w not in common and len(w) > 2}
+    b = {w[:5] for w in words(quote) if w not in common and len(w) > 2}
+    return bool(a & b) or not b
+
+
+Progress = Callable[[int, int, Article], None]
+"""Called as ``progress(done, total, article)`` each time an article is summarized."""
+
+
+def summarize_many(
+    articles: Sequence[Article],
+    settings: SummarizeSettings,
+    store: Store | None = None,
+    progress: Progress | None = None,
+) -> Iterator[Summary | NothingToSummarize]:
+    """``summarize_article`` over many articles, yielded in their order.
+
+    A remote backend is asked ``[summarize.llm] concurrency`` articles at a time
+    (a model on a CPU takes minutes an article), within one deadline for them all
+    (``issue_timeout``): an article whose turn comes after it, or whose own deadline
+    would run past it, gets less time, then the offline default; never an empty
+    issue. The offline backend runs in this thread (it is CPU-bound). The cache is
+    read and written here, in the caller's thread, not in the workers'. An article
+    with nothing to summarize is yielded as its ``NothingToSummarize`` error.
+    """
+    total = len(articles)
+    done = 0
+    results: list[Summary | NothingToSummarize | None] = [None] * total
+    pending: dict[int, Future[Summary]] = {}
+    remote = settings.backend != "extractive"
+    deadline = time.monotonic() + settings.llm.issue_timeout
+    workers = max(1, settings.llm.concurrency) if remote else 1
+
+    def one(article: Article) -> Summary:
+        left = deadline - time.monotonic()
+        if left <= 0:  # the issue's time is up: the offline default, at once
+            offline = dataclasses.replace(settings, backend="extractive")
+            return summarize_article(article, offline)
+        llm = dataclasses.replace(settings.llm, timeout=min(settings.llm.timeout, left))
+        return summarize_article(article, dataclasses.replace(settings, llm=llm))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="summarize") as pool:
+        for index, article in enumerate(articles):
+            cached = _cached(article, settings, store)
+            if cached is not None:
+                results[index] = cached
+            elif remote:
+                pending[index] = pool.submit(one, article)
+        for index, article in enumerate(articles):
+            if results[index] is None:
+                try:
+                    result = pending[index].result() if index in pending else one(article)
+                except NothingToSummarize as exc:
+                    results[index] = exc
+                else:
+                    results[index] = result
+                    if store is not None and result.backend == settings.backend:
+                        _cache(article, settings, store, result)
+            done += 1
+            if progress is not None:
+                progress(done, total, article)
+            value = results[index]
+            assert value is not None
+            yield value
+
+
+def _cache(article: Article, settings: SummarizeSettings, store: Store, result: Summary) -> None:
+    from ..db import articles
+
+    articles.cache_summary(store, cache_key(article, settings), summary_to_dict(result))
+
+
+def _cached(article: Article, settings: SummarizeSettings, store: Store | None) -> Summary | None:
+    if store is None:
+        return None
+    key = cache_key(article, settings)
+    from ..db import articles
+
+    cached = articles.cached_summary(store, key)
+    if cached is None:
+        return None
+    try:
+        return summary_from_dict(cached)
+    except (KeyError, TypeError, ValueError):
+        log.warning("ignoring an unreadable cached summary %s", key[:12])
+        return None
 
 
 def check_grounding(
@@ -238,6 +342,8 @@ def check_grounding(
     ``lessons_count`` (at least two lessons survived). ``grounded`` is true when
     everything returned passes the checks, after the repairs.
     """
+    from .extractive import is_lesson_heading
+
     text = article.text
     head = Evidence(text[:MAX_CHARS])
     whole = Evidence(text) if len(text) > MAX_CHARS else head
@@ -255,11 +361,15 @@ def check_grounding(
     checks: dict[str, bool] = {}
     summary_text = summary.summary.strip()
     checks["summary_facts"] = bool(summary_text) and not unsupported(summary_text)
-    checks["summary_length"] = len(summary_text.split()) <= MAX_SUMMARY_WORDS
+    # One or two whole sentences: not a fragment, not cut mid-sentence, not an essay.
+    checks["summary_length"] = MIN_SUMMARY_WORDS <= len(
+        summary_text.split()
+    ) <= MAX_SUMMARY_WORDS and summary_text.rstrip("»”\"')] ")[-1:] in tuple(".!?。！？")
     if not (checks["summary_facts"] and checks["summary_length"]):
         summary_text = offline.summarize(article).summary
 
     lessons: list[Lesson] = []
+    seen: set[str] = set()
     for k, lesson in enumerate(summary.lessons, 1):
         span = None
         if 0 <= lesson.start < lesson.end <= len(text) and text[lesson.start : lesson.end] == (
@@ -273,18 +383,43 @@ def check_grounding(
             lesson.text, Evidence(text[span[0] : span[1]]) if span else None
         )
         length_ok = len(lesson.text.split()) <= MAX_LESSON_WORDS
+        # A lesson is not the heading, not a repeat, and its quote says something of it.
+        key = _key(lesson.text)
+        fresh = (
+            bool(key)
+            and not is_lesson_heading(lesson.text)
+            and key not in seen
+            and key != _key(summary_text)
+            and (span is None or _shares_words(lesson.text, text[span[0] : span[1]]))
+        )
+        seen.add(key)
         checks[f"lesson{k}_quote"] = quote_ok
         checks[f"lesson{k}_facts"] = facts_ok
         checks[f"lesson{k}_length"] = length_ok
-        if span is not None and facts_ok and length_ok:
-            lessons.append(Lesson(lesson.text.strip(), text[span[0] : span[1]], *span))
+        checks[f"lesson{k}_fresh"] = fresh
+        if span is not None and facts_ok and length_ok and fresh:
+            written_by = lesson.backend or summary.backend
+            lessons.append(Lesson(lesson.text.strip(), text[span[0] : span[1]], *span, written_by))
 
     wanted = max(2, min(4, settings.max_lessons))
     checks["lessons_count"] = len(lessons) >= 2
-    if len(lessons) < 2:
+    no_lessons = summary.no_lessons
+    if len(lessons) < 2 and summary.backend != offline.name:
+        # Lessons the model lost are topped up from the article's own takeaways, each
+        # labelled as the offline backend's; an article with none gets none.
         avoid = [x.quote for x in lessons] + [summary_text]
         extra = offline.lessons(article, wanted - len(lessons), avoid)
         lessons = sorted(lessons + extra, key=lambda x: x.start)[:wanted]
+        no_lessons = "" if lessons else NO_TAKEAWAY
     backend = summary.backend
+    if summary_text != summary.summary.strip() and not any(x.backend == backend for x in lessons):
+        backend = offline.name  # nothing of the model's survived: say who wrote what is shown
     grounded = all(x.start >= 0 for x in lessons) and not unsupported(summary_text)
-    return Summary(summary_text, tuple(lessons[:wanted]), backend, grounded, checks)
+    return Summary(
+        summary_text,
+        tuple(lessons[:wanted]),
+        backend,
+        grounded,
+        checks,
+        no_lessons if not lessons else "",
+    )

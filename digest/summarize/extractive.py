@@ -10,14 +10,18 @@ How it reads an article:
 3. The summary: news puts its point first, but its first sentence is often a
    hook (« La vidéo est devenue virale. ») or a quote. So the summary is chosen
    among the leading sentences by centrality, closeness to the title and
-   position, and capped in length (``summary_sentences``, about 55 words).
-4. Lessons: central sentences from the whole article (a weaker position prior),
-   raised when they read as a takeaway (``lesson_cue``: « la leçon est claire : »,
-   « Pour les écoles, cela plaide pour… », « il faut », « the takeaway is to… »),
-   diversified by maximal marginal relevance, never a summary sentence, trimmed
-   to at most about 25 words at clause boundaries, returned in document order
-   with the offsets of their text in the article. An announced takeaway that is
-   too long keeps what follows its announcement (« la leçon est claire : X » gives X).
+   position, and capped in length (``summary_sentences``, about 55 words); a
+   sentence that opens on a pronoun (« Elle a ajouté… ») or in the middle of a
+   quotation ranks lower, and one too long to show whole is not used.
+4. Lessons: only what the article itself teaches. First the items it lists under a
+   lessons heading (« Ce que cela nous apprend », « À retenir », "Takeaways"), whole;
+   then its takeaway sentences (``lesson_cue`` at least ``TAKEAWAY_CUE``: « la leçon
+   est claire : », « Pour les écoles, cela plaide pour… », « il faut », "the takeaway
+   is to…"), ranked by centrality and cue, diversified by maximal marginal relevance,
+   never a summary sentence. Each is a whole sentence, or what follows its
+   announcement (« la leçon est claire : X » gives X), or a whole first clause: never
+   a cut with « … », never a sentence leaning on a pronoun it does not show. An
+   article with none gets no lesson (``Summary.no_lessons``): an editor writes one.
 
 Every output is a span of the article, so it is grounded by construction.
 The weights below were set on the first half of the OrangeSum validation sample
@@ -31,12 +35,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..config import SummarizeSettings
-from ..models import Article, Lesson, Summary
+from ..models import NO_TAKEAWAY, Article, Lesson, Summary
 from . import NothingToSummarize
 from .text import (
+    MAX_CHARS,
     Sentence,
     clean_display,
     count_words,
@@ -45,10 +51,11 @@ from .text import (
     split_sentences,
     stem_words,
     stop_words,
+    text_lines,
     words,
 )
 
-__all__ = ["ExtractiveSummarizer", "Params"]
+__all__ = ["ExtractiveSummarizer", "Params", "is_lesson_heading", "stated_lessons"]
 
 MAX_SENTENCES = 200
 """Sentences ranked at most (the first ones): bounds the quadratic similarity graph."""
@@ -75,11 +82,11 @@ class Params:
     """A second sentence must score at least this fraction of the first."""
     hook_penalty: float = 0.3
     min_summary_words: int = 12
+    anaphora_penalty: float = 0.3
+    """Subtracted from a summary sentence that opens on a pronoun (« Elle », « Ce dernier »)."""
     lesson_position: float = 0.3
     lesson_title: float = 0.3
     mmr_lambda: float = 0.7
-    lesson_overflow: float = 0.5
-    lesson_speech: float = 0.3
     lesson_cue: float = 0.8
     """Added to a lesson's relevance times its ``lesson_cue`` (0 to 1)."""
 
@@ -111,7 +118,13 @@ class ExtractiveSummarizer:
         lessons = choose_lessons(analysis, count, set(summary_ids), self.params)
         # Lines without final punctuation (bullets) get a period, to read as sentences.
         summary = " ".join(_punctuated(_display(analysis, i)) for i in summary_ids)
-        return Summary(summary=summary, lessons=tuple(lessons), backend=self.name, grounded=True)
+        return Summary(
+            summary=summary,
+            lessons=tuple(lessons),
+            backend=self.name,
+            grounded=True,
+            no_lessons="" if lessons else NO_TAKEAWAY,
+        )
 
     def lessons(self, article: Article, count: int, avoid: list[str]) -> list[Lesson]:
         """Up to ``count`` lessons whose sentences do not overlap the spans in ``avoid``.
@@ -124,7 +137,9 @@ class ExtractiveSummarizer:
             for i, s in enumerate(analysis.sentences)
             if any(_overlaps(clean_display(s.text), quote) for quote in avoid)
         }
-        return choose_lessons(analysis, count, taken, self.params)
+        found = choose_lessons(analysis, count + len(avoid), taken, self.params)
+        fresh = [x for x in found if not any(_overlaps(x.text, q) for q in avoid)]
+        return fresh[:count]
 
 
 def _overlaps(sentence: str, shown: str) -> bool:
@@ -271,12 +286,25 @@ def _summary_score(a: _Analysis, i: int, p: Params) -> float:
         score -= p.hook_penalty
     if a.word_counts[i] < p.min_summary_words:
         score -= p.hook_penalty
+    if _ANAPHORIC.match(a.sentences[i].text):
+        score -= p.anaphora_penalty  # « Elle a dit… » does not introduce its subject
+    if a.word_counts[i] > p.summary_words:
+        score -= p.hook_penalty  # would be cut: a summary ends as a sentence
+    if a.sentences[i].text.lstrip(_OPENERS)[:1].islower():
+        score -= p.hook_penalty  # the middle of a quotation, not the start of a thought
     return score
+
+
+_OPENERS = "«\"“‘'([ \u00a0"
 
 
 def choose_summary(a: _Analysis, sentences: int, p: Params) -> list[int]:
     """Indexes of the summary's sentences, in document order."""
-    window = range(min(p.lead_window, len(a.sentences)))
+    window: Sequence[int] = range(min(p.lead_window, len(a.sentences)))
+    # A sentence too long to show whole would be cut: a summary ends as a sentence.
+    whole = [i for i in window if a.word_counts[i] <= 60]
+    if whole:
+        window = whole
     scores = {i: _summary_score(a, i, p) for i in window}
     first = max(window, key=lambda i: (scores[i], -i))
     chosen = [first]
@@ -304,52 +332,45 @@ def choose_summary(a: _Analysis, sentences: int, p: Params) -> list[int]:
 
 
 def choose_lessons(a: _Analysis, count: int, exclude: set[int], p: Params) -> list[Lesson]:
-    """Up to ``count`` lessons by centrality, position, takeaway cues and novelty,
-    in document order."""
-    n = len(a.sentences)
+    """Up to ``count`` lessons: those the article states under a heading first, then
+    its takeaway sentences by relevance and novelty; in document order.
 
-    def score(i: int) -> float:
-        # A lesson reads best as a whole sentence of plain statement: long sentences
-        # (to be cut) and direct speech (a voice, not a lesson) rank lower. An announced
-        # takeaway is judged on the part that will be shown (see ``_lesson_span``).
-        shown = a.word_counts[i]
-        slack = 0
-        if cues[i] >= TAKEAWAY_CUE:
-            slack = TAKEAWAY_SLACK
-            body = _takeaway_body(a.text, a.sentences[i])
-            if body is not None and shown > LESSON_WORDS:
-                shown = count_words(mask_markup(a.text[body : a.sentences[i].end]))
-        overflow = max(0, shown - LESSON_WORDS - slack) / LESSON_WORDS
-        speech = 1.0 if _SPEECH.search(a.sentences[i].text) else 0.0
+    Only sentences that read as a takeaway (``lesson_cue`` at least ``TAKEAWAY_CUE``)
+    qualify: a news story with none gets no lesson, not its facts relabelled.
+    """
+    stated = stated_lessons(a.text, count)
+    taken = [(x.start, x.end) for x in stated]
+    n = len(a.sentences)
+    cues = {i: lesson_cue(a.sentences[i].text, a.word_counts[i]) for i in range(n)}
+    spans: dict[int, tuple[int, int, bool]] = {}
+    for i in range(n):
+        sentence = a.sentences[i]
+        if i in exclude or cues[i] < TAKEAWAY_CUE or sentence.text.rstrip(_CLOSE).endswith("?"):
+            continue
+        if any(s < sentence.end and sentence.start < e for s, e in taken):
+            continue  # part of a stated lesson already
+        span = _lesson_span(a, i)
+        if span is not None:
+            spans[i] = span
+
+    def relevance(i: int) -> float:
         return (
             a.centrality[i]
             + p.lesson_title * a.title_similarity[i]
             + p.lesson_position / (1.0 + i / 3.0)
             + p.lesson_cue * cues[i]
-            - p.lesson_overflow * min(1.0, overflow)
-            - p.lesson_speech * speech
         )
 
-    def fit(i: int) -> bool:
-        text = a.sentences[i].text.rstrip("»”\"' )")
-        return a.word_counts[i] >= 6 and not text.endswith(("?", ":"))
-
-    pool = [i for i in range(n) if i not in exclude and fit(i)]
-    if len(pool) < count:
-        pool += [
-            i for i in range(n) if i not in exclude and i not in pool and a.word_counts[i] >= 4
-        ]
-    cues = {i: lesson_cue(a.sentences[i].text, a.word_counts[i]) for i in pool}
-    relevance = {i: score(i) for i in pool}
+    pool = list(spans)
+    scores = {i: relevance(i) for i in pool}
     # Highest similarity of each candidate to what is already taken (summary, lessons).
     overlap = {
         i: max((_dot(a.vectors[i], a.vectors[j]) for j in exclude), default=0.0) for i in pool
     }
     chosen: list[int] = []
-    while pool and len(chosen) < count:
+    while pool and len(chosen) < count - len(stated):
         best = max(
-            pool,
-            key=lambda i: (p.mmr_lambda * relevance[i] - (1 - p.mmr_lambda) * overlap[i], -i),
+            pool, key=lambda i: (p.mmr_lambda * scores[i] - (1 - p.mmr_lambda) * overlap[i], -i)
         )
         pool.remove(best)
         if overlap[best] > 0.8:
@@ -357,7 +378,93 @@ def choose_lessons(a: _Analysis, count: int, exclude: set[int], p: Params) -> li
         chosen.append(best)
         for i in pool:
             overlap[i] = max(overlap[i], _dot(a.vectors[i], a.vectors[best]))
-    return [_lesson(a, i, cues[i] >= TAKEAWAY_CUE) for i in sorted(chosen)]
+    found = stated + [_attributed(a, i, _lesson(a.text, *spans[i])) for i in chosen]
+    return sorted(found, key=lambda x: x.start)
+
+
+_CLOSE = "»”\"' )"
+
+# The headings under which an article states its own lessons (the institute's « Ce que
+# cela nous apprend », « À retenir », "Key takeaways"…), alone on their line.
+_LESSON_HEADING = re.compile(
+    r"^\W*(?:ce que (?:cela|ça|ceci|nous) (?:nous )?(?:apprend|enseigne|retenons)"
+    r"|ce qu['’](?:il faut|on peut) (?:en )?retenir|(?:ce qu['’]il faut |à )retenir"
+    r"|(?:les |nos |trois |quelques )?(?:le[çc]ons?|enseignements?)"
+    r"(?: à (?:en )?(?:tirer|retenir))?"
+    r"|(?:key |our |the )?(?:takeaways?|lessons?(?: learned| learnt)?)"
+    r"|what (?:this|it) means(?: for (?:us|you))?|what we (?:learn|learned|learnt))\W*$",
+    re.IGNORECASE,
+)
+
+
+def is_lesson_heading(line: str) -> bool:
+    """Whether ``line`` is a heading for lessons (« Ce que cela nous apprend »): a lesson
+    that says only that teaches nothing."""
+    return count_words(line) <= 8 and bool(_LESSON_HEADING.match(line.strip()))
+
+
+STATED_WORDS = 30
+"""A lesson stated by the article may be this long (whole), else its first sentence is used."""
+
+
+def stated_lessons(text: str, count: int) -> list[Lesson]:
+    """The items listed under a lessons heading (see ``_LESSON_HEADING``), at most ``count``.
+
+    A lead-in ending with a colon (« Pour nous, cette crise est un cas d'école : ») is
+    skipped; the list ends at the next heading (a short line without final punctuation).
+    """
+    masked = mask_markup(text[:MAX_CHARS])
+    lines = text_lines(masked)
+    for k, (start, end) in enumerate(lines):
+        line = masked[start:end]
+        if not is_lesson_heading(line):
+            continue
+        found: list[Lesson] = []
+        for s, e in lines[k + 1 :]:
+            bullet = _BULLET_START.match(masked, s, e)
+            if bullet:
+                s = bullet.end()
+            while s < e and masked[s].isspace():
+                s += 1
+            while e > s and masked[e - 1].isspace():
+                e -= 1
+            item = masked[s:e]
+            if not any(c.isalnum() for c in item):
+                continue
+            complete = _is_sentence(item)
+            heading = not bullet and not complete and not item.endswith(":")
+            if heading and (count_words(item) <= 3 or not found or _is_sentence(found[-1].quote)):
+                break  # the next heading: « Conclusion »
+            if item.endswith(":") and not found:
+                continue  # a lead-in to the list
+            span = _stated_span(text, s, e)
+            if span is not None:
+                found.append(_lesson(text, *span))
+            if len(found) >= count:
+                break
+        if found:
+            return found
+    return []
+
+
+_BULLET_START = re.compile(r"[ \t]*(?:[-–—•*·▪►✓→]|\d{1,2}[.)])\s+")
+
+
+def _is_sentence(text: str) -> bool:
+    return text.rstrip(_CLOSE + "\u00a0")[-1:] in tuple(".!?…")
+
+
+def _stated_span(text: str, start: int, end: int) -> tuple[int, int, bool] | None:
+    """The item whole, else its first sentence, when short enough to read as a lesson."""
+    if count_words(mask_markup(text[start:end])) <= STATED_WORDS:
+        return start, end, True
+    first = split_sentences(text[:end])
+    for sentence in first:
+        if sentence.start >= start:
+            if count_words(mask_markup(sentence.text)) <= STATED_WORDS:
+                return sentence.start, sentence.end, True
+            return None
+    return None
 
 
 def _display(a: _Analysis, i: int) -> str:
@@ -372,35 +479,80 @@ def _punctuated(text: str) -> str:
     return text if text.rstrip("»”\"')] 」』）")[-1:] in tuple(".!?…。！？") else text + "."
 
 
-def _lesson(a: _Analysis, i: int, takeaway: bool = False) -> Lesson:
+def _lesson(text: str, start: int, end: int, whole: bool = True) -> Lesson:
+    """A lesson showing ``text[start:end]``: a whole sentence, or a complete clause that
+    ends at a semicolon (shown with a full stop, never with « … »)."""
+    quote = text[start:end]
+    shown = _as_text(quote, cut=False)
+    if not whole:
+        shown = shown.rstrip(" ;,") + "."
+    return Lesson(_punctuated(shown), quote, start, end, backend=ExtractiveSummarizer.name)
+
+
+# Where a complete clause ends inside a sentence: a semicolon, or a comma before a
+# conjunction that opens another main clause (« …, et des formats ouverts garantissent… »).
+# « Selon l'OMS, … », « D'après l'enquête, … », "According to the survey, …": who says so.
+_ATTRIBUTION = re.compile(
+    r"^\W*(?:selon|d['’]après|according to)\s[^,.;:]{1,80},\s*", re.IGNORECASE
+)
+
+
+def _attributed(a: _Analysis, i: int, lesson: Lesson) -> Lesson:
+    """A lesson that starts after its sentence's attribution keeps it: « Selon l'OMS, X »
+    is shown whole, with the whole sentence as its quote, not as X alone."""
     sentence = a.sentences[i]
-    start, end, whole_point = _lesson_span(a, i, takeaway)
-    quote = a.text[start:end]
-    cut = end < sentence.end or (start > sentence.start and not whole_point)
-    return Lesson(_as_text(quote, cut=cut), quote, start, end)
+    match = _ATTRIBUTION.match(sentence.text)
+    if match is None or lesson.start <= sentence.start:
+        return lesson
+    lead = clean_display(match.group()).rstrip() + " "
+    text = lead + lesson.text[:1].lower() + lesson.text[1:]
+    if count_words(text) > LESSON_WORDS + 10:
+        return lesson  # too long with it: the point alone
+    quote = a.text[sentence.start : lesson.end]
+    return Lesson(text, quote, sentence.start, lesson.end, lesson.backend)
 
 
-def _lesson_span(a: _Analysis, i: int, takeaway: bool) -> tuple[int, int, bool]:
-    """The span a lesson shows, and whether it is a whole point (no « … » needed).
+_CLAUSE = re.compile(r"\s*;\s|,\s+(?=(?:et|mais|car|donc|and|but|so)\s)", re.IGNORECASE)
+# Openers that refer back to something the lesson does not show: « Elle a dit… »,
+# « Cette décision… », "They said…". Impersonal « Il faut », « Il est temps de » are fine.
+_ANAPHORIC = re.compile(
+    r"^\W*(?:(?:il|elle|ils|elles)(?!\s+(?:faut|faudra|faudrait|vaut|y\s|est\s+[^\W\d]+\s+d))"
+    r"|cela|ça|ceci|celui|celle|ceux|celles|lui|leurs?|son|sa|ses"
+    r"|ce(?:t|tte|s)?(?!\s+(?:qu|soir|matin|midi|week-end|weekend|jour|lundi|mardi|mercredi"
+    r"|jeudi|vendredi|samedi|dimanche|mois|printemps|été|automne|hiver|année|\d))"
+    r"|c['’]est|he|she|it(?!\s+is\s+[^\W\d]+\s+to)|they|this|these|those|that|his|her|its"
+    r"|their)(?![^\W_])",
+    re.IGNORECASE,
+)
 
-    A takeaway (``takeaway``: a clear cue) may run ``TAKEAWAY_SLACK`` words long. When it
-    is longer and announced (« Pour les designers, la leçon est claire : X »), the
-    announcement gives way to what it announces: X, whole if it fits, else trimmed.
+
+def _lesson_span(a: _Analysis, i: int) -> tuple[int, int, bool] | None:
+    """The span a takeaway shows and whether it is the whole sentence, or None.
+
+    A lesson is a whole point: the sentence when it fits in ``LESSON_WORDS`` (plus
+    ``TAKEAWAY_SLACK``); else what follows its announcement (« la leçon est claire :
+    X » gives X); else its first clause up to a semicolon. Nothing else: a sentence
+    cut in the middle of a thought is no lesson. A sentence that opens on a pronoun
+    with nothing to refer to (« Elle a ajouté… ») counts only by its announced point.
     """
     sentence = a.sentences[i]
-    limit = LESSON_WORDS + (TAKEAWAY_SLACK if takeaway else 0)
-    if a.word_counts[i] <= limit:
+    limit = LESSON_WORDS + TAKEAWAY_SLACK
+    body = _takeaway_body(a.text, sentence)
+    anaphoric = bool(_ANAPHORIC.match(mask_markup(sentence.text)))
+    if a.word_counts[i] <= limit and not anaphoric:
         return sentence.start, sentence.end, True
-    body = _takeaway_body(a.text, sentence) if takeaway else None
-    if body is not None:
-        if count_words(mask_markup(a.text[body : sentence.end])) <= limit:
-            return body, sentence.end, True
-        # The point's opening clause, even a short one, rather than a later clause
-        # that starts with « et » and reads as an afterthought.
-        start, end = trim_span(a.text, body, sentence.end, LESSON_WORDS, minimum=6)
-        return start, end, False
-    start, end = trim_span(a.text, sentence.start, sentence.end, LESSON_WORDS)
-    return start, end, False
+    point = mask_markup(a.text[body : sentence.end]) if body is not None else ""
+    if point and count_words(point) <= limit and not _ANAPHORIC.match(point):
+        return body or 0, sentence.end, True
+    if anaphoric:
+        return None
+    start = body if body is not None else sentence.start
+    clause = _CLAUSE.search(a.text, start, sentence.end)
+    if clause is not None:
+        words_in = count_words(mask_markup(a.text[start : clause.start()]))
+        if 6 <= words_in <= limit:
+            return start, clause.start(), False
+    return None
 
 
 # -- lesson-likeness ---------------------------------------------------------------------
@@ -485,7 +637,9 @@ _ANNOUNCEMENT = re.compile(
     r"(?<!\w)(?:le[çc]ons?|enseignements?|message|conseil|morale|conclusion|constat|à retenir"
     r"|l[’']enjeu|lessons?|takeaways?|advice|moral)(?!\w)[^:.;!?]{0,40}?\s*:\s*"
     r"|(?<!\w)(?:lessons?|takeaways?|point|message|advice|moral)\s+(?:here\s+)?"
-    r"(?:is|was|remains)\s+(?:that|to)\s+",
+    r"(?:is|was|remains)\s+(?:that|to)\s+"
+    r"|(?<!\w)(?:cela|ça|ceci|this|it)\s+(?:montre|prouve|rappelle|signifie|shows|proves|means)"
+    r"\s+(?:bien\s+|aussi\s+|donc\s+)?(?:que\s+|qu['’]|that\s+)",
     re.IGNORECASE,
 )
 
@@ -511,7 +665,13 @@ def _as_text(quote: str, cut: bool) -> str:
 def _balance(text: str) -> str:
     """Close or drop a quotation mark that a cut left open (display only, not the quote)."""
     if text.count('"') % 2:
-        text = text[1:].lstrip() if text.startswith('"') else text + '"'
+        first = text.index('"')
+        if first == 0:
+            text = text[1:].lstrip()
+        elif not text[first - 1].isspace() and text[first + 1 : first + 2] in ("", " ", ",", "."):
+            text = '"' + text  # the first mark closes a quotation opened before the span
+        else:
+            text = text + '"'
     opened, closed = text.count("«"), text.count("»")
     if opened > closed:
         text = text[1:].lstrip() if text.startswith("«") else text + " »"

@@ -3,22 +3,35 @@
 Works with OpenAI itself, with local servers that speak the same API (Ollama at
 ``http://localhost:11434/v1``, llama.cpp's server, vLLM, LM Studio) and with
 hosted gateways. Settings come from ``[summarize.llm]`` or ``DIGEST_LLM_BASE_URL``,
-``DIGEST_LLM_MODEL`` and ``DIGEST_LLM_API_KEY``.
+``DIGEST_LLM_MODEL``, ``DIGEST_LLM_API_KEY`` and ``DIGEST_LLM_TIMEOUT``.
 
-The reply must be JSON: we ask for ``response_format: json_schema`` and, when a
-server rejects that with a 400 (several local servers only know ``json_object``),
-ask again with ``json_object`` and remember it. Each lesson comes with a verbatim
-quote from the article, which the grounding checks then look for. Any failure
-(a timeout, a 5xx or 429, JSON that does not parse or does not fit the schema) is
-retried once (a 401 or 404 is not: asking again changes nothing), then raised as
-``SummarizerError``: ``summarize_article`` falls back to the
-offline default for that article.
+What servers really do, and what we do about it:
+
+- Structured output: we ask for ``response_format: json_schema``; a server that
+  refuses it (a 400, or llama.cpp's 500) is asked with ``json_object`` plus the
+  schema (which llama.cpp uses to constrain the output), then with no
+  ``response_format`` at all, and the answer is parsed tolerantly (the first JSON
+  object in it, fenced or not). What a server refused is remembered per endpoint.
+- A 400 that says the context is too long (llama.cpp's default is 2,048 tokens) is
+  not a missing feature: the article is cut to half and asked again.
+- ``max_tokens`` is always sent: a small model that loops stops there, instead of
+  holding the server while our timeout has long given up.
+- One deadline per article (``timeout``, retries included). Transport errors,
+  timeouts and 429/502/503/504 are retried while time remains; an answer that is
+  not usable is not (asking again at temperature 0 gets the same answer).
+- The instructions go in the user message: some chat templates (Gemma's) drop the
+  system message.
+
+Each lesson comes with a verbatim quote from the article, which the grounding
+checks then look for. A failure raises ``SummarizerError``: ``summarize_article``
+gives that article the offline default.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import httpx
@@ -27,7 +40,7 @@ from ..config import SummarizeSettings
 from ..errors import SummarizerError
 from ..models import Article, Lesson, Summary
 from . import NothingToSummarize
-from .text import detect_language
+from .text import detect_language, unglue
 
 __all__ = ["MAX_PROMPT_CHARS", "OpenAISummarizer", "SCHEMA", "build_messages"]
 
@@ -55,45 +68,92 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
+# The institute's voice: lessons are generalised takeaways for its community, not
+# facts from the news. The examples were written for this prompt.
 _PROMPTS = {
     "fr": (
-        "Tu rédiges la veille hebdomadaire d'un institut de formation aux métiers du "
-        "numérique et de la création. Ses lecteurs se forment ou travaillent dans ces "
-        "métiers. Pour l'article ci-dessous, écris en français :\n"
-        "- « summary » : un résumé factuel d'une ou deux phrases ;\n"
-        "- « lessons » : de 2 à {max} leçons « Ce que cela nous apprend », utiles à ces "
-        "lecteurs, de 25 mots au plus chacune. Chaque leçon a une « quote » : un "
-        "passage copié mot pour mot dans l'article, qui la justifie.\n"
+        "Tu rédiges la veille hebdomadaire d'un institut de formation. Ses lecteurs : "
+        "{audience}. Pour l'article ci-dessous, écris en français :\n"
+        "- « summary » : une ou deux phrases complètes qui disent qui a fait quoi, en "
+        "nommant le sujet (pas de « il » ni de « le jeu » sans l'avoir présenté) ;\n"
+        "- « lessons » : de 2 à {max} leçons « Ce que cela nous apprend » : {angle}. Une "
+        "leçon n'est pas un fait de l'article mais ce qu'il enseigne, généralisé, en 25 "
+        "mots au plus. Chaque leçon a une « quote » : un passage copié mot pour mot dans "
+        "l'article, qui la justifie.\n"
+        "Exemples de leçons dans notre style :\n"
+        "« Gestion de crise : savoir hiérarchiser les priorités et recentrer l'équipe sur la "
+        "qualité. »\n"
+        "« Un outil gratuit a toujours un modèle économique : il faut le comprendre avant "
+        "d'en dépendre. »\n"
         "N'utilise aucun chiffre, date ou nom propre absent de l'article. "
-        "Réponds uniquement par un objet JSON "
-        '{{"summary": "...", "lessons": [{{"lesson": "...", "quote": "..."}}]}}.'
+        "Réponds uniquement par un objet JSON avec les clés « summary » (un texte) et "
+        "« lessons » (une liste d'objets avec les clés « lesson » et « quote »)."
     ),
     "en": (
-        "You write the weekly digest of an institute that trains people for digital and "
-        "creative careers; its readers train or work in those fields. For the article "
-        "below, write in English:\n"
-        '- "summary": a factual summary of one or two sentences;\n'
-        '- "lessons": 2 to {max} lessons ("What this teaches us") useful to those readers, '
-        'at most 25 words each. Each lesson has a "quote": a passage copied word for word '
-        "from the article that supports it.\n"
+        "You write the weekly digest of a training institute. Its readers: {audience}. "
+        "For the article below, write in English:\n"
+        '- "summary": one or two complete sentences saying who did what, naming the '
+        'subject (no "it" or "the game" before introducing it);\n'
+        '- "lessons": 2 to {max} lessons ("What this teaches us"): {angle}. A lesson is '
+        "not a fact from the article but what it teaches, generalised, in at most 25 "
+        'words. Each lesson has a "quote": a passage copied word for word from the '
+        "article that supports it.\n"
+        "Examples of lessons in our style:\n"
+        '"Crisis management: set priorities and bring the team back to quality."\n'
+        '"A free tool always has a business model: understand it before depending on it."\n'
         "Use no number, date or proper name that is not in the article. "
-        "Answer only with a JSON object "
-        '{{"summary": "...", "lessons": [{{"lesson": "...", "quote": "..."}}]}}.'
+        'Answer only with a JSON object with the keys "summary" (a text) and "lessons" '
+        '(a list of objects with the keys "lesson" and "quote").'
+    ),
+}
+_DEFAULTS = {
+    "fr": (
+        "des personnes qui se forment ou travaillent dans les métiers du numérique et de "
+        "la création",
+        "ce que cet article enseigne à ces lecteurs pour leur métier ou leur formation",
+    ),
+    "en": (
+        "people who train or work in digital and creative careers",
+        "what this article teaches those readers about their work or training",
     ),
 }
 
 
-def build_messages(article: Article, max_lessons: int) -> list[dict[str, str]]:
-    """The chat messages for one article, in the article's language (French by default)."""
-    language = (article.language or detect_language(article.text) or "fr")[:2].lower()
-    system = _PROMPTS.get(language, _PROMPTS["fr"]).format(max=max(2, min(4, max_lessons)))
-    body = article.text[:MAX_PROMPT_CHARS]
-    label = ("Titre", "Article") if language != "en" else ("Title", "Article")
-    user = f"{label[0]} : {article.title}\n\n{label[1]} :\n{body}"
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+def build_messages(
+    article: Article,
+    max_lessons: int,
+    audience: str = "",
+    angle: str = "",
+    max_chars: int = MAX_PROMPT_CHARS,
+) -> list[dict[str, str]]:
+    """The chat messages for one article, in the article's language (French by default).
 
+    One user message carries the instructions and the article: chat templates that
+    drop the system message (Gemma's) would otherwise lose every instruction.
+    """
+    language = (article.language or detect_language(article.text) or "fr")[:2].lower()
+    language = language if language in _PROMPTS else "fr"
+    default_audience, default_angle = _DEFAULTS[language]
+    instructions = _PROMPTS[language].format(
+        max=max(2, min(4, max_lessons)),
+        audience=audience or default_audience,
+        angle=angle or default_angle,
+    )
+    body = unglue(article.text)[:max_chars]
+    label = ("Titre", "Article") if language != "en" else ("Title", "Article")
+    user = f"{instructions}\n\n{label[0]} : {article.title}\n\n{label[1]} :\n{body}"
+    return [{"role": "user", "content": user}]
+
+
+MAX_RETRIES = 2
+"""Transport errors and busy answers are asked again this many times, deadline permitting."""
 
 _LIMITS: dict[tuple[str, str], set[str]] = {}
+_FORMATS = ("json_schema", "json_object", "none")
+_RETRYABLE = (408, 429, 502, 503, 504)
+_CONTEXT = re.compile(
+    r"context|too long|too many tokens|maximum.{0,20}length|exceed|n_ctx", re.IGNORECASE
+)
 
 
 class OpenAISummarizer:
@@ -111,57 +171,97 @@ class OpenAISummarizer:
             )
         self.settings = settings
         self.url = llm.base_url.rstrip("/") + "/chat/completions"
-        # What the server refused once (json_schema, temperature), shared by every
-        # backend of this process talking to the same endpoint and model.
+        # What the server refused once (json_schema, json_object, temperature), shared
+        # by every backend of this process talking to the same endpoint and model.
         self.limits = _LIMITS.setdefault((self.url, llm.model), set())
-        self.attempts = 2
 
     def summarize(self, article: Article) -> Summary:
         if not article.text.strip():
             raise NothingToSummarize(f"nothing to summarize: {article.title!r} has no text")
-        messages = build_messages(article, self.settings.max_lessons)
         llm = self.settings.llm
+        deadline = time.monotonic() + llm.timeout
         headers = {"Authorization": f"Bearer {llm.api_key}"} if llm.api_key else {}
-        timeout = httpx.Timeout(llm.timeout, connect=min(10.0, llm.timeout))
+        max_chars = MAX_PROMPT_CHARS
         error: Exception | None = None
-        with httpx.Client(timeout=timeout, headers=headers, follow_redirects=False) as client:
-            for _ in range(self.attempts):
+        retries = 0
+        with httpx.Client(headers=headers, follow_redirects=False) as client:
+            while retries <= MAX_RETRIES:
+                left = deadline - time.monotonic()
+                if left <= 0.05:
+                    break
+                if error is not None:
+                    time.sleep(min(0.5 * retries, left / 4))  # a short pause, then again
+                messages = build_messages(
+                    article,
+                    self.settings.max_lessons,
+                    self.settings.audience,
+                    self.settings.angle,
+                    max_chars,
+                )
                 try:
-                    content = self._complete(client, messages)
-                    return _parse(content, self.name)
-                except (httpx.HTTPError, SummarizerError) as exc:
-                    error = exc
-                    if _final(exc):
+                    content = self._complete(client, messages, deadline)
+                except _ContextTooLong:
+                    if max_chars < 1_000:
+                        error = SummarizerError("the article does not fit the model's context")
                         break
+                    max_chars //= 2  # llama.cpp's default context is 2,048 tokens
+                    continue
+                except httpx.HTTPStatusError as exc:
+                    error = exc
+                    if exc.response.status_code not in _RETRYABLE:
+                        break
+                    retries += 1
+                    continue
+                except httpx.TransportError as exc:  # timeouts, refused, reset
+                    error = exc
+                    retries += 1
+                    continue
+                return _parse(content, self.name)  # a bad answer is not asked again
         raise SummarizerError(
             f"the model at {llm.base_url} gave no usable answer: {_describe(error)}",
-            hint="check DIGEST_LLM_BASE_URL, DIGEST_LLM_MODEL and that the server is up",
+            hint="check that the server is up and the model loaded; a model on a CPU may need "
+            "a longer [summarize.llm] timeout (DIGEST_LLM_TIMEOUT)",
         )
 
-    def _complete(self, client: httpx.Client, messages: list[dict[str, str]]) -> str:
-        # A 400 may be the server's way of saying it lacks a feature: json_schema
-        # (older local servers: use json_object) or temperature (some reasoning
-        # models accept only their default). Each is dropped once, for good.
-        for _ in range(3):
-            body: dict[str, Any] = {"model": self.settings.llm.model, "messages": messages}
+    def _complete(
+        self, client: httpx.Client, messages: list[dict[str, str]], deadline: float
+    ) -> str:
+        # A refusal may be the server's way of saying it lacks a feature: json_schema
+        # (llama.cpp answers 500), json_object, or temperature (some reasoning models
+        # accept only their default). Each is dropped once, for good.
+        llm = self.settings.llm
+        refused: set[str] = set()  # remembered only once a simpler way has worked
+        while True:
+            body: dict[str, Any] = {
+                "model": llm.model,
+                "messages": messages,
+                "max_tokens": llm.max_tokens,
+            }
             if "temperature" not in self.limits:
                 body["temperature"] = 0
-            if "json_schema" not in self.limits:
+            shape = next(f for f in _FORMATS if f not in self.limits | refused or f == "none")
+            if shape == "json_schema":
                 body["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {"name": "digest_summary", "strict": True, "schema": SCHEMA},
                 }
-            else:
-                body["response_format"] = {"type": "json_object"}
-            response = client.post(self.url, json=body)
-            if response.status_code != 400:
-                break
-            if "temperature" in response.text and "temperature" not in self.limits:
+            elif shape == "json_object":
+                body["response_format"] = {"type": "json_object", "schema": SCHEMA}
+            left = max(0.05, deadline - time.monotonic())
+            timeout = httpx.Timeout(left, connect=min(10.0, left))
+            response = client.post(self.url, json=body, timeout=timeout)
+            code = response.status_code
+            if code == 400 and _CONTEXT.search(response.text):
+                raise _ContextTooLong()
+            if code == 400 and "temperature" in response.text and "temperature" not in self.limits:
                 self.limits.add("temperature")
-            elif "json_schema" not in self.limits:
-                self.limits.add("json_schema")
-            else:
-                break
+                continue
+            if code in (400, 422, 500) and shape != "none":
+                refused.add(shape)  # try the next, simpler way of asking for JSON
+                continue
+            if code < 400:
+                self.limits.update(refused)
+            break
         response.raise_for_status()
         try:
             reply = response.json()
@@ -173,18 +273,32 @@ class OpenAISummarizer:
         return content
 
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+class _ContextTooLong(Exception):
+    """The server says the prompt does not fit its context window."""
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 
 
 def _parse(content: str, backend: str) -> Summary:
-    """The model's JSON, checked against ``SCHEMA`` by hand (no validator dependency)."""
-    fenced = _FENCE.match(content)
+    """The model's JSON, checked against ``SCHEMA`` by hand (no validator dependency).
+
+    Tolerant of what servers without structured output return: a fenced block, or
+    prose around the object.
+    """
+    fenced = _FENCE.search(content)
     if fenced:
         content = fenced.group(1)
     try:
         data = json.loads(content)
-    except ValueError as exc:
-        raise SummarizerError(f"the model's answer is not JSON ({exc})") from None
+    except ValueError:
+        start, end = content.find("{"), content.rfind("}")
+        try:
+            data = json.loads(content[start : end + 1]) if 0 <= start < end else None
+        except ValueError:
+            data = None
+        if data is None:
+            raise SummarizerError("the model's answer is not JSON") from None
     if not isinstance(data, dict):
         raise SummarizerError("the model's answer is not a JSON object")
     summary = data.get("summary")
@@ -201,21 +315,13 @@ def _parse(content: str, backend: str) -> Summary:
             and isinstance(item.get("quote"), str)
             and item["lesson"].strip()
         ):
-            parsed.append(Lesson(item["lesson"].strip(), item["quote"].strip()))
-    if not parsed:
-        raise SummarizerError("the model's answer has no usable lesson")
+            parsed.append(Lesson(item["lesson"].strip(), item["quote"].strip(), backend=backend))
     return Summary(summary.strip(), tuple(parsed[:4]), backend, grounded=False)
 
 
-def _final(error: Exception) -> bool:
-    """A refusal that asking again will not change (bad key, unknown model)."""
-    if isinstance(error, httpx.HTTPStatusError):
-        code = error.response.status_code
-        return 400 <= code < 500 and code not in (408, 409, 429)
-    return False
-
-
 def _describe(error: Exception | None) -> str:
+    if error is None:
+        return "no time left"
     if isinstance(error, httpx.TimeoutException):
         return "timed out"
     if isinstance(error, httpx.HTTPStatusError):

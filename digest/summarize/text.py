@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from dataclasses import dataclass
-from functools import cache
 
 import snowballstemmer
 
@@ -34,7 +34,10 @@ __all__ = [
     "mask_markup",
     "split_sentences",
     "stem_words",
+    "lost_breaks",
     "stop_words",
+    "text_lines",
+    "unglue",
     "words",
 ]
 
@@ -71,9 +74,23 @@ _CANDIDATE = re.compile(r"[.!?…]+")
 _FULLWIDTH = re.compile(r"[。！？]+[」』”）]*")
 # A sentence glued to the next by a careless feed: « précisé.À MOINS », « GMT).L'actrice ».
 _GLUED = re.compile(
-    r"(?:(?<=[^\W\d_]{2})|(?<=[)»\"”’]))[.!?…]+(?=[A-ZÀ-ÖØ-Ý](?:[^\W\d_]|['’][^\W\d_]|\s))"
+    # (the leading lookahead makes the scan skip every other position cheaply)
+    r"(?=[.!?…])(?:(?<=[^\W\d_]{2})|(?<=\d{4})|(?<=[)»\"”’]))"
+    r"[.!?…]+(?=[A-ZÀ-ÖØ-Ý](?:[^\W\d_]|['’][^\W\d_]|\s))"
 )
 _LINE = re.compile(r"[^\n\r\u2028\u2029]+")
+# Words glued where a feed lost a line break: « les durs à cuireTout juste », « la
+# chargeLe chef ». A lower-case word of three letters or more running into a capital
+# that starts a word; or any word running into a capitalised function word (« ParisLe »).
+# « YouTube », « iPhone » and « ChatGPT » start otherwise and are left alone. The regex
+# finds the rare places where a small letter meets a capital; Python judges them.
+_CAPITAL_AFTER_SMALL = re.compile(r"(?<=[a-zß-öø-ÿ\d])(?=[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ])")
+_FUNCTION_WORDS = _wordset(
+    "Le La Les Un Une Des Il Ils Elle Elles Ce Cet Cette Ces En Au Aux Dans Pour Selon Mais "
+    "Depuis Après Alors Lors Sur The In It He She They This"
+)
+# Quotation marks that open or close: paired to keep a quotation in one sentence.
+_QUOTE_MARKS = re.compile(r"[«»“”\"]")
 _BULLET = re.compile(r"[\s]*(?:[-–—•*·▪►✓→]|\d{1,2}[.)])\s+")
 _MARKUP = re.compile(r"<[!/?a-zA-Z][^<>]{0,500}>|&(?:[a-zA-Z]{2,8}|#\d{1,6}|#x[0-9a-fA-F]{1,6});")
 _TAG = re.compile(r"<[!/?a-zA-Z][^<>]{0,500}>")
@@ -114,22 +131,112 @@ def split_sentences(text: str, limit: int = MAX_CHARS) -> list[Sentence]:
     """Sentences of ``text[:limit]``, with offsets into ``text``."""
     masked = mask_markup(text[:limit])
     sentences: list[Sentence] = []
-    for paragraph, line in enumerate(_LINE.finditer(masked)):
-        start = line.start()
-        bullet = _BULLET.match(masked, start, line.end())
-        if bullet and bullet.end() < line.end():
+    for paragraph, (line_start, line_end) in enumerate(text_lines(masked)):
+        start = line_start
+        bullet = _BULLET.match(masked, start, line_end)
+        if bullet and bullet.end() < line_end:
             start = bullet.end()
-        for s, e in _split_line(masked, start, line.end()):
+        for s, e in _split_line(masked, start, line_end):
             s, e = _strip(masked, s, e)
             if e > s and any(c.isalnum() for c in masked[s:e]):
                 sentences.append(Sentence(s, e, text[s:e], _is_complete(masked[s:e]), paragraph))
     return sentences
 
 
+def lost_breaks(text: str) -> list[int]:
+    """Offsets where a line break was lost between two glued words (see
+    ``_CAPITAL_AFTER_SMALL``)."""
+    found = []
+    for match in _CAPITAL_AFTER_SMALL.finditer(text):
+        at = match.start()
+        start = at
+        while start > 0 and (text[start - 1].isalnum() and text[start - 1] != "_"):
+            start -= 1
+        left = text[start:at]
+        end = at + 1
+        while end < len(text) and text[end].isalpha():
+            end += 1
+        if (len(left) >= 3 and left.isalpha() and left.islower()) or (
+            len(left) >= 2 and text[at:end] in _FUNCTION_WORDS
+        ):
+            found.append(at)
+    return found
+
+
+def unglue(text: str) -> str:
+    """``text`` with its lost line breaks put back (for readers and models, not offsets)."""
+    breaks = lost_breaks(text)
+    if not breaks:
+        return text
+    parts, previous = [], 0
+    for cut in breaks:
+        parts.append(text[previous:cut])
+        previous = cut
+    parts.append(text[previous:])
+    return "\n".join(parts)
+
+
+def text_lines(text: str) -> list[tuple[int, int]]:
+    """Line spans of ``text``, also cut where a line break was lost (offsets unchanged).
+
+    Give it masked text (``mask_markup``): a tag is not a line."""
+    spans: list[tuple[int, int]] = []
+    for line in _LINE.finditer(text):
+        previous = line.start()
+        for cut in lost_breaks(line.group()):
+            spans.append((previous, line.start() + cut))
+            previous = line.start() + cut
+        spans.append((previous, line.end()))
+    return spans
+
+
+def _quotations(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Spans of the quotations that open and close within ``text[start:end]``.
+
+    « » and “ ” nest; straight quotes pair in order. A quotation over 600 characters
+    is not one (an unbalanced mark would otherwise swallow a whole paragraph).
+    """
+    spans: list[tuple[int, int]] = []
+    stack: list[tuple[str, int]] = []
+    straight: int | None = None
+    for match in _QUOTE_MARKS.finditer(text, start, end):
+        mark, at = match.group(), match.start()
+        if mark == '"':
+            # A straight quote opens after a space and closes before one; when that does
+            # not tell, it alternates. An opener with one already open drops the older
+            # (an unbalanced mark must not shift every pair after it).
+            before = text[at - 1] if at > start else " "
+            after = text[at + 1] if at + 1 < end else " "
+            opens = before.isspace() or before in "([«“'’-–—"
+            closes = after.isspace() or after in ".,;:!?)…»"
+            if opens == closes:
+                opens = straight is None
+            if opens:
+                straight = at
+            elif straight is not None:
+                spans.append((straight, at))
+                straight = None
+        elif mark in "«“":
+            stack.append((mark, at))
+        elif stack and stack[-1][0] == ("«" if mark == "»" else "“"):
+            spans.append((stack.pop()[1], at))
+    return [(s, e) for s, e in spans if e - s <= 600]
+
+
 def _split_line(text: str, start: int, end: int) -> list[tuple[int, int]]:
     cuts: list[int] = []
+    quotations = _quotations(text, start, end)
+
+    def quoted(i: int) -> bool:  # a cut inside a quotation that closes later on the line
+        return any(s < i <= e for s, e in quotations)
+
     for match in _CANDIDATE.finditer(text, start, end):
         stop = match.end()
+        if text[stop : stop + 1] == '"' and text[stop + 1 : stop + 2].isupper():
+            # « …existants."Alexandre », « fini."Le lendemain »: two sentences glued at a
+            # straight quote, which closes the first (it ends a quotation) or opens the next.
+            cuts.append(stop + 1 if quoted(stop) else stop)
+            continue
         # Closing quotes or brackets belong to the sentence they close; a French
         # guillemet may sit after a (non-breaking) space.
         while stop < end:
@@ -141,6 +248,8 @@ def _split_line(text: str, start: int, end: int) -> list[tuple[int, int]]:
                 break
         if stop >= end or text[stop] not in _SPACES:
             continue
+        if quoted(stop):
+            continue  # « Je suis venu. Je suis reparti », a-t-il dit: one sentence
         if _starts_sentence(text, stop, end) and not _is_abbreviation(text, match, start):
             cuts.append(stop)
     for match in _FULLWIDTH.finditer(text, start, end):  # Chinese and Japanese need no space
@@ -236,17 +345,29 @@ def stem_words(tokens: list[str], language: str) -> list[str]:
     if name is None:
         return tokens
     cache = _STEM_CACHE.setdefault(name, {})
-    missing = [t for t in set(tokens) if t not in cache]
+    # Looked up once into a local mapping: another thread may clear the shared cache.
+    found = {t: cache.get(t, "") for t in set(tokens)}
+    missing = [t for t, stem in found.items() if not stem]
     if missing:
         if len(cache) > _STEM_CACHE_MAX:
             cache.clear()
-        cache.update(zip(missing, _stemmer(name).stemWords(missing), strict=True))
-    return [cache[t] for t in tokens]
+        new = dict(zip(missing, _stemmer(name).stemWords(missing), strict=True))
+        cache.update(new)
+        found.update(new)
+    return [found[t] for t in tokens]
 
 
-@cache
+_LOCAL = threading.local()
+
+
 def _stemmer(name: str) -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer(name)
+    """One stemmer per thread: a Snowball stemmer keeps its state while it works, so
+    two threads sharing one (``summarize_many``) would corrupt each other's words."""
+    stemmers: dict[str, snowballstemmer.stemmer] = _LOCAL.__dict__.setdefault("stemmers", {})
+    found = stemmers.get(name)
+    if found is None:
+        found = stemmers[name] = snowballstemmer.stemmer(name)
+    return found
 
 
 _FRENCH_STOP = _wordset(
