@@ -3,7 +3,7 @@
 The server runs in a child process (so its work does not share the collector's
 interpreter) and holds every request for LATENCY seconds before answering with
 a feed of ten full-text entries. The collector runs for real: guarded HTTP
-client, parsing, normalisation, deduplication, a SQLite file. Printed: wall
+client, parsing, normalization, deduplication, a SQLite file. Printed: wall
 time, peak memory (resident set of this process), and the ratio of wall time
 to the ideal (one latency: every feed fetched at once, everything else free),
 and where the CPU went: parsing feeds, storing (deduplication included), and the

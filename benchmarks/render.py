@@ -1,9 +1,9 @@
-"""How long does rendering take? One 10-article issue, stage by stage, and personalisation.
+"""How long does rendering take? One 10-article issue, stage by stage, and personalization.
 
     .venv/bin/python benchmarks/render.py [--articles 10] [--repeat 30]
 
 Targets (QUALITY.md): the whole render under 50 ms (it runs once per issue) and
-per-recipient personalisation well under 100 µs (it runs once per subscriber).
+per-recipient personalization well under 100 µs (it runs once per subscriber).
 Figures are medians of ``--repeat`` runs after a warm-up (templates compiled, CSS
 parsed; the first render of a process, shown apart, pays for that). The script
 prints figures and ratios to the targets rather than asserting: machines are noisy.
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(batches):
         start = time.perf_counter()
         for name, url in recipients:
-            rendered.personalise(name, url)
+            rendered.personalize(name, url)
         per_batch.append((time.perf_counter() - start) / count)
     per_recipient = statistics.median(per_batch)
     naive = median_seconds(
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         200,
     )
     print(
-        f"personalise: {per_recipient * 1e6:.1f} µs per recipient, median of {batches} batches "
+        f"personalize: {per_recipient * 1e6:.1f} µs per recipient, median of {batches} batches "
         f"of {count:,} (min {min(per_batch) * 1e6:.1f}, max {max(per_batch) * 1e6:.1f}; "
         f"{per_recipient / 100e-6:.2f}× the 100 µs target)"
     )

@@ -41,7 +41,7 @@ from .db import bounces as bounce_rows
 from .db import subscribers as subscriber_rows
 from .errors import DigestError, SubscriberError
 from .models import Subscriber
-from .subscribers import normalise_email
+from .subscribers import normalize_email
 
 __all__ = [
     "BounceReport",
@@ -113,7 +113,7 @@ class BounceReport:
 
 
 def mask(address: str) -> str:
-    """``jeanne@example.org`` → ``j***@example.org``: enough to recognise, not to harvest."""
+    """``jeanne@example.org`` → ``j***@example.org``: enough to recognize, not to harvest."""
     local, at, domain = address.rpartition("@")
     return f"{local[:1]}***{at}{domain}" if at else "***"
 
@@ -231,7 +231,7 @@ def _subscriber(conn: Connection, verdict: dsn.Verdict) -> Subscriber | None:
             return found
     for address in verdict.addresses:
         try:
-            folded = normalise_email(address).casefold()  # as the list compares addresses
+            folded = normalize_email(address).casefold()  # as the list compares addresses
         except SubscriberError:
             continue  # a report naming garbage names nobody
         found = subscriber_rows.find(conn, folded, str.casefold)

@@ -10,7 +10,7 @@ differ (name, unsubscribe URL, To, Date, Message-ID) and joins bytes.
 Why that is still a correct message:
 
 * each encoded segment ends with a soft line break (``=`` CRLF) unless it ends a
-  line, so joined segments decode to exactly the personalised text, and no line
+  line, so joined segments decode to exactly the personalized text, and no line
   is longer than 76 octets (RFC 2045), far under SMTP's 998 (MJML writes 30 KB
   lines: sending them 7bit/8bit would be cut or refused);
 * the MIME boundary contains ``=_``, which quoted-printable output can never
@@ -229,7 +229,7 @@ class MessageFactory:
             + part
         )
         self._close = CRLF + b"--" + self._boundary + b"--" + CRLF
-        # Two variants, as RenderedIssue.personalise has: without a name and with one.
+        # Two variants, as RenderedIssue.personalize has: without a name and with one.
         self._text = (_segments(rendered, "text", False), _segments(rendered, "text", True))
         self._html = (_segments(rendered, "html", False), _segments(rendered, "html", True))
         self._date_second = -1

@@ -60,7 +60,7 @@ RunOutcome = Literal["sent", "already_sent", "skipped", "draft_ready", "failed",
 class Article:
     """One collected article, as stored.
 
-    ``text`` is plain text (what the summarizer reads); ``html`` is the sanitised
+    ``text`` is plain text (what the summarizer reads); ``html`` is the sanitized
     HTML of the entry, kept for the archive and for editors.
     """
 
@@ -210,7 +210,7 @@ class RenderedEmail:
 
 # The fixed markers of the first versions, kept for hand-built ``RenderedIssue``
 # values (tests, benchmarks). ``render_issue`` never uses them: a feed could write
-# them into a link, and personalisation would then fill in the reader's name and
+# them into a link, and personalization would then fill in the reader's name and
 # unsubscribe token inside a third party's URL. It draws fresh ones per render.
 NAME_MARKER = "%%DIGEST_NAME%%"
 UNSUBSCRIBE_MARKER = "%%DIGEST_UNSUBSCRIBE_URL%%"
@@ -234,7 +234,7 @@ class RenderedIssue:
 
     ``name_marker`` and ``unsubscribe_marker`` are where the templates asked for
     each recipient's values; ``render_issue`` draws them at random per render.
-    ``personalise`` is the per-recipient step; it must stay cheap (string
+    ``personalize`` is the per-recipient step; it must stay cheap (string
     joins, no template work), since it runs once per subscriber.
     """
 
@@ -250,7 +250,7 @@ class RenderedIssue:
     def markers(self) -> tuple[str, str]:
         return self.name_marker, self.unsubscribe_marker
 
-    def personalise(self, name: str, unsubscribe_url: str) -> RenderedEmail:
+    def personalize(self, name: str, unsubscribe_url: str) -> RenderedEmail:
         """Fill in one recipient's name and unsubscribe URL (escaped in the HTML).
 
         With no name, the space before the name marker goes too: « Bonjour, ».

@@ -305,7 +305,7 @@ def sample_email(settings: Settings, rendered: RenderedIssue) -> tuple[RenderedE
     from .compose import MessageFactory
 
     factory = MessageFactory(rendered, settings)
-    email = rendered.personalise(SAMPLE_READER.name, factory.unsubscribe_url(SAMPLE_TOKEN))
+    email = rendered.personalize(SAMPLE_READER.name, factory.unsubscribe_url(SAMPLE_TOKEN))
     return email, factory.build(SAMPLE_READER, SAMPLE_TOKEN)
 
 
@@ -322,7 +322,7 @@ def archived_html(
     issue = issues.get(store, period)
     if issue is None or issue.status not in ("sending", "sent"):
         return None
-    return render_issue(issue, settings).personalise("", unsubscribe_link).html
+    return render_issue(issue, settings).personalize("", unsubscribe_link).html
 
 
 def write_rendered(
@@ -452,13 +452,13 @@ def dry_run(
     """Who ``send`` (or ``send --to``) would send to, and what would stop it; sends nothing."""
     from .checks import check_settings
     from .send import send_issue
-    from .subscribers import normalise_email
+    from .subscribers import normalize_email
 
     period = period_or_current(settings, period)
     result = render(settings, store, period)
     issue = result.issue
     if to:  # a test send goes out whatever the checks say, as `send --to` does
-        address = normalise_email(to)
+        address = normalize_email(to)
         return DryRun(period, [address], {}, {}, [], test_to=address)
     problems = [] if force else [f"pre-send check: {c.message}" for c in result.errors]
     problems += [f"config: {c.message}" for c in check_settings(settings)]
@@ -577,7 +577,7 @@ def _preview_html(settings: Settings, store: Store, period: str) -> str | None:
     """The draft as a subscriber would see it, for the editors' email; None if it cannot render."""
     try:
         rendered = render(settings, store, period).rendered
-        return rendered.personalise("", settings.web.base_url).html
+        return rendered.personalize("", settings.web.base_url).html
     except Exception as exc:  # the notification still goes, without the attachment
         log.warning("could not render the preview of %s for the editors: %s", period, exc)
         return None

@@ -6,7 +6,7 @@ The pre-send checks are in ``checks.py``, the colours in ``theme.py``.
 
 Rendering happens once per issue; what changes per recipient (the name, the
 unsubscribe URL) is left as the markers of ``models.py`` and replaced by
-``RenderedIssue.personalise``, so sending to 10,000 people costs one render.
+``RenderedIssue.personalize``, so sending to 10,000 people costs one render.
 
 Templates are looked up file by file: the editor's folder (``[render] templates``,
 either its ``email/`` subfolder or the folder itself) first, then the bundled
@@ -16,7 +16,7 @@ runs with ``StrictUndefined``: a misspelt variable is an error, not a blank.
 Text from feeds and editors goes through ``richtext`` before any template sees
 it: control characters are dropped (lxml refuses them), template-looking
 sequences (``{{``, ``{%``, ``%%``) get an invisible word joiner so that neither
-the pre-send checks nor ``personalise`` can mistake them for ours, URLs that are
+the pre-send checks nor ``personalize`` can mistake them for ours, URLs that are
 not http(s) are dropped (a ``javascript:`` link never reaches a reader), and the
 editor's Markdown becomes safe HTML for the HTML part and plain text (links as
 ``text (url)``) for the text part.

@@ -10,7 +10,7 @@ Three kinds of text reach the email:
 
 Markdown is parsed by markdown-it-py (CommonMark, raw HTML off) and the HTML is
 written here, tag by tag, from its syntax tree, rather than by markdown-it's own
-renderer and a sanitiser afterwards: only paragraphs, lists, emphasis, inline
+renderer and a sanitizer afterwards: only paragraphs, lists, emphasis, inline
 code, line breaks and links exist, every text is escaped by MarkupSafe as the
 templates would escape it, and links keep only http, https and mailto targets.
 Nothing an editor or a feed types can add a tag, an attribute or a script, and

@@ -458,9 +458,9 @@ def _send_test(
     settings: Settings, store: Store, issue: Issue, factory: MessageFactory, address: str
 ) -> SendReport:
     from .db.deliveries import test_recipient
-    from .subscribers import normalise_email
+    from .subscribers import normalize_email
 
-    address = normalise_email(address)
+    address = normalize_email(address)
     name, token = test_recipient(store, address)
     client = SmtpClient(settings.smtp, local_hostname(settings.newsletter.from_address))
     try:

@@ -1,7 +1,7 @@
 """The subscriber list: CSV import and export, validation, unsubscribe and erasure.
 
 Addresses are validated with email-validator (syntax only: no DNS, so importing
-works offline) and normalised: the domain lower-cased and turned into its ASCII
+works offline) and normalized: the domain lower-cased and turned into its ASCII
 (IDNA) form, the local part kept as written, since only the receiving server may
 interpret it. Two addresses that differ only by case are the same person here,
 though: nobody wants the digest twice because a spreadsheet capitalised a name.
@@ -51,7 +51,7 @@ __all__ = [
     "export_csv",
     "import_csv",
     "list_subscribers",
-    "normalise_email",
+    "normalize_email",
     "sample_subscriber",
     "suppression_hash",
     "unsubscribe",
@@ -126,10 +126,10 @@ class ImportReport:
         return ", ".join(parts)
 
 
-# -- normalisation ------------------------------------------------------------------------
+# -- normalization ------------------------------------------------------------------------
 
 
-def normalise_email(address: str) -> str:
+def normalize_email(address: str) -> str:
     """The address as stored: local part as written, domain lower-case ASCII (IDNA).
 
     Raises ``SubscriberError`` with email-validator's explanation when invalid.
@@ -143,9 +143,9 @@ def normalise_email(address: str) -> str:
         # always accepts) and a domain checked by email-validator once per domain.
         ascii_domain = _checked_domain(domain)
         if ascii_domain is not None:
-            normalised = f"{local}@{ascii_domain}"
-            if len(normalised) <= 254:
-                return normalised
+            normalized = f"{local}@{ascii_domain}"
+            if len(normalized) <= 254:
+                return normalized
     try:
         result = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -167,9 +167,9 @@ def _checked_domain(domain: str) -> str | None:
         return None
 
 
-def _key(normalised: str) -> str:
+def _key(normalized: str) -> str:
     """What makes two addresses the same person (case-insensitive)."""
-    return normalised.casefold()
+    return normalized.casefold()
 
 
 def clean_name(name: str) -> str:
@@ -207,8 +207,8 @@ def _unformula(cell: str) -> str:
 
 
 def suppression_hash(store: Store, address: str) -> str:
-    """HMAC-SHA256 of the normalised, case-folded address (hex)."""
-    return _hash(subscriber_rows.suppression_key(store), _key(normalise_email(address)))
+    """HMAC-SHA256 of the normalized, case-folded address (hex)."""
+    return _hash(subscriber_rows.suppression_key(store), _key(normalize_email(address)))
 
 
 def _hash(key: bytes, folded: str) -> str:
@@ -294,7 +294,7 @@ def _parse(path: str | Path, report: ImportReport, default_language: str) -> lis
 
         raw_email = cell("email")
         try:
-            email = normalise_email(raw_email)
+            email = normalize_email(raw_email)
         except SubscriberError as exc:
             reason = "missing address" if not raw_email else exc.message
             report.errors.append(RowError(number, reason))
@@ -438,7 +438,7 @@ def list_subscribers(store: Store, status: str | None = None) -> list[Subscriber
 
 
 def _find(conn: Connection, address: str) -> Subscriber | None:
-    return subscriber_rows.find(conn, _key(normalise_email(address)), _key)
+    return subscriber_rows.find(conn, _key(normalize_email(address)), _key)
 
 
 def unsubscribe(store: Store, email: str) -> bool:
@@ -490,7 +490,7 @@ def confirm_signup(
         if subscriber_rows.consent_used(conn, consent.nonce):
             return None
         return subscriber_rows.confirm_signup(
-            conn, normalise_email(email), clean_name(name), language, consent, _key
+            conn, normalize_email(email), clean_name(name), language, consent, _key
         )
 
 

@@ -16,7 +16,6 @@ from digest.collect.guard import Refused, check_address, parse_allow_list
 from digest.collect.normalize import (
     canonical_url,
     clean_title,
-    detect_language,
     fingerprint,
     html_to_text,
     sanitize_html,
@@ -24,6 +23,7 @@ from digest.collect.normalize import (
 from digest.collect.parse import discover_feeds, strip_doctype
 from digest.config import CollectSettings
 from digest.errors import ConfigError
+from digest.language import detect_language
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 

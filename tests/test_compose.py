@@ -1,4 +1,4 @@
-"""The per-recipient message: structure, headers, encodings, personalisation, DKIM."""
+"""The per-recipient message: structure, headers, encodings, personalization, DKIM."""
 
 from __future__ import annotations
 
@@ -101,13 +101,13 @@ def test_wire_format_crlf_and_short_lines(tmp_path: Path) -> None:
     assert not re.search(rb"(?m)^(\.|From )", body)
 
 
-def test_personalised_parts_say_what_personalise_says(tmp_path: Path) -> None:
+def test_personalized_parts_say_what_personalize_says(tmp_path: Path) -> None:
     factory = MessageFactory(RENDERED, settings(tmp_path))
     for name in ("Léa", "Tom & <Jerry>", "=3D soft=\nbreak", ""):
         raw = factory.build(Subscriber(email="lea@exemple.fr", name=name), TOKEN)
         text_part, html_part = parse(raw).iter_parts()
         clean_name = " ".join(name.split())
-        expected = RENDERED.personalise(clean_name, unsubscribe_url(factory.settings, TOKEN))
+        expected = RENDERED.personalize(clean_name, unsubscribe_url(factory.settings, TOKEN))
         assert html_part.get_content().replace("\r\n", "\n") == expected.html
         assert text_part.get_content().replace("\r\n", "\n") == expected.text
     assert expected.text.startswith("Bonjour,")  # no name: no dangling space

@@ -180,7 +180,7 @@ def test_page_shows_the_email_text_headers_checks_and_sources(client: TestClient
     assert '<html lang="fr">' in page
     assert "La veille de l&#39;Institut — Semaine du 23 novembre 2026" in page  # subject
     assert 'src="/email.html?v=' in page
-    # the plain-text part, personalised for the sample reader
+    # the plain-text part, personalized for the sample reader
     text = page.split('id="text-part">')[1].split("</pre>")[0]
     assert "Bonjour Camille" in text
     assert LESSON in text
@@ -201,7 +201,7 @@ def test_page_shows_the_email_text_headers_checks_and_sources(client: TestClient
     assert str(draft_path(client.app.state.preview.settings, PERIOD)) in page  # type: ignore[attr-defined]
 
 
-def test_email_frame_serves_the_personalised_html_without_scripts(client: TestClient) -> None:
+def test_email_frame_serves_the_personalized_html_without_scripts(client: TestClient) -> None:
     response = client.get("/email.html")
     assert response.status_code == 200
     assert "script-src 'none'" in response.headers["content-security-policy"]

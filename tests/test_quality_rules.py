@@ -454,7 +454,7 @@ def test_the_same_story_is_stored_once_across_runs_by_guid_then_url_then_content
             ),
             # Same GUID, the link lost its tracking parameter: the GUID says it is the same.
             item("Une histoire", "https://blog.example/h", guid="g1", description=text),
-            # A new GUID (the CMS was migrated) but the same normalised URL.
+            # A new GUID (the CMS was migrated) but the same normalized URL.
             item(
                 "Une histoire",
                 "https://BLOG.example/h?utm_medium=feed#top",

@@ -1,4 +1,4 @@
-"""The rendered email: structure, accessibility, typography, personalisation, bad input.
+"""The rendered email: structure, accessibility, typography, personalization, bad input.
 
 Rules 5–10 of QUALITY.md's "The email a subscriber gets" (and the HTML side of
 6 and 11) are checked here against the real pipeline: Jinja2 → mjml-python →
@@ -331,12 +331,12 @@ def test_french_spacing_leaves_urls_times_and_markup_alone() -> None:
     assert expected in rendered.text.replace("\n", " ")
 
 
-# ------------------------------------------------------------------ personalisation
+# ------------------------------------------------------------------ personalization
 
 
-def test_personalise_fills_name_and_unsubscribe_url_escaped_in_html() -> None:
+def test_personalize_fills_name_and_unsubscribe_url_escaped_in_html() -> None:
     rendered = render()
-    email = rendered.personalise("Zoé <Admin> & Co", UNSUBSCRIBE)
+    email = rendered.personalize("Zoé <Admin> & Co", UNSUBSCRIBE)
     assert NAME_MARKER not in email.html + email.text
     assert UNSUBSCRIBE_MARKER not in email.html + email.text
     assert "Bonjour Zoé &lt;Admin&gt; &amp; Co," in email.html
@@ -349,18 +349,18 @@ def test_personalise_fills_name_and_unsubscribe_url_escaped_in_html() -> None:
     assert (email.subject, email.preheader) == (rendered.subject, rendered.preheader)
 
 
-def test_personalise_without_a_name_greets_everyone() -> None:
-    email = render().personalise("", UNSUBSCRIBE)
+def test_personalize_without_a_name_greets_everyone() -> None:
+    email = render().personalize("", UNSUBSCRIBE)
     assert "Bonjour," in email.text
     assert "Bonjour ," not in email.text
     assert "Bonjour," in visible_text(email.html)
 
 
-def test_personalise_gives_each_recipient_their_own_values() -> None:
+def test_personalize_gives_each_recipient_their_own_values() -> None:
     rendered = render()
-    first = rendered.personalise("Ana", "https://x.example/u/1")
-    second = rendered.personalise("", "https://x.example/u/2")
-    third = rendered.personalise("Bo", "https://x.example/u/3")
+    first = rendered.personalize("Ana", "https://x.example/u/1")
+    second = rendered.personalize("", "https://x.example/u/2")
+    third = rendered.personalize("Bo", "https://x.example/u/3")
     assert "Ana" in first.text and "u/1" in first.text and "u/2" not in first.text
     assert "Bonjour," in second.text and "u/2" in second.text
     assert "Bo," in third.html and "u/3" in third.html and "Ana" not in third.html
@@ -384,7 +384,7 @@ def test_html_and_jinja_in_feed_text_are_shown_as_text_never_run() -> None:
     assert "{% if true %}oui{% endif %}" in text
     assert '<img src=x onerror="alert(1)">' in text
     # A marker smuggled in a summary is never filled with a recipient's unsubscribe URL.
-    email = rendered.personalise("Ana", UNSUBSCRIBE)
+    email = rendered.personalize("Ana", UNSUBSCRIBE)
     assert email.html.count("tok3n") == 1
     assert email.text.count("tok3n") == 1
     # And none of it is taken for a template leftover.

@@ -133,7 +133,7 @@ def _rgb(css: object) -> str:
 @pytest.mark.parametrize("width", [375, 600])
 def test_no_horizontal_scroll_and_a_screenshot(width: int, tmp_path: Path, artifacts: Path) -> None:
     settings = sample_settings(logo_url="https://exemple.org/logo.png")
-    email = render_issue(sample_issue(10), settings).personalise("Marie", UNSUBSCRIBE)
+    email = render_issue(sample_issue(10), settings).personalize("Marie", UNSUBSCRIBE)
     found = measure(email.html, width, tmp_path)
     assert found["viewport"] == width
     assert found["scrollWidth"] == width, found
@@ -151,7 +151,7 @@ def test_hostile_content_does_not_break_the_layout_on_a_phone(tmp_path: Path) ->
         dataclasses.replace(a, title="T" * 3000, summary=f"Voir {long_word} maintenant."),
         dataclasses.replace(b, lessons=(Lesson("x" * 400),), source="S" * 200),
     )
-    email = render_issue(sample_issue(2, items=items), sample_settings()).personalise(
+    email = render_issue(sample_issue(2, items=items), sample_settings()).personalize(
         "", UNSUBSCRIBE
     )
     found = measure(email.html, 375, tmp_path)
@@ -162,7 +162,7 @@ def test_hostile_content_does_not_break_the_layout_on_a_phone(tmp_path: Path) ->
 def test_dark_mode_swaps_to_a_dark_palette_with_readable_text(
     tmp_path: Path, artifacts: Path
 ) -> None:
-    email = render_issue(sample_issue(3), sample_settings()).personalise("Marie", UNSUBSCRIBE)
+    email = render_issue(sample_issue(3), sample_settings()).personalize("Marie", UNSUBSCRIBE)
     light = measure(email.html, 600, tmp_path)
     dark = measure(email.html, 600, tmp_path, dark=True)
     assert (light["dark"], dark["dark"]) == (False, True)

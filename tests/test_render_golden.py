@@ -12,7 +12,7 @@ premailer) shows here as a diff to review. After an intended change, refresh wit
 and read the diff of ``tests/golden/`` before committing it.
 
 Rendering has no volatile parts (no clock, no random ids: the date comes from the
-issue's period), so the normalisation only evens out line ends and trailing spaces.
+issue's period), so the normalization only evens out line ends and trailing spaces.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("DIGEST_UPDATE_GOLDEN") == "1"
 
 
-def normalise(text: str) -> str:
+def normalize(text: str) -> str:
     lines = text.replace("\r\n", "\n").split("\n")
     return "\n".join(line.rstrip() for line in lines)
 
@@ -64,7 +64,7 @@ CASES = {"": _french, "en": _english, "markdown": _markdown}
 @pytest.mark.parametrize("name", ["email.html", "email.txt"])
 def test_matches_golden_file(name: str, case: str) -> None:
     rendered = CASES[case]()
-    actual = normalise(rendered.html if name.endswith(".html") else rendered.text)
+    actual = normalize(rendered.html if name.endswith(".html") else rendered.text)
     # Each render draws its own recipient markers; the golden files show the fixed ones.
     actual = actual.replace(rendered.name_marker, NAME_MARKER)
     actual = actual.replace(rendered.unsubscribe_marker, UNSUBSCRIBE_MARKER)
@@ -75,7 +75,7 @@ def test_matches_golden_file(name: str, case: str) -> None:
         path.write_text(actual, encoding="utf-8")
         return
     assert path.exists(), f"no golden file {path}: run DIGEST_UPDATE_GOLDEN=1 pytest {__file__}"
-    expected = normalise(path.read_text(encoding="utf-8"))
+    expected = normalize(path.read_text(encoding="utf-8"))
     if actual != expected:
         diff = difflib.unified_diff(
             expected.splitlines(), actual.splitlines(), str(shown_path), "rendered", lineterm=""

@@ -1,4 +1,4 @@
-"""The subscriber list: import, normalisation, the suppression list, export, erasure."""
+"""The subscriber list: import, normalization, the suppression list, export, erasure."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from digest.subscribers import (
     export_csv,
     import_csv,
     list_subscribers,
-    normalise_email,
+    normalize_email,
     unsubscribe,
 )
 
@@ -73,7 +73,7 @@ def test_domain_is_lowercased_and_idna_encoded_local_part_kept(
     )
     import_csv(store, path)
     assert set(by_email(store)) == {"Jean.Dupont@exemple.fr", "zoé@xn--caf-dma.fr"}
-    assert normalise_email("user@CAFÉ.fr") == "user@xn--caf-dma.fr"
+    assert normalize_email("user@CAFÉ.fr") == "user@xn--caf-dma.fr"
 
 
 def test_duplicates_are_merged_case_insensitively(store: Store, tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from digest.language import detect_language
 from digest.summarize.grounding import Evidence, locate_quote, unsupported_facts
 from digest.summarize.text import (
     clean_display,
-    detect_language,
     split_sentences,
     stem_words,
     unglue,
@@ -134,7 +134,7 @@ def test_markup_remnants_split_but_keep_offsets() -> None:
     assert all(text[s.start : s.end] == s.text for s in sentences)
 
 
-def test_language_is_detected_for_french_english_and_neither() -> None:
+def test_language_is_detected_for_french_english_and_others() -> None:
     assert (
         detect_language(
             "Le gouvernement a annoncé mardi une réforme des retraites pour les salariés."
@@ -148,8 +148,8 @@ def test_language_is_detected_for_french_english_and_neither() -> None:
         == "en"
     )
     other = "Die Regierung hat am Dienstag eine Reform der Renten angekündigt, sagte der Minister heute."
-    assert detect_language(other) == ""
-    assert detect_language("Bonjour") == "fr"  # too short to judge: the default
+    assert detect_language(other) == "de"  # ranked without French or English stop words
+    assert detect_language("Bonjour", "fr") == "fr"  # too short to judge: the hint
 
 
 def test_words_and_stems() -> None:

@@ -113,7 +113,7 @@ def test_markers_are_drawn_per_render_and_content_cannot_guess_them() -> None:
     assert first.unsubscribe_marker != second.unsubscribe_marker
     # Content carrying the very markers of a render is not filled in at send time
     # unless the template put it there: the fixed markers of older versions are inert.
-    email = first.personalise("Ana", "https://lettre.ian.fr/u/TOKEN")
+    email = first.personalize("Ana", "https://lettre.ian.fr/u/TOKEN")
     assert first.name_marker not in email.html and "TOKEN" in email.html
     assert "%%DIGEST_NAME%%" not in first.html
 
@@ -191,7 +191,7 @@ def test_a_recipient_value_in_a_foreign_url_of_the_text_part_fails_the_checks() 
         ("https://news.example.org/img/spacer-1x1.gif", "", ""),
     ],
 )
-def test_tracking_images_are_recognised(url: str, width: str, height: str) -> None:
+def test_tracking_images_are_recognized(url: str, width: str, height: str) -> None:
     assert is_tracking_image(url, width, height)
 
 

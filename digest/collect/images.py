@@ -85,7 +85,7 @@ def lead_image(url: str, alt: str, html: str) -> tuple[str, str]:
     """The entry's chosen picture if it is a real one, else the first real one in ``html``.
 
     ``url`` is what the feed or the page offered (media, enclosure, first ``<img>``,
-    ``og:image``); ``html`` is the entry's sanitised HTML, whose ``<img>`` tags say
+    ``og:image``); ``html`` is the entry's sanitized HTML, whose ``<img>`` tags say
     the sizes the feed declared.
     """
     images = _images(html)

@@ -24,7 +24,6 @@ import nh3
 __all__ = [
     "canonical_url",
     "clean_title",
-    "detect_language",
     "fingerprint",
     "fold",
     "html_to_text",
@@ -240,7 +239,7 @@ no text, or "🎉" on one site and "★" on another, are not the same story."""
 
 
 def fingerprint(title: str, text: str) -> str:
-    """A hash of the normalised content, or "" when the text is too short to identify a story.
+    """A hash of the normalized content, or "" when the text is too short to identify a story.
 
     The same text, however it is marked up, hashes alike.
     """
@@ -250,35 +249,6 @@ def fingerprint(title: str, text: str) -> str:
     if len(body) < 30:  # short: the title helps tell two short texts apart
         body = words(title) + body
     return hashlib.sha256(" ".join(body).encode("utf-8")).hexdigest()
-
-
-# -- language --------------------------------------------------------------------------
-
-# Frequent function words: a cheap, dependable signal on a few hundred words.
-_STOPWORDS = {
-    "fr": "le la les des du un une et est dans pour que qui sur pas par avec ce cette sont au aux "
-    "il elle ils nous vous leur mais ou plus ont été être aussi comme entre sans",
-    "en": "the and of to in is that for on with as are was by it this be from at or have an "
-    "not which their has were but its they will been also",
-    "de": "der die das und ist nicht ein eine zu den mit von sich des auf für im dem auch es "
-    "sie wird werden bei oder aus nach wie",
-    "es": "el los las y es en que por para con una del se como más pero sus al lo este está "
-    "son también fue ha entre",
-    "it": "il lo gli della che e è per con una del non sono alla nel come anche più dei delle "
-    "questo ha tra",
-}
-_STOPSETS = {lang: set(fold(words_).split()) for lang, words_ in _STOPWORDS.items()}
-
-
-def detect_language(text: str, hint: str = "") -> str:
-    """ISO 639-1 code of ``text``'s language, or ``hint`` when the text is too short to tell."""
-    tokens = words(text[:5000])
-    scores = {lang: sum(1 for t in tokens if t in stop) for lang, stop in _STOPSETS.items()}
-    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
-    (best, top), (_, second) = ranked[0], ranked[1]
-    if top >= 3 and top >= 1.5 * second:
-        return best
-    return hint.lower()
 
 
 # -- dates ----------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 
+from ..language import detect_language
 from .dedupe import Story
-from .normalize import detect_language, fingerprint
+from .normalize import fingerprint
 from .parse import Entry, Feed, parse_feed
 
 __all__ = ["PARALLEL_SOURCES", "Prepared", "parse_and_prepare", "parser_pool", "prepare_entry"]

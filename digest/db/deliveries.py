@@ -105,7 +105,7 @@ _DRIVER_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 class Ledger:
     """The ``deliveries`` rows of one issue, written one short transaction at a time.
 
-    One lock serialises this process's writes: SQLite has a single writer, and
+    One lock serializes this process's writes: SQLite has a single writer, and
     waiting on our own lock is cheaper than SQLite's busy-retry sleeps.
     """
 

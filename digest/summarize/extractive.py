@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..config import SummarizeSettings
+from ..language import detect_language
 from ..models import NO_TAKEAWAY, Article, Lesson, Summary
 from . import NothingToSummarize
 from .text import (
@@ -46,7 +47,6 @@ from .text import (
     Sentence,
     clean_display,
     count_words,
-    detect_language,
     mask_markup,
     split_sentences,
     stem_words,
@@ -171,7 +171,7 @@ def analyse(article: Article) -> _Analysis:
     word_counts = [count_words(m) for m in masked]
     vectors = _tfidf(token_lists)
     idf = _idf(token_lists)
-    title_vector = _normalise(
+    title_vector = _normalize(
         {t: c * idf.get(t, 0.0) for t, c in Counter(_terms(article.title, stops, language)).items()}
     )
     title_similarity = [_dot(v, title_vector) for v in vectors]
@@ -210,12 +210,12 @@ def _idf(token_lists: list[list[str]]) -> dict[str, float]:
 def _tfidf(token_lists: list[list[str]]) -> list[dict[str, float]]:
     idf = _idf(token_lists)
     return [
-        _normalise({t: (1.0 + math.log(c)) * idf[t] for t, c in Counter(tokens).items()})
+        _normalize({t: (1.0 + math.log(c)) * idf[t] for t, c in Counter(tokens).items()})
         for tokens in token_lists
     ]
 
 
-def _normalise(vector: dict[str, float]) -> dict[str, float]:
+def _normalize(vector: dict[str, float]) -> dict[str, float]:
     norm = math.sqrt(sum(w * w for w in vector.values()))
     return {t: w / norm for t, w in vector.items()} if norm else {}
 
@@ -227,7 +227,7 @@ def _dot(a: dict[str, float], b: dict[str, float]) -> float:
 
 
 def _lexrank(vectors: list[dict[str, float]], damping: float = 0.85) -> list[float]:
-    """Continuous LexRank (Erkan & Radev 2004), normalised so the top sentence is 1."""
+    """Continuous LexRank (Erkan & Radev 2004), normalized so the top sentence is 1."""
     n = len(vectors)
     if n == 1:
         return [1.0]

@@ -3,7 +3,7 @@
 Two checks, applied to every backend's output (the extractive one passes by
 construction, and the checks prove it):
 
-- a lesson's ``quote`` must occur in the article, compared after normalising case,
+- a lesson's ``quote`` must occur in the article, compared after normalizing case,
   whitespace, quote marks, apostrophes, dashes and ellipses (accents are kept: « a »
   and « à » are different words);
 - every number, date and capitalised name in a summary or a lesson must occur in

@@ -38,9 +38,10 @@ import httpx
 
 from ..config import SummarizeSettings
 from ..errors import SummarizerError
+from ..language import detect_language
 from ..models import Article, Lesson, Summary
 from . import NothingToSummarize
-from .text import detect_language, unglue
+from .text import unglue
 
 __all__ = ["MAX_PROMPT_CHARS", "OpenAISummarizer", "SCHEMA", "build_messages"]
 

@@ -30,7 +30,6 @@ __all__ = [
     "Sentence",
     "clean_display",
     "count_words",
-    "detect_language",
     "mask_markup",
     "split_sentences",
     "stem_words",
@@ -413,32 +412,3 @@ def stop_words(language: str) -> frozenset[str]:
     if code == "en":
         return _ENGLISH_STOP
     return frozenset()
-
-
-# Words frequent in one language and rare in the other: enough to tell French from
-# English (the two languages the institute's feeds use) and to notice neither.
-_FRENCH_MARKERS = _wordset(
-    "le la les des est une du et que qui dans pour pas sur au aux avec il elle nous sont "
-    "été ont ce cette son ses leur mais plus par"
-)
-_ENGLISH_MARKERS = _wordset(
-    "the and of to is are was were that with for this from have has it on be by "
-    "which their not but they at"
-)
-
-
-def detect_language(text: str, default: str = "fr") -> str:
-    """``fr`` or ``en`` from marker words in the first few thousand characters.
-
-    Returns ``""`` when the text is long enough to judge but looks like neither
-    (another language: ranked without stop words or stems), and ``default`` when it is
-    too short to tell.
-    """
-    tokens = words(text[:4000])
-    if len(tokens) < 8:
-        return default
-    french = sum(1 for t in tokens if t in _FRENCH_MARKERS)
-    english = sum(1 for t in tokens if t in _ENGLISH_MARKERS)
-    if max(french, english) < 0.08 * len(tokens):
-        return ""
-    return "fr" if french >= english else "en"

@@ -32,7 +32,7 @@ from ..db import Store
 from ..db.subscribers import Consent
 from ..errors import DigestError, SubscriberError
 from ..i18n import web_language
-from ..subscribers import clean_name, confirm_signup, normalise_email, signup_link_used
+from ..subscribers import clean_name, confirm_signup, normalize_email, signup_link_used
 from .forms import RateLimit, client_of, field, read_form
 from .mail import confirmation_message, send_one
 from .pages import Pages
@@ -112,7 +112,7 @@ class Signup:
         raw_email = field(form, "email")[:320]
         name = clean_name(field(form, "name"))
         try:
-            email = normalise_email(raw_email)
+            email = normalize_email(raw_email)
         except SubscriberError:
             error = self.pages.text(language, "invalid_email", email=raw_email)
             return self._form(language, error=error, email=raw_email, name=name, status=400)

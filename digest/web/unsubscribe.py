@@ -38,7 +38,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
 def mask(address: str) -> str:
-    """``c•••@example.org``: enough for the reader to recognise their address."""
+    """``c•••@example.org``: enough for the reader to recognize their address."""
     local, _, domain = address.rpartition("@")
     return f"{local[:1]}•••@{domain}"
 
