@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import gzip
 import http.server
-import random
 import shutil
 import socket
 import threading
@@ -21,63 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from collect_helpers import feed_route, item, make_settings, rss, source, stored, unique_text
 from conftest import Handler, HTTPServer, Route
 
 from digest.collect import CollectReport, SourceReport, collect, health_table
-from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
 from digest.db import Store
-from digest.db.articles import between, source_states
-from digest.models import Article
+from digest.db.articles import source_states
 
-EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-FAR = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 LONG = (
     "Ce paragraphe raconte une nouvelle sur le design et la création numérique, avec des "
     "faits précis et des chiffres que les lecteurs de la veille attendent chaque semaine. "
 ) * 6
-RSS_TYPE = {"Content-Type": "application/rss+xml; charset=utf-8"}
-_VOCABULARY_TEXT = (
-    "le la les des une pour dans avec design atelier école studio image son jeu vidéo projet "
-    "étudiant création numérique écran couleur lumière forme récit public exposition ville "
-    "musée logiciel libre code graphiste illustrateur métier formation semaine mois année"
-)
-VOCABULARY = _VOCABULARY_TEXT.split()
-
-
-def unique_text(seed: str, count: int = 90) -> str:
-    """A text of its own for each entry: unrelated entries must not look like duplicates."""
-    pick = random.Random(seed)
-    return " ".join(pick.choice(VOCABULARY) for _ in range(count)) + "."
-
-
-def item(
-    title: str,
-    link: str,
-    *,
-    guid: str = "",
-    description: str | None = None,
-    date: str | None = "Mon, 23 Nov 2026 08:00:00 +0000",
-) -> str:
-    if description is None:
-        description = unique_text(title + link)
-    guid_xml = f"<guid isPermaLink='false'>{guid}</guid>" if guid else ""
-    date_xml = f"<pubDate>{date}</pubDate>" if date else ""
-    return (
-        f"<item><title>{title}</title><link>{link}</link>{guid_xml}{date_xml}"
-        f"<description><![CDATA[{description}]]></description></item>"
-    )
-
-
-def rss(*items: str, title: str = "Feed") -> bytes:
-    body = "".join(items)
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-        f"<title>{title}</title><link>https://news.example/</link>{body}</channel></rss>"
-    ).encode()
-
-
-def feed_route(body: bytes, **headers: str) -> Route:
-    return Route(200, body, {**RSS_TYPE, **headers})
 
 
 def conditional(body: bytes, etag: str) -> Handler:
@@ -101,31 +54,11 @@ def conditional(body: bytes, etag: str) -> Handler:
     return handle
 
 
-def make_settings(tmp_path: Path, *sources: SourceSettings, **collect_options: object) -> Settings:
-    options: dict[str, object] = {"allow_private": ("127.0.0.1",), "timeout": 5.0}
-    options.update(collect_options)
-    return Settings(
-        path=tmp_path / "digest.toml",
-        database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'digest.db'}"),
-        sources=sources,
-        collect=CollectSettings(**options),  # type: ignore[arg-type]
-    )
-
-
-def source(name: str, url: str, **options: object) -> SourceSettings:
-    options.setdefault("full_text", "never")
-    return SourceSettings(name=name, url=url, **options)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     db = Store(f"sqlite:///{tmp_path / 'digest.db'}")
     yield db
     db.close()
-
-
-def stored(db: Store) -> list[Article]:
-    return between(db, EPOCH, FAR)
 
 
 def source_state(db: Store, name: str) -> dict[str, Any] | None:

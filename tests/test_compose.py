@@ -10,56 +10,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from compose_helpers import RENDERED, TOKEN, compose_settings
 
 from digest.compose import MessageFactory, unsubscribe_url
-from digest.config import NewsletterSettings, SendSettings, Settings, WebSettings
+from digest.config import NewsletterSettings, SendSettings
 from digest.errors import ConfigError
-from digest.models import NAME_MARKER, UNSUBSCRIBE_MARKER, RenderedIssue, Subscriber
-
-TOKEN = "Zm9vYmFyYmF6cXV4MTIzNA"
-
-
-def settings(tmp_path: Path, **newsletter: str) -> Settings:
-    return Settings(
-        path=tmp_path / "digest.toml",
-        newsletter=NewsletterSettings(
-            title="La veille de l’École",
-            from_name="L’École — la veille",
-            from_address="veille@ecole.example",
-            **newsletter,
-        ),
-        web=WebSettings(base_url="https://digest.ecole.example/"),
-    )
-
-
-def mjml_like_html() -> str:
-    """One huge line, as MJML writes, with the markers where the template puts them."""
-    cards = "".join(
-        f'<tr><td style="padding:0 28px"><h2>Article {i} : « Ce que cela nous apprend »</h2>'
-        f"<p>Résumé {i} — l’IA générative change le métier ; {'texte ' * 40}</p></td></tr>"
-        for i in range(90)
-    )
-    return (
-        '<!doctype html><html lang="fr"><body><div>Bonjour '
-        + NAME_MARKER
-        + ",</div><table>"
-        + cards
-        + f'</table><a href="{UNSUBSCRIBE_MARKER}">Se désabonner</a>'
-        + "\n.\nFrom the team\n"
-        + "<p>"
-        + "a" * 72
-        + ".ian.example/"
-        + "b" * 69
-        + "From here</p></body></html>"
-    )
-
-
-RENDERED = RenderedIssue(
-    subject="La veille — semaine 48 : « L’IA et nous »",
-    preheader="Cette semaine",
-    html=mjml_like_html(),
-    text=f"Bonjour {NAME_MARKER},\n\nÀ lire.\n\nDésabonnement : {UNSUBSCRIBE_MARKER}\n",
-)
+from digest.models import Subscriber
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -69,7 +25,7 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def test_structure_is_multipart_alternative_text_then_html(tmp_path: Path) -> None:
-    raw = MessageFactory(RENDERED, settings(tmp_path)).build(
+    raw = MessageFactory(RENDERED, compose_settings(tmp_path)).build(
         Subscriber(email="lea@exemple.fr", name="Léa"), TOKEN
     )
     message = parse(raw)
@@ -84,10 +40,10 @@ def test_structure_is_multipart_alternative_text_then_html(tmp_path: Path) -> No
 
 def test_wire_format_crlf_and_short_lines(tmp_path: Path) -> None:
     long_names = dataclasses.replace(
-        settings(tmp_path).newsletter, from_name="Institut des Arts et du Numérique de Lyon"
+        compose_settings(tmp_path).newsletter, from_name="Institut des Arts et du Numérique de Lyon"
     )
     raw = MessageFactory(
-        RENDERED, dataclasses.replace(settings(tmp_path), newsletter=long_names)
+        RENDERED, dataclasses.replace(compose_settings(tmp_path), newsletter=long_names)
     ).build(Subscriber(email="lea@exemple.fr", name="Léa " * 60), TOKEN)
     assert len(RENDERED.html) > 30_000 and "\n" not in RENDERED.html[:30_000]
     assert b"\r\n" in raw
@@ -102,7 +58,7 @@ def test_wire_format_crlf_and_short_lines(tmp_path: Path) -> None:
 
 
 def test_personalized_parts_say_what_personalize_says(tmp_path: Path) -> None:
-    factory = MessageFactory(RENDERED, settings(tmp_path))
+    factory = MessageFactory(RENDERED, compose_settings(tmp_path))
     for name in ("Léa", "Tom & <Jerry>", "=3D soft=\nbreak", ""):
         raw = factory.build(Subscriber(email="lea@exemple.fr", name=name), TOKEN)
         text_part, html_part = parse(raw).iter_parts()
@@ -115,7 +71,7 @@ def test_personalized_parts_say_what_personalize_says(tmp_path: Path) -> None:
 
 def test_headers(tmp_path: Path) -> None:
     factory = MessageFactory(
-        RENDERED, settings(tmp_path, reply_to="redaction@ecole.example", list_id="")
+        RENDERED, compose_settings(tmp_path, reply_to="redaction@ecole.example", list_id="")
     )
     raw = factory.build(Subscriber(email="lea@exemple.fr", name="Léa Dupré"), TOKEN)
     message = parse(raw)
@@ -143,7 +99,9 @@ def test_headers(tmp_path: Path) -> None:
 def test_configured_list_id_and_unsubscribe_mailto(tmp_path: Path) -> None:
     factory = MessageFactory(
         RENDERED,
-        settings(tmp_path, list_id="veille.ecole.example", unsubscribe_mailto="stop@ecole.example"),
+        compose_settings(
+            tmp_path, list_id="veille.ecole.example", unsubscribe_mailto="stop@ecole.example"
+        ),
     )
     message = parse(factory.build(Subscriber(email="a@exemple.fr"), TOKEN))
     assert message["List-Id"] == "La veille de l’École <veille.ecole.example>"
@@ -153,7 +111,7 @@ def test_configured_list_id_and_unsubscribe_mailto(tmp_path: Path) -> None:
 
 def test_no_header_injection_from_names_or_subject(tmp_path: Path) -> None:
     rendered = dataclasses.replace(RENDERED, subject="Semaine 48\r\nBcc: all@victim.example")
-    factory = MessageFactory(rendered, settings(tmp_path))
+    factory = MessageFactory(rendered, compose_settings(tmp_path))
     raw = factory.build(
         Subscriber(
             email="lea@exemple.fr", name="Léa\r\nBcc: evil@attacker.example\r\n\r\n<script>"
@@ -173,7 +131,7 @@ def test_no_header_injection_from_names_or_subject(tmp_path: Path) -> None:
 
 
 def test_unicode_address_goes_out_as_utf8(tmp_path: Path) -> None:
-    factory = MessageFactory(RENDERED, settings(tmp_path))
+    factory = MessageFactory(RENDERED, compose_settings(tmp_path))
     raw = factory.build(Subscriber(email="zoé@xn--caf-dma.example", name="Zoé"), TOKEN)
     assert factory.needs_smtputf8("zoé@xn--caf-dma.example")
     assert not factory.needs_smtputf8("zoe@xn--caf-dma.example")
@@ -181,7 +139,7 @@ def test_unicode_address_goes_out_as_utf8(tmp_path: Path) -> None:
 
 
 def test_only_the_recipient_address_appears(tmp_path: Path) -> None:
-    factory = MessageFactory(RENDERED, settings(tmp_path))
+    factory = MessageFactory(RENDERED, compose_settings(tmp_path))
     first = factory.build(Subscriber(email="first@exemple.fr", name="First"), TOKEN)
     second = factory.build(Subscriber(email="second@exemple.fr", name="Second"), "T" * 22)
     assert b"first@exemple.fr" not in second and TOKEN.encode() not in second
@@ -190,7 +148,7 @@ def test_only_the_recipient_address_appears(tmp_path: Path) -> None:
 
 def test_bad_sender_configuration_is_a_config_error(tmp_path: Path) -> None:
     bad = dataclasses.replace(
-        settings(tmp_path),
+        compose_settings(tmp_path),
         newsletter=NewsletterSettings(from_address="veille@ecole.example\r\nBcc: x@y.z"),
     )
     with pytest.raises(ConfigError, match="from_address"):
@@ -218,7 +176,7 @@ def test_dkim_signature_covers_list_unsubscribe_and_verifies(tmp_path: Path) -> 
     )
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
     signed = dataclasses.replace(
-        settings(tmp_path),
+        compose_settings(tmp_path),
         send=SendSettings(dkim_selector="mail", dkim_private_key_file=Path("dkim.pem")),
     )
     raw = MessageFactory(RENDERED, signed).build(Subscriber(email="a@exemple.fr", name="A"), TOKEN)
@@ -238,11 +196,11 @@ def test_dkim_signature_covers_list_unsubscribe_and_verifies(tmp_path: Path) -> 
 
 
 def test_dkim_needs_both_selector_and_key(tmp_path: Path) -> None:
-    half = dataclasses.replace(settings(tmp_path), send=SendSettings(dkim_selector="mail"))
+    half = dataclasses.replace(compose_settings(tmp_path), send=SendSettings(dkim_selector="mail"))
     with pytest.raises(ConfigError, match="dkim_selector and dkim_private_key_file"):
         MessageFactory(RENDERED, half)
     missing = dataclasses.replace(
-        settings(tmp_path),
+        compose_settings(tmp_path),
         send=SendSettings(dkim_selector="mail", dkim_private_key_file=Path("nope.pem")),
     )
     with pytest.raises(ConfigError, match="cannot read"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import token_of
-from test_pipeline import ACTIVE_EXAMPLE_SUBSCRIBERS, captured, cli, make_config
+from pipeline_helpers import ACTIVE_EXAMPLE_SUBSCRIBERS, captured, cli, make_config
 
 from digest.capture import CaptureServer
 
@@ -338,7 +338,7 @@ def test_render_says_each_finding_once(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_the_french_preview_lists_its_checks_in_french(tmp_path: Path) -> None:
-    from test_preview import PERIOD, make_site
+    from preview_helpers import PERIOD, make_site
 
     from digest.preview import Preview
 

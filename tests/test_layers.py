@@ -76,3 +76,41 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
 def test_the_db_package_is_where_sqlalchemy_is_used() -> None:
     used = {p.name for p in (PACKAGE / "db").glob("*.py") if _forbidden(_imports(p))}
     assert {"engine.py", "schema.py", "jobstore.py", "deliveries.py"} <= used
+
+
+def _test_modules_imported(path: Path) -> list[str]:
+    """The ``test_*`` modules ``path`` imports, spelled ``test_x`` or ``tests.test_x``."""
+    found = set()
+    for name in _imports(path, root=path.parent.parent):
+        parts = name.split(".")
+        if parts[0] == "tests":
+            parts = parts[1:]
+        if parts and parts[0].startswith("test_"):
+            found.add(parts[0])
+    return sorted(found)
+
+
+def test_test_modules_do_not_import_each_other(tmp_path: Path) -> None:
+    """Shared helpers live in ``tests/*_helpers.py`` (fixtures in conftest.py), not in a test.
+
+    Importing a test module runs its collection-time code a second time under another
+    name and ties one area's tests to another's; a helper module is imported instead.
+    """
+    sample = tmp_path / "tests" / "test_sample.py"
+    sample.parent.mkdir()
+    sample.write_text(
+        "from test_send import RENDERED\n"
+        "def f():\n    import tests.test_compose\n"
+        "from tests import test_collect\n"
+        "from send_helpers import make_store\n"
+        "from conftest import ROOT\n",
+        encoding="utf-8",
+    )
+    assert _test_modules_imported(sample) == ["test_collect", "test_compose", "test_send"]
+
+    offenders = {
+        path.name: imported
+        for path in sorted((ROOT / "tests").glob("*.py"))
+        if (imported := _test_modules_imported(path))
+    }
+    assert offenders == {}, "test modules import other test modules; move the helpers"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,39 +12,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT, HTTPServer, Route
+from pipeline_helpers import ACTIVE_EXAMPLE_SUBSCRIBERS, captured, cli, make_config
 
 from digest.capture import CaptureServer
-from digest.cli import main
 from digest.db import Store, articles, issues, schema
 from digest.richtext import markdown_inline_text
-
-ACTIVE_EXAMPLE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
-
-
-def make_config(folder: Path, smtp_port: int, sources: str | None = None, extra: str = "") -> Path:
-    """A copy of the demo configuration in ``folder``, sending to ``smtp_port``."""
-    shutil.copytree(ROOT / "examples" / "feeds", folder / "feeds")
-    shutil.copy(ROOT / "subscribers.example.csv", folder / "subscribers.example.csv")
-    text = (ROOT / "examples" / "digest.toml").read_text(encoding="utf-8")
-    text = text.replace("port = 1025", f"port = {smtp_port}")
-    if sources is not None:
-        head, _, rest = text.partition("[[sources]]")
-        text = head + sources + "\n[collect]" + rest.partition("[collect]")[2]
-    path = folder / "digest.toml"
-    path.write_text(text + extra, encoding="utf-8")
-    return path
-
-
-def cli(config: Path, *args: str) -> int:
-    """Run ``digest --config CONFIG ARGS…`` in-process; return its exit code."""
-    return main(["--config", str(config), *args])
-
-
-def captured(box: CaptureServer) -> list[email.message.EmailMessage]:
-    return [
-        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-        for p in sorted(box.handler.folder.glob("*.eml"))
-    ]
 
 
 def test_demo_leaves_one_message_per_active_subscriber_and_runs_once(

@@ -20,8 +20,6 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -30,10 +28,10 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT, HTTPServer, Route
-from test_pipeline import make_config
+from pipeline_helpers import cli, make_config
+from quality_helpers import PERIOD, Received, received
 
 from digest.capture import CaptureServer
-from digest.cli import main
 from digest.config import load_settings
 from digest.db import Store, schema
 from digest.send import send_issue
@@ -46,55 +44,10 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
-PERIOD = "2026-W48"
 SUBSCRIBERS_CSV = (ROOT / "subscribers.example.csv").read_text(encoding="utf-8")
 EVERY_ADDRESS = re.findall(r"^([^,\s]+@[^,\s]+),", SUBSCRIBERS_CSV, re.MULTILINE)
 ACTIVE = [a for a in EVERY_ADDRESS if "oceane" not in a]  # the example's unsubscribed one
 SENDER_DOMAIN = "ian.example"  # examples/digest.toml: from_address = "veille@ian.example"
-
-
-@dataclass
-class Received:
-    """One captured message: the bytes as they came off the wire, and their parse."""
-
-    envelope_to: str
-    raw: bytes  # without the capture server's own X-Digest-* lines
-    message: EmailMessage
-
-    @property
-    def html(self) -> str:
-        part = self.message.get_body(("html",))
-        assert part is not None
-        return str(part.get_content())
-
-    @property
-    def text(self) -> str:
-        part = self.message.get_body(("plain",))
-        assert part is not None
-        return str(part.get_content())
-
-    @property
-    def head(self) -> bytes:
-        return self.raw.split(b"\r\n\r\n", 1)[0]
-
-
-def received(box: CaptureServer) -> list[Received]:
-    out = []
-    for path in sorted(box.handler.folder.glob("*.eml")):
-        data = path.read_bytes()
-        lines = data.split(b"\r\n")
-        ours = [line for line in lines[:3] if line.startswith(b"X-Digest-")]
-        assert len(ours) == 3, "the capture server writes three X-Digest-* lines first"
-        envelope_to = ours[1].split(b": ", 1)[1].decode()
-        raw = b"\r\n".join(lines[3:])
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        out.append(Received(envelope_to, raw, message))
-    return out
-
-
-def cli(config: Path, *args: str) -> int:
-    return main(["--config", str(config), *args])
 
 
 def send_demo_issue(
@@ -439,7 +392,7 @@ def test_a_failing_source_is_shown_by_digest_status(
 def test_the_same_story_is_stored_once_across_runs_by_guid_then_url_then_content(
     tmp_path: Path, http_server: HTTPServer
 ) -> None:
-    from test_collect import feed_route, item, make_settings, rss, source, stored, unique_text
+    from collect_helpers import feed_route, item, make_settings, rss, source, stored, unique_text
 
     from digest.collect import collect
 
@@ -539,7 +492,7 @@ def test_the_summary_of_a_hard_wrapped_feed_is_made_of_whole_sentences(
 
 @pytest.fixture
 def scripted() -> Iterator[Any]:
-    from test_send import ScriptedServer
+    from send_helpers import ScriptedServer
 
     server = ScriptedServer()
     server.start()
@@ -559,7 +512,7 @@ def make_retries_due(store: Store) -> None:
 def test_rule_3_someone_who_leaves_while_owed_a_retry_gets_nothing(
     tmp_path: Path, scripted: Any
 ) -> None:
-    from test_send import RENDERED, make_settings, make_store
+    from send_helpers import RENDERED, make_settings, make_store
 
     store, issue = make_store(tmp_path, 3)
     scripted.script.rcpt["r001@exemple.fr"] = ["450 4.2.0 greylisted, try later"]
@@ -575,7 +528,7 @@ def test_rule_3_someone_who_leaves_while_owed_a_retry_gets_nothing(
 def test_rule_3_an_uncertain_recipient_who_left_is_not_resent_even_on_request(
     tmp_path: Path, scripted: Any
 ) -> None:
-    from test_send import RENDERED, make_settings, make_store
+    from send_helpers import RENDERED, make_settings, make_store
 
     store, issue = make_store(tmp_path, 3)
     scripted.script.data["r001@exemple.fr"] = ["drop-after-dot"]
@@ -611,7 +564,7 @@ class RecordingStop(threading.Event):
 def test_the_configured_rate_spaces_messages_on_one_connection(
     tmp_path: Path, scripted: Any
 ) -> None:
-    from test_send import RENDERED, make_settings, make_store
+    from send_helpers import RENDERED, make_settings, make_store
 
     store, issue = make_store(tmp_path, 5)
     stop = RecordingStop()
@@ -630,7 +583,7 @@ def test_the_configured_rate_spaces_messages_on_one_connection(
 def test_the_recipient_list_is_the_snapshot_taken_when_sending_started(
     tmp_path: Path, scripted: Any
 ) -> None:
-    from test_send import RENDERED, make_settings, make_store
+    from send_helpers import RENDERED, make_settings, make_store
 
     from digest.subscribers import import_csv
 
@@ -657,9 +610,8 @@ def test_the_recipient_list_is_the_snapshot_taken_when_sending_started(
 def test_rule_11_no_line_break_of_any_kind_adds_a_header(tmp_path: Path, separator: str) -> None:
     import dataclasses
 
-    from test_compose import RENDERED as COMPOSE_RENDERED
-    from test_compose import TOKEN
-    from test_compose import settings as compose_settings
+    from compose_helpers import RENDERED as COMPOSE_RENDERED
+    from compose_helpers import TOKEN, compose_settings
 
     from digest.compose import MessageFactory
     from digest.models import Subscriber

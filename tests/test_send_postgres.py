@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from test_send import PERIOD, RENDERED, ScriptedServer, make_settings
+from send_helpers import PERIOD, RENDERED, ScriptedServer, make_settings
 
 from digest.db import Store, issues, schema
 from digest.models import Issue, SendProgress

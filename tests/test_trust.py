@@ -16,9 +16,9 @@ from urllib.parse import unquote, urlsplit
 import lxml.html
 import pytest
 from conftest import HTTPServer, Route
+from pipeline_helpers import cli, make_config
+from quality_helpers import PERIOD, received
 from render_sample import sample_issue, sample_settings
-from test_pipeline import make_config
-from test_quality_rules import PERIOD, cli, received
 
 from digest.checks import check_email, check_settings
 from digest.collect.images import is_tracking_image, lead_image
