@@ -194,6 +194,12 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    # The claim on a row being sent (``sending``/``awaiting_reply``): which sender holds
+    # it, until when (renewed while it works), and on SQLite the boot of the machine
+    # that claimed it (see ``deliveries.Ledger``: it tells a dead process from a reboot).
+    sa.Column("claim_owner", sa.String(200)),
+    sa.Column("claim_expires", UTCDateTime),
+    sa.Column("claim_boot", sa.String(64)),
     sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_recipient"),
     sa.Index("ix_deliveries_status", "issue_id", "status"),
 )
@@ -232,6 +238,21 @@ def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _add_columns(conn: Connection, table: sa.Table, names: tuple[str, ...]) -> None:
+    """Add ``table``'s columns ``names`` where missing (v1 creates today's tables whole)."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+
+def _claims_v2(conn: Connection) -> None:
+    _add_columns(conn, deliveries, ("claim_owner", "claim_expires", "claim_boot"))
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _claims_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
