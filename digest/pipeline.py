@@ -253,13 +253,50 @@ def load_issue(settings: Settings, store: Store, period: str | None = None) -> I
     if stored is None:
         raise IssueError(f"there is no issue for {period}", hint="create it with `digest draft`")
     path = draft_path(settings, period)
-    if stored.status in ("sending", "sent") or not path.exists():
+    if not path.exists():
+        return stored
+    if stored.status in ("sending", "sent"):
+        # What went out (or is going out) is the stored issue: an edit made since
+        # would otherwise be silently ignored by render, preview and send.
+        if _draft_differs(stored, path):
+            raise IssueError(
+                f"{path} was edited after issue {period} started sending ({stored.status}); "
+                "the edits cannot be used, since recipients must all get the same issue",
+                hint=f"undo the edits to {path.name} (move the file away to keep them); "
+                "what is sent is the issue as it was when sending started",
+            )
         return stored
     edited = read_draft(path)
     if edited.period != period:
         raise IssueError(f"{path} is the draft of {edited.period}, not {period}")
     _check_articles(store, edited, path)
     return with_evidence(dataclasses.replace(edited, id=stored.id), stored)
+
+
+def _draft_differs(stored: Issue, path: Path) -> bool:
+    """Whether the draft file says something else than the stored issue (read-only).
+
+    Both sides go through the same writer and reader, so formatting (the
+    instructions, fingerprints, blank lines) does not count, only the texts.
+    """
+    from .draft import format_draft, parse_draft
+
+    def texts(issue: Issue) -> tuple[Any, ...]:
+        return (
+            issue.title,
+            issue.intro,
+            tuple(
+                (i.article_id, i.title, i.url, i.summary, tuple(x.text for x in i.lessons))
+                + (i.image_url, i.image_alt, i.section)
+                for i in issue.items
+            ),
+        )
+
+    try:
+        edited = parse_draft(path.read_text(encoding="utf-8-sig"), path)
+    except (OSError, DigestError):
+        return True
+    return texts(edited) != texts(parse_draft(format_draft(stored), path))
 
 
 def approve(settings: Settings, store: Store, period: str | None = None) -> Issue:
@@ -369,18 +406,44 @@ def send(
         issue = issues.save(store, issue)
     # "sent" too: an issue marked sent with uncertain recipients (by an earlier version).
     issues.set_status(store, period, "sending", expect=("draft", "approved", "sending", "sent"))
-    report = send_issue(
-        settings,
-        store,
-        issue,
-        result.rendered,
-        progress=progress,
-        resend_uncertain=resend_uncertain,
-        stop=stop,
-    )
+    before = issue.status if issue.status in ("draft", "approved") else "approved"
+    try:
+        report = send_issue(
+            settings,
+            store,
+            issue,
+            result.rendered,
+            progress=progress,
+            resend_uncertain=resend_uncertain,
+            stop=stop,
+        )
+    except DigestError as exc:
+        if _reopen_if_nobody_reached(store, issue, before):
+            reopened = f"nobody was sent the issue: it is {before} again, and editable"
+            exc.hint = f"{exc.hint}; {reopened}" if exc.hint else reopened
+        raise
     if report.complete:
         issues.set_status(store, period, "sent", expect=("sending",))
+    else:
+        _reopen_if_nobody_reached(store, issue, before)
     return report
+
+
+def _reopen_if_nobody_reached(store: Store, issue: Issue, status: str) -> bool:
+    """Put an issue whose send reached nobody back to ``status`` (editable); say if it did.
+
+    Only while no message can have reached anyone (every ledger row still
+    queued): from the first attempt on, the issue is fixed, so that every
+    recipient gets the same one.
+    """
+    from .db.deliveries import discard_if_untouched
+
+    stored = issues.get(store, issue.period)
+    if stored is None or stored.id is None or not discard_if_untouched(store, stored.id):
+        return False
+    issues.set_status(store, issue.period, status, expect=("sending",))
+    log.info("%s: nobody was sent the issue; it is %s again", issue.period, status)
+    return True
 
 
 @dataclass(frozen=True)

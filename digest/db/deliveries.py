@@ -65,7 +65,15 @@ from .engine import Store
 from .locks import owner_gone
 from .schema import UTCDateTime, deliveries, subscribers, utcnow
 
-__all__ = ["Claim", "Due", "Finished", "Ledger", "boot_id", "test_recipient"]
+__all__ = [
+    "Claim",
+    "Due",
+    "Finished",
+    "Ledger",
+    "boot_id",
+    "discard_if_untouched",
+    "test_recipient",
+]
 
 log = logging.getLogger("digest.send")
 
@@ -575,6 +583,26 @@ class Ledger:
         counts = self.counts()
         counts["queued"] = counts.get("queued", 0) + int(new)
         return counts
+
+
+def discard_if_untouched(store: Store, issue_id: int) -> bool:
+    """Delete the issue's ledger if no message of it can have reached anyone; say if it did.
+
+    True when every row is still ``queued`` (or ``skipped``): a send that could
+    not reach its server. The issue can then go back to ``approved`` and be
+    edited, and the next send takes a fresh snapshot of the list.
+    """
+    mine = deliveries.c.issue_id == issue_id
+    with store.begin() as conn:
+        touched = conn.execute(
+            sa.select(deliveries.c.id)
+            .where(mine, deliveries.c.status.not_in(("queued", "skipped")))
+            .limit(1)
+        ).first()
+        if touched is not None:
+            return False
+        conn.execute(sa.delete(deliveries).where(mine))
+    return True
 
 
 def test_recipient(store: Store, address: str) -> tuple[str, str]:
