@@ -377,6 +377,42 @@ def schedule(ctx: Context, log_format: str) -> None:
 
 
 @cli.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between looks for due recipients when idle.",
+)
+@pass_ctx
+def worker(ctx: Context, once: bool, poll: float) -> None:
+    """Send any approved issue with due recipients, until stopped (SIGTERM, Ctrl-C).
+
+    Several workers, on one or several machines, share the work on PostgreSQL;
+    on SQLite one sends at a time. SIGTERM lets the messages in flight finish.
+    """
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        pipeline.work(
+            ctx.settings,
+            ctx.store,
+            stop=stop,
+            poll_seconds=poll,
+            once=once,
+            on_report=lambda report: ctx.console.print(report.summary()),
+        )
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@cli.command()
 @click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
 @click.option("--backend", help="Summarizer to use (default: [summarize] backend).")
 @pass_ctx

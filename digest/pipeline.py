@@ -446,6 +446,49 @@ def _reopen_if_nobody_reached(store: Store, issue: Issue, status: str) -> bool:
     return True
 
 
+def work(
+    settings: Settings,
+    store: Store,
+    *,
+    stop: threading.Event,
+    poll_seconds: float = 10.0,
+    once: bool = False,
+    on_report: Callable[[SendReport], None] | None = None,
+) -> None:
+    """Send every approved issue with due recipients, and keep watching, until ``stop``.
+
+    The long-running form of ``send`` (``digest worker``). On PostgreSQL any
+    number of workers share each issue (they claim disjoint batches); on
+    SQLite a worker finding an issue sent by another process waits its turn.
+    ``once``: one pass over what is due now, then return.
+    """
+    from .errors import LockedError
+
+    reported: set[tuple[str, str]] = set()
+    while not stop.is_set():
+        worked = False
+        for period in issues.sendable(store):
+            if stop.is_set():
+                break
+            try:
+                report = send(settings, store, period, stop=stop)
+            except LockedError as exc:
+                log.info("%s: %s", period, exc.message)
+                continue
+            except DigestError as exc:
+                if (period, str(exc)) not in reported:  # said once, not at every pass
+                    reported.add((period, str(exc)))
+                    log.error("%s: %s", period, exc)
+                continue
+            worked = worked or report.attempted > 0 or report.skipped > 0
+            if on_report is not None:
+                on_report(report)
+        if once:
+            return
+        if not worked:
+            stop.wait(poll_seconds)
+
+
 @dataclass(frozen=True)
 class DryRun:
     """What ``send`` would do, with nothing sent and nothing recorded."""

@@ -43,7 +43,7 @@ from typing import Any
 from .compose import MessageFactory
 from .config import Settings
 from .db import Store, issues, locks
-from .db.deliveries import CLAIM_TTL, Due, Finished, Ledger
+from .db.deliveries import Due, Finished, Ledger
 from .db.schema import utcnow
 from .errors import DeliveryError, IssueError, LockedError
 from .models import Failure, Issue, RenderedIssue, SendProgress, SendReport, Subscriber
@@ -365,7 +365,8 @@ def _send_with(
             progress,
             stop=stop or threading.Event(),
         )
-        with _sigterm_stops(run.stop), _lease(ledger, lock_name, run):
+        ttl = dt.timedelta(seconds=settings.send.lease_seconds)
+        with _sigterm_stops(run.stop), _lease(ledger, lock_name, run, ttl):
             try:
                 _drive(run, ledger, factory, settings)
             finally:
@@ -389,7 +390,9 @@ def _send_with(
 
 
 @contextmanager
-def _lease(ledger: Ledger, lock_name: str | None, run: _Run) -> Iterator[None]:
+def _lease(
+    ledger: Ledger, lock_name: str | None, run: _Run, claim_ttl: dt.timedelta
+) -> Iterator[None]:
     """Renew the send lock (if any) and our row claims while sending; stop if a lease is lost.
 
     Another process may take the issue over once the lock's lease is gone: from
@@ -400,15 +403,17 @@ def _lease(ledger: Ledger, lock_name: str | None, run: _Run) -> Iterator[None]:
     done = threading.Event()
     store = ledger.store
 
+    every = min(LOCK_RENEW_SECONDS, claim_ttl.total_seconds() / 3)
+
     def renew() -> None:
-        while not done.wait(LOCK_RENEW_SECONDS):
+        while not done.wait(every):
             if lock_name is not None and not locks.renew(store, lock_name, ledger.owner, LOCK_TTL):
                 run.report.stopped = "lost the send lock (another process may have taken over)"
                 log.error("stopping: %s", run.report.stopped)
                 run.lease_lost.set()
                 run.stop.set()
                 return
-            ledger.renew_claims(CLAIM_TTL)
+            ledger.renew_claims(claim_ttl)
 
     thread = threading.Thread(target=renew, name="digest-send-lease", daemon=True)
     thread.start()
@@ -427,7 +432,8 @@ def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Setting
     ehlo_name = local_hostname(settings.newsletter.from_address)
     clients = [SmtpClient(settings.smtp, ehlo_name) for _ in range(connections)]
     try:
-        _feed(run, ledger, factory, clients, window, pacer)
+        ttl = dt.timedelta(seconds=settings.send.lease_seconds)
+        _feed(run, ledger, factory, clients, window, pacer, ttl)
     finally:
         for client in clients:
             client.close()
@@ -442,11 +448,12 @@ def _feed(
     clients: list[SmtpClient],
     window: float,
     pacer: _Pacer,
+    claim_ttl: dt.timedelta,
 ) -> None:
     """Claim a batch, send it over every connection, again until nothing is due."""
     connections = len(clients)
     while not run.stop.is_set():
-        claim = ledger.claim(BATCH * connections, CLAIM_TTL)
+        claim = ledger.claim(BATCH * connections, claim_ttl)
         for email in claim.skipped:
             with run.lock:
                 run.report.skipped += 1

@@ -60,6 +60,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from .engine import Store
 from .locks import owner_gone
@@ -237,19 +238,24 @@ class Ledger:
             sa.literal(0),
             sa.literal(now, type_=deliveries.c.updated_at.type),
         ).where(subscribers.c.status == "active", ~sa.exists(already))
-        with self._tx() as conn:
-            started = conn.execute(
-                sa.select(deliveries.c.id).where(deliveries.c.issue_id == self.issue_id).limit(1)
-            ).first()
-            if started is not None:
-                return 0
-            result = conn.execute(
-                sa.insert(deliveries).from_select(
-                    ["issue_id", "subscriber_id", "email", "status", "attempts", "updated_at"],
-                    source,
+        try:
+            with self._tx() as conn:
+                started = conn.execute(
+                    sa.select(deliveries.c.id)
+                    .where(deliveries.c.issue_id == self.issue_id)
+                    .limit(1)
+                ).first()
+                if started is not None:
+                    return 0
+                result = conn.execute(
+                    sa.insert(deliveries).from_select(
+                        ["issue_id", "subscriber_id", "email", "status", "attempts", "updated_at"],
+                        source,
+                    )
                 )
-            )
-            return max(int(result.rowcount or 0), 0)
+                return max(int(result.rowcount or 0), 0)
+        except IntegrityError:
+            return 0  # another sender took the snapshot at the same moment: theirs stands
 
     def recover(self, resend_uncertain: bool, *, expired_only: bool = False) -> None:
         """Settle rows a dead sender left in flight; maybe re-queue the uncertain ones.

@@ -24,6 +24,7 @@ __all__ = [
     "latest",
     "next_retry_at",
     "save",
+    "sendable",
     "sent_issues",
     "set_status",
 ]
@@ -127,6 +128,41 @@ def set_status(store: Store, period: str, status: str, *, expect: Sequence[str] 
         query = query.where(issues.c.status.in_(list(expect)))
     with store.begin() as conn:
         return bool(conn.execute(query.values(**values)).rowcount)
+
+
+def sendable(store: Store) -> list[str]:
+    """Periods a sender could work on now, oldest first.
+
+    Approved issues, and issues being sent whose ledger has rows due: queued,
+    a retry whose time has come, or a claim whose lease ran out (its sender died).
+    """
+    now = utcnow()
+    due = sa.or_(
+        deliveries.c.status == "queued",
+        sa.and_(
+            deliveries.c.status == "failed_temp",
+            deliveries.c.next_attempt_at.is_not(None),
+            deliveries.c.next_attempt_at <= now,
+        ),
+        sa.and_(
+            deliveries.c.status.in_(("sending", "awaiting_reply")),
+            deliveries.c.claim_expires < now,
+        ),
+    )
+    has_due = sa.exists().where(deliveries.c.issue_id == issues.c.id, due)
+    with store.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(issues.c.period)
+                .where(
+                    sa.or_(
+                        issues.c.status == "approved",
+                        sa.and_(issues.c.status == "sending", has_due),
+                    )
+                )
+                .order_by(issues.c.period)
+            ).scalars()
+        )
 
 
 # -- how an issue's send stands (read-only summaries of its delivery rows) ----------------
