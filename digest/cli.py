@@ -557,6 +557,14 @@ def status(ctx: Context) -> None:
         counts = issues.delivery_counts(store, issue.period)
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
         ctx.console.print(f"Latest issue: {issue.period} ({issue.status}), deliveries: {summary}.")
+        senders = issues.live_senders(store, issue.period)
+        if senders:
+            listed = ", ".join(f"{who} ({rate:.1f} msg/s)" for who, rate in sorted(senders.items()))
+            ctx.console.print(f"Senders: {listed}.")
+            left = sum(counts.get(k, 0) for k in ("queued", "sending", "awaiting_reply"))
+            total_rate = sum(senders.values())
+            if left and total_rate:
+                ctx.console.print(f"ETA: about {max(1, round(left / total_rate / 60))} min.")
     table = Table("source", "last success", "last error", "failures in a row", title="Sources")
     for row in articles.source_states(store):
         table.add_row(

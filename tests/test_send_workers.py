@@ -102,6 +102,10 @@ def test_three_workers_send_one_issue_each_recipient_once(
     store: Store, postgres_url: str, tmp_path: Path, server: ScriptedServer
 ) -> None:
     workers = [start_worker(tmp_path, postgres_url, server.port) for _ in range(3)]
+    seen: set[str] = set()  # the live senders `digest status` lists, sampled while they work
+    while any(worker.poll() is None for worker in workers):
+        seen |= set(issues.live_senders(store, PERIOD))
+        time.sleep(0.05)
     sent = []
     for worker in workers:
         out, err = worker.communicate(timeout=600)
@@ -112,6 +116,8 @@ def test_three_workers_send_one_issue_each_recipient_once(
     assert statuses(store) == {"sent": RECIPIENTS}
     assert sum(sent) == RECIPIENTS
     assert sum(1 for n in sent if n > 0) >= 2, f"the work was not shared: {sent}"
+    assert len(seen) >= 2, seen
+    assert issues.live_senders(store, PERIOD) == {}  # all done: nobody holds a claim
 
 
 def test_kill_9_of_one_worker_while_the_others_go_on_loses_and_duplicates_no_one(

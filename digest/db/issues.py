@@ -22,6 +22,7 @@ __all__ = [
     "delivery_counts",
     "get",
     "latest",
+    "live_senders",
     "next_retry_at",
     "save",
     "sendable",
@@ -177,6 +178,39 @@ def delivery_counts(store: Store, period: str | None = None) -> dict[str, int]:
         )
     with store.connect() as conn:
         return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def live_senders(store: Store, period: str, window: float = 60.0) -> dict[str, float]:
+    """The senders working ``period`` now (an unexpired claim), with their rate in msg/s.
+
+    A sender's rate is what it recorded as sent over the last ``window`` seconds.
+    """
+    now = utcnow()
+    mine = sa.and_(deliveries.c.issue_id == issues.c.id, issues.c.period == period)
+    with store.connect() as conn:
+        live = conn.execute(
+            sa.select(deliveries.c.claim_owner)
+            .where(
+                mine,
+                deliveries.c.status.in_(("sending", "awaiting_reply")),
+                deliveries.c.claim_expires >= now,
+            )
+            .distinct()
+        ).scalars()
+        senders = {str(owner): 0.0 for owner in live if owner}
+        recent = conn.execute(
+            sa.select(deliveries.c.claim_owner, sa.func.count())
+            .where(
+                mine,
+                deliveries.c.status == "sent",
+                deliveries.c.sent_at >= now - dt.timedelta(seconds=window),
+                deliveries.c.claim_owner.in_(list(senders)),
+            )
+            .group_by(deliveries.c.claim_owner)
+        )
+        for owner, count in recent:
+            senders[str(owner)] = int(count) / window
+    return senders
 
 
 def next_retry_at(store: Store, period: str) -> dt.datetime | None:
