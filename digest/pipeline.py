@@ -379,8 +379,14 @@ def send(
     resend_uncertain: bool = False,
     progress: Callable[..., None] | None = None,
     stop: threading.Event | None = None,
+    resume_stopped: bool = True,
 ) -> SendReport:
-    """Send the approved issue to every active subscriber, once each; resumable."""
+    """Send the approved issue to every active subscriber, once each; resumable.
+
+    ``resume_stopped``: lift a stop that a sender of this issue decided after many
+    failures in a row (an explicit send does; a worker's does not, so that the
+    error storm stops every worker until someone looks).
+    """
     from .send import send_issue
 
     period = period_or_current(settings, period)
@@ -401,6 +407,14 @@ def send(
         )
     if dry_run:
         return send_issue(settings, store, issue, result.rendered, dry_run=True, progress=progress)
+    stopped = issues.send_stopped(store, period)
+    if stopped and not resume_stopped:
+        raise IssueError(
+            f"the senders of issue {period} stopped: {stopped}",
+            hint="fix the cause, then run `digest send` (which resumes)",
+        )
+    if stopped:
+        issues.stop_sending(store, period, None)
     if issue.status in ("draft", "approved"):
         # What goes out is what the store keeps (the archive shows it): the draft's edits.
         issue = issues.save(store, issue)
@@ -471,7 +485,7 @@ def work(
             if stop.is_set():
                 break
             try:
-                report = send(settings, store, period, stop=stop)
+                report = send(settings, store, period, stop=stop, resume_stopped=False)
             except LockedError as exc:
                 log.info("%s: %s", period, exc.message)
                 continue

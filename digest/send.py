@@ -119,6 +119,8 @@ class _Run:
     consecutive_failures: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     fatal: BaseException | None = None
+    storm: bool = False
+    """Stopped on many failures in a row: every sender of the issue is told to stop."""
 
     def record(self, status: str, address: str, detail: str) -> None:
         with self.lock:
@@ -133,6 +135,7 @@ class _Run:
                         f"{self.consecutive_failures} failures in a row (last: {detail})"
                     )
                     log.error("stopping: %s", self.report.stopped)
+                    self.storm = True
                     self.stop.set()
             event = SendProgress(self.done, self.total, status, address, dict(self.counts))
         if self.progress is not None:
@@ -371,6 +374,8 @@ def _send_with(
                 _drive(run, ledger, factory, settings)
             finally:
                 ledger.release()  # claimed, not begun: back to the queue, durably
+            if run.storm:
+                issues.stop_sending(ledger.store, report.period, run.report.stopped)
     finally:
         _finish_report(report, ledger)
         ledger.close()
@@ -453,6 +458,13 @@ def _feed(
     """Claim a batch, send it over every connection, again until nothing is due."""
     connections = len(clients)
     while not run.stop.is_set():
+        # Another sender of this issue may have stopped on an error storm: stop too.
+        stopped = issues.send_stopped(ledger.store, run.report.period)
+        if stopped:
+            run.report.stopped = f"another sender stopped: {stopped}"
+            log.error("stopping: %s", run.report.stopped)
+            run.stop.set()
+            break
         claim = ledger.claim(BATCH * connections, claim_ttl)
         for email in claim.skipped:
             with run.lock:

@@ -339,6 +339,27 @@ def test_many_failures_in_a_row_stop_the_send_resumably(
     assert report.counts == {"failed_temp": 3, "queued": 7} and not report.complete
 
 
+def test_an_error_storm_stops_every_sender_of_the_issue_until_a_send_resumes_it(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    store, issue = make_store(tmp_path, 10)
+    for i in range(10):
+        server.script.rcpt[f"r{i:03d}@exemple.fr"] = ["452 4.3.1 insufficient storage"]
+    settings = make_settings(tmp_path, server.port, max_consecutive_failures=3)
+    first = send_issue(settings, store, issue, RENDERED)
+    assert "3 failures in a row" in first.stopped
+    assert "3 failures in a row" in (issues.send_stopped(store, PERIOD) or "")
+    assert PERIOD not in issues.sendable(store)  # workers leave it alone
+
+    server.script.rcpt.clear()  # the relay is fine again, but nobody has looked yet
+    other = send_issue(settings, store, issue, RENDERED)  # another sender of the issue
+    assert other.stopped.startswith("another sender stopped: 3 failures in a row")
+    assert other.sent == 0 and server.script.received() == collections.Counter()
+
+    issues.stop_sending(store, PERIOD, None)  # what an explicit `digest send` does first
+    assert send_issue(settings, store, issue, RENDERED).sent == 7
+
+
 # -- connections dropping, servers down, slow servers --------------------------------------
 
 

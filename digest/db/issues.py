@@ -25,9 +25,11 @@ __all__ = [
     "live_senders",
     "next_retry_at",
     "save",
+    "send_stopped",
     "sendable",
     "sent_issues",
     "set_status",
+    "stop_sending",
 ]
 
 _SENT = ("sending", "sent")
@@ -135,7 +137,8 @@ def sendable(store: Store) -> list[str]:
     """Periods a sender could work on now, oldest first.
 
     Approved issues, and issues being sent whose ledger has rows due: queued,
-    a retry whose time has come, or a claim whose lease ran out (its sender died).
+    a retry whose time has come, or a claim whose lease ran out (its sender died);
+    not those whose senders were told to stop (``stop_sending``).
     """
     now = utcnow()
     due = sa.or_(
@@ -156,10 +159,11 @@ def sendable(store: Store) -> list[str]:
             conn.execute(
                 sa.select(issues.c.period)
                 .where(
+                    issues.c.send_stopped.is_(None),
                     sa.or_(
                         issues.c.status == "approved",
                         sa.and_(issues.c.status == "sending", has_due),
-                    )
+                    ),
                 )
                 .order_by(issues.c.period)
             ).scalars()
@@ -178,6 +182,20 @@ def delivery_counts(store: Store, period: str | None = None) -> dict[str, int]:
         )
     with store.connect() as conn:
         return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def stop_sending(store: Store, period: str, reason: str | None) -> None:
+    """Tell every sender of ``period`` to stop (``reason``), or lift that with None."""
+    with store.begin() as conn:
+        conn.execute(sa.update(issues).where(issues.c.period == period).values(send_stopped=reason))
+
+
+def send_stopped(store: Store, period: str) -> str | None:
+    """Why the senders of ``period`` were told to stop, or None."""
+    with store.connect() as conn:
+        return conn.execute(
+            sa.select(issues.c.send_stopped).where(issues.c.period == period)
+        ).scalar()
 
 
 def live_senders(store: Store, period: str, window: float = 60.0) -> dict[str, float]:

@@ -134,6 +134,8 @@ issues = sa.Table(
     sa.Column("approved_at", UTCDateTime),
     sa.Column("sending_at", UTCDateTime),
     sa.Column("sent_at", UTCDateTime),
+    # Why every sender of this issue stopped (many failures in a row), until a send resumes it.
+    sa.Column("send_stopped", sa.Text),
 )
 
 issue_items = sa.Table(
@@ -251,6 +253,7 @@ def _add_columns(conn: Connection, table: sa.Table, names: tuple[str, ...]) -> N
 
 def _claims_v2(conn: Connection) -> None:
     _add_columns(conn, deliveries, ("claim_owner", "claim_expires", "claim_boot"))
+    _add_columns(conn, issues, ("send_stopped",))
 
 
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
