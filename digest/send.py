@@ -42,7 +42,7 @@ from typing import Any
 
 from .compose import MessageFactory
 from .config import Settings
-from .db import Store, issues, locks
+from .db import Store, issues, locks, pacing
 from .db.deliveries import Due, Finished, Ledger
 from .db.schema import utcnow
 from .errors import DeliveryError, IssueError, LockedError
@@ -85,22 +85,33 @@ def retry_time(attempts: int, window_hours: float, now: dt.datetime) -> dt.datet
 
 
 class _Pacer:
-    """Spaces messages ``1/rate`` seconds apart across every connection."""
+    """Spaces messages ``1/rate`` seconds apart across every connection (and every sender).
 
-    def __init__(self, rate: float) -> None:
+    ``shared``: other processes may send the same relay's messages (PostgreSQL), so
+    the slots come from the database (``db.pacing``); else they are counted here.
+    """
+
+    def __init__(self, rate: float, store: Store | None = None) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.next = time.monotonic()
         self.lock = threading.Lock()
+        self.store = store
 
     def wait(self, stop: threading.Event) -> None:
         if not self.interval:
             return
+        if self.store is not None:
+            slot = pacing.take_slot(self.store, "send", self.interval)
+            delay = (slot - utcnow()).total_seconds()
+            if delay > 0:
+                stop.wait(delay)
+            return
         with self.lock:
             now = time.monotonic()
-            slot = max(self.next, now)
-            self.next = slot + self.interval
-        if slot > now:
-            stop.wait(slot - now)
+            slot_at = max(self.next, now)
+            self.next = slot_at + self.interval
+        if slot_at > now:
+            stop.wait(slot_at - now)
 
 
 @dataclass
@@ -431,7 +442,8 @@ def _lease(
 
 def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Settings) -> None:
     """Feed due rows to the sending threads, batch by batch."""
-    pacer = _Pacer(settings.send.rate)
+    shared = ledger.store.engine.dialect.name == "postgresql"
+    pacer = _Pacer(settings.send.rate, ledger.store if shared else None)
     connections = max(1, settings.send.connections)
     window = settings.send.retry_window_hours
     ehlo_name = local_hostname(settings.newsletter.from_address)

@@ -36,13 +36,13 @@ from digest.db import Store, issues
 from digest.send import send_issue
 from tests.test_send import RENDERED, PERIOD
 
-url, port, lease = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+url, port, lease, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 store = Store(url)
 settings = Settings(
     path=Path("digest.toml"),
     newsletter=NewsletterSettings(from_address="veille@ecole.example"),
     smtp=SmtpSettings(host="127.0.0.1", port=port, timeout=5.0),
-    send=SendSettings(lease_seconds=lease),
+    send=SendSettings(lease_seconds=lease, rate=rate),
 )
 report = send_issue(settings, store, issues.get(store, PERIOD), RENDERED)
 print(report.sent)
@@ -57,26 +57,30 @@ def server() -> Iterator[ScriptedServer]:
     srv.stop()
 
 
-@pytest.fixture
-def store(postgres_url: str, tmp_path: Path) -> Iterator[Store]:
-    store = Store(postgres_url)
-    rows = "".join(f"r{i:04d}@exemple.fr,Lecteur {i},fr\n" for i in range(RECIPIENTS))
+def fill(store: Store, tmp_path: Path, count: int) -> None:
+    rows = "".join(f"r{i:04d}@exemple.fr,Lecteur {i},fr\n" for i in range(count))
     path = tmp_path / "list.csv"
     path.write_text("email,name,language\n" + rows, encoding="utf-8")
     assert not import_csv(store, path).errors
     issues.save(
         store, Issue(period=PERIOD, title="La veille", intro="", items=(), status="sending")
     )
+
+
+@pytest.fixture
+def store(postgres_url: str, tmp_path: Path) -> Iterator[Store]:
+    store = Store(postgres_url)
+    fill(store, tmp_path, RECIPIENTS)
     yield store
     store.close()
 
 
-def start_worker(tmp_path: Path, url: str, port: int) -> subprocess.Popen[bytes]:
+def start_worker(tmp_path: Path, url: str, port: int, rate: float = 0.0) -> subprocess.Popen[bytes]:
     script = tmp_path / "worker.py"
     script.write_text(WORKER, encoding="utf-8")
     root = Path(__file__).resolve().parent.parent
     return subprocess.Popen(
-        [sys.executable, str(script), url, str(port), str(LEASE)],
+        [sys.executable, str(script), url, str(port), str(LEASE), str(rate)],
         env=dict(os.environ, PYTHONPATH=str(root)),
         cwd=root,
         stdout=subprocess.PIPE,
@@ -154,3 +158,28 @@ def test_kill_9_of_one_worker_while_the_others_go_on_loses_and_duplicates_no_one
     send_issue(settings, store, issues.get(store, PERIOD), RENDERED, resend_uncertain=True)
     assert set(server.script.received()) == everyone()
     assert statuses(store) == {"sent": RECIPIENTS}
+
+
+@pytest.mark.parametrize("senders", [1, 2, 4])
+def test_the_configured_rate_holds_for_all_senders_together(
+    senders: int, postgres_url: str, tmp_path: Path, server: ScriptedServer
+) -> None:
+    rate, count = 5.0, 30  # slow enough for one sender on a loaded machine
+    store = Store(postgres_url)
+    fill(store, tmp_path, count)
+    workers = [start_worker(tmp_path, postgres_url, server.port, rate) for _ in range(senders)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err.decode()
+    with store.connect() as conn:
+        first, last, sent = conn.execute(
+            sa.select(
+                sa.func.min(schema.deliveries.c.sent_at),
+                sa.func.max(schema.deliveries.c.sent_at),
+                sa.func.count(),
+            ).where(schema.deliveries.c.status == "sent")
+        ).one()
+    store.close()
+    assert sent == count
+    measured = (count - 1) / (last - first).total_seconds()
+    assert abs(measured - rate) <= 0.1 * rate, f"{measured:.1f} msg/s with {senders} sender(s)"

@@ -27,6 +27,7 @@ __all__ = [
     "locks",
     "meta",
     "metadata",
+    "pacing",
     "runs",
     "sources",
     "subscribers",
@@ -214,6 +215,14 @@ locks = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
+pacing = sa.Table(
+    "pacing",
+    metadata,
+    # A shared pace (``[send] rate`` across every sender): the next free sending slot.
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("next_slot", UTCDateTime, nullable=False),
+)
+
 summary_cache = sa.Table(
     "summary_cache",
     metadata,
@@ -254,6 +263,7 @@ def _add_columns(conn: Connection, table: sa.Table, names: tuple[str, ...]) -> N
 def _claims_v2(conn: Connection) -> None:
     _add_columns(conn, deliveries, ("claim_owner", "claim_expires", "claim_boot"))
     _add_columns(conn, issues, ("send_stopped",))
+    pacing.create(conn, checkfirst=True)
 
 
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
