@@ -321,8 +321,9 @@ def send_issue(
 
     report = SendReport(issue.period)
     if store.engine.dialect.name == "postgresql":
-        # Several senders share the issue: each claims its own batches of rows.
-        return _send_shared(settings, store, stored.id, issue, factory, report, **options)
+        # Several senders share the issue, no issue-wide lock: each claims its own batches.
+        ledger = Ledger(store, stored.id, locks.owner_id())
+        return _send_with(ledger, settings, factory, report, None, **options)
     lock_name = f"send:{issue.period}"
     locks.release_if_gone(store, lock_name)
     try:
@@ -335,21 +336,6 @@ def send_issue(
             hint="on SQLite one process sends at a time: wait for it to finish (a crashed "
             "sender's lock expires within two minutes); several senders need PostgreSQL",
         ) from None
-
-
-def _send_shared(
-    settings: Settings,
-    store: Store,
-    issue_id: int,
-    issue: Issue,
-    factory: MessageFactory,
-    report: SendReport,
-    **options: Any,
-) -> SendReport:
-    """Send alongside any other senders of this issue (PostgreSQL): no issue-wide lock."""
-    return _send_with(
-        Ledger(store, issue_id, locks.owner_id()), settings, factory, report, None, **options
-    )
 
 
 def _send_with(
