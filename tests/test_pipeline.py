@@ -328,3 +328,24 @@ def test_an_edit_after_the_send_started_is_refused_with_its_file_named(
     assert cli(config, "render", "--out", str(tmp_path / "out")) == 1
     err = capsys.readouterr().err
     assert path.name in err and "edited after" in err and "Traceback" not in err
+
+
+def test_worker_sends_every_approved_issue_once_and_leaves_drafts_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], smtp_capture: Mailbox
+) -> None:
+    config = make_config(tmp_path, smtp_capture.port)
+    assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    assert cli(config, "worker", "--once") == 0
+    assert captured(smtp_capture) == []  # a draft is not approved: nothing goes out
+    assert cli(config, "approve") == 0
+    capsys.readouterr()
+    assert cli(config, "worker", "--once") == 0
+    assert "sent" in capsys.readouterr().out
+    assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    assert cli(config, "worker", "--once") == 0  # nothing due any more: nothing again
+    assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'digest.db'}")
+    issue = issues.latest(store)
+    assert issue is not None and issue.status == "sent"

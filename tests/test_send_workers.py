@@ -183,3 +183,31 @@ def test_the_configured_rate_holds_for_all_senders_together(
     assert sent == count
     measured = (count - 1) / (last - first).total_seconds()
     assert abs(measured - rate) <= 0.1 * rate, f"{measured:.1f} msg/s with {senders} sender(s)"
+
+
+def test_sigterm_stops_one_worker_and_hands_its_batch_back_while_the_others_go_on(
+    postgres_url: str, tmp_path: Path, server: ScriptedServer
+) -> None:
+    count = 600
+    store = Store(postgres_url)
+    fill(store, tmp_path, count)
+    workers = [start_worker(tmp_path, postgres_url, server.port) for _ in range(3)]
+    mine = f":{workers[0].pid}:"  # a sender's id names its process
+
+    def working() -> bool:
+        return any(mine in owner for owner in issues.live_senders(store, PERIOD))
+
+    while not working() and workers[0].poll() is None:
+        time.sleep(0.01)
+    target = len(server.script.accepted) + random.randint(10, 100)
+    while len(server.script.accepted) < target and workers[0].poll() is None:
+        time.sleep(0.005)
+    workers[0].send_signal(signal.SIGTERM)
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err.decode()  # the stopped one too: it stopped cleanly
+    # No lease had to run out: the stopped worker handed back what it had not begun.
+    assert statuses(store) == {"sent": count}
+    received = server.script.received()
+    assert len(received) == count and set(received.values()) == {1}
+    store.close()
