@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/send.py                       # 10,000 subscribers
     .venv/bin/python benchmarks/send.py --subscribers 100000  # the memory figure
     .venv/bin/python benchmarks/send.py --connections 2       # both sides with 2 sessions
+    .venv/bin/python benchmarks/send.py --workers 1,2,4,8     # senders sharing one issue
 
 One 10-article issue rendered by ``render_issue`` (about 55 KB of HTML) goes to
 N generated subscribers through Postfix's ``smtp-sink`` on loopback, with the
@@ -171,7 +172,20 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--child", nargs=2, metavar=("FOLDER", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers",
+        help="e.g. 1,2,4,8: that many senders on PostgreSQL against a slow sink "
+        "(benchmarks/workers.py) instead of the smtp-sink comparison",
+    )
+    parser.add_argument("--latency", type=float, default=0.05, help="the slow sink's delay (s)")
     args = parser.parse_args()
+    if args.workers:
+        from benchmarks import workers
+
+        counts = [int(n) for n in args.workers.split(",")]
+        subscribers = args.subscribers if args.subscribers != 10_000 else 2_000
+        workers.run(counts, subscribers, args.latency)
+        return
     if args.child:
         child(Path(args.child[0]), int(args.child[1]), args.connections)
         return

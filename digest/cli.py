@@ -383,6 +383,42 @@ def schedule(ctx: Context, log_format: str) -> None:
 
 
 @cli.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between looks for due recipients when idle.",
+)
+@pass_ctx
+def worker(ctx: Context, once: bool, poll: float) -> None:
+    """Send any approved issue with due recipients, until stopped (SIGTERM, Ctrl-C).
+
+    Several workers, on one or several machines, share the work on PostgreSQL;
+    on SQLite one sends at a time. SIGTERM lets the messages in flight finish.
+    """
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        pipeline.work(
+            ctx.settings,
+            ctx.store,
+            stop=stop,
+            poll_seconds=poll,
+            once=once,
+            on_report=lambda report: ctx.console.print(report.summary()),
+        )
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@cli.command()
 @click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
 @click.option("--backend", help="Summarizer to use (default: [summarize] backend).")
 @pass_ctx
@@ -566,6 +602,14 @@ def status(ctx: Context) -> None:
         counts = issues.delivery_counts(store, issue.period)
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
         ctx.console.print(f"Latest issue: {issue.period} ({issue.status}), deliveries: {summary}.")
+        senders = issues.live_senders(store, issue.period)
+        if senders:
+            listed = ", ".join(f"{who} ({rate:.1f} msg/s)" for who, rate in sorted(senders.items()))
+            ctx.console.print(f"Senders: {listed}.")
+            left = sum(counts.get(k, 0) for k in ("queued", "sending", "awaiting_reply"))
+            total_rate = sum(senders.values())
+            if left and total_rate:
+                ctx.console.print(f"ETA: about {max(1, round(left / total_rate / 60))} min.")
     table = Table("source", "last success", "last error", "failures in a row", title="Sources")
     for row in articles.source_states(store):
         table.add_row(

@@ -198,6 +198,9 @@ class SendSettings:
     connections: int = 1
     max_consecutive_failures: int = 20
     retry_window_hours: float = 24.0
+    lease_seconds: float = 120.0
+    """How long a sender's claim on its batch lasts unless renewed (it renews it while it
+    works): after a crash, that sender's recipients wait this long for another sender."""
     dkim_selector: str = ""
     """DKIM selector; with ``dkim_private_key_file``, every message is signed."""
     dkim_domain: str = ""
@@ -664,6 +667,7 @@ _RULES: dict[tuple[type, str], typing.Callable[[Any], Problem]] = {
     (SendSettings, "connections"): _number(1, 100),
     (SendSettings, "max_consecutive_failures"): _number(1),
     (SendSettings, "retry_window_hours"): _number(0),
+    (SendSettings, "lease_seconds"): _number(1),
     (ScheduleSettings, "cron"): _cron,
     (ScheduleSettings, "timezone"): _timezone,
     (ScheduleSettings, "misfire_grace_hours"): _number(above=0),

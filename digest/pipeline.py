@@ -257,13 +257,50 @@ def load_issue(settings: Settings, store: Store, period: str | None = None) -> I
     if stored is None:
         raise IssueError(f"there is no issue for {period}", hint="create it with `digest draft`")
     path = draft_path(settings, period)
-    if stored.status in ("sending", "sent") or not path.exists():
+    if not path.exists():
+        return stored
+    if stored.status in ("sending", "sent"):
+        # What went out (or is going out) is the stored issue: an edit made since
+        # would otherwise be silently ignored by render, preview and send.
+        if _draft_differs(stored, path):
+            raise IssueError(
+                f"{path} was edited after issue {period} started sending ({stored.status}); "
+                "the edits cannot be used, since recipients must all get the same issue",
+                hint=f"undo the edits to {path.name} (move the file away to keep them); "
+                "what is sent is the issue as it was when sending started",
+            )
         return stored
     edited = read_draft(path)
     if edited.period != period:
         raise IssueError(f"{path} is the draft of {edited.period}, not {period}")
     _check_articles(store, edited, path)
     return with_evidence(dataclasses.replace(edited, id=stored.id), stored)
+
+
+def _draft_differs(stored: Issue, path: Path) -> bool:
+    """Whether the draft file says something else than the stored issue (read-only).
+
+    Both sides go through the same writer and reader, so formatting (the
+    instructions, fingerprints, blank lines) does not count, only the texts.
+    """
+    from .draft import format_draft, parse_draft
+
+    def texts(issue: Issue) -> tuple[Any, ...]:
+        return (
+            issue.title,
+            issue.intro,
+            tuple(
+                (i.article_id, i.title, i.url, i.summary, tuple(x.text for x in i.lessons))
+                + (i.image_url, i.image_alt, i.section)
+                for i in issue.items
+            ),
+        )
+
+    try:
+        edited = parse_draft(path.read_text(encoding="utf-8-sig"), path)
+    except (OSError, DigestError):
+        return True
+    return texts(edited) != texts(parse_draft(format_draft(stored), path))
 
 
 def approve(settings: Settings, store: Store, period: str | None = None) -> Issue:
@@ -368,8 +405,14 @@ def send(
     resend_uncertain: bool = False,
     progress: Callable[..., None] | None = None,
     stop: threading.Event | None = None,
+    resume_stopped: bool = True,
 ) -> SendReport:
-    """Send the approved issue to every active subscriber, once each; resumable."""
+    """Send the approved issue to every active subscriber, once each; resumable.
+
+    ``resume_stopped``: lift a stop that a sender of this issue decided after many
+    failures in a row (an explicit send does; a worker's does not, so that the
+    error storm stops every worker until someone looks).
+    """
     from .send import send_issue
 
     period = period_or_current(settings, period)
@@ -391,22 +434,39 @@ def send(
     if dry_run:
         return send_issue(settings, store, issue, result.rendered, dry_run=True, progress=progress)
     _refuse_placeholders(settings)
+    stopped = issues.send_stopped(store, period)
+    if stopped and not resume_stopped:
+        raise IssueError(
+            f"the senders of issue {period} stopped: {stopped}",
+            hint="fix the cause, then run `digest send` (which resumes)",
+        )
+    if stopped:
+        issues.stop_sending(store, period, None)
     if issue.status in ("draft", "approved"):
         # What goes out is what the store keeps (the archive shows it): the draft's edits.
         issue = issues.save(store, issue)
     # "sent" too: an issue marked sent with uncertain recipients (by an earlier version).
     issues.set_status(store, period, "sending", expect=("draft", "approved", "sending", "sent"))
-    report = send_issue(
-        settings,
-        store,
-        issue,
-        result.rendered,
-        progress=progress,
-        resend_uncertain=resend_uncertain,
-        stop=stop,
-    )
+    before = issue.status if issue.status in ("draft", "approved") else "approved"
+    try:
+        report = send_issue(
+            settings,
+            store,
+            issue,
+            result.rendered,
+            progress=progress,
+            resend_uncertain=resend_uncertain,
+            stop=stop,
+        )
+    except DigestError as exc:
+        if _reopen_if_nobody_reached(store, issue, before):
+            reopened = f"nobody was sent the issue: it is {before} again, and editable"
+            exc.hint = f"{exc.hint}; {reopened}" if exc.hint else reopened
+        raise
     if report.complete:
         issues.set_status(store, period, "sent", expect=("sending",))
+    else:
+        _reopen_if_nobody_reached(store, issue, before)
     return report
 
 
@@ -421,6 +481,66 @@ def _refuse_placeholders(settings: Settings) -> None:
             f"{settings.path}: " + "; ".join(c.message for c in problems),
             hint="fix the config file and send again; nothing was sent",
         )
+
+
+def _reopen_if_nobody_reached(store: Store, issue: Issue, status: str) -> bool:
+    """Put an issue whose send reached nobody back to ``status`` (editable); say if it did.
+
+    Only while no message can have reached anyone (every ledger row still
+    queued): from the first attempt on, the issue is fixed, so that every
+    recipient gets the same one.
+    """
+    from .db.deliveries import discard_if_untouched
+
+    stored = issues.get(store, issue.period)
+    if stored is None or stored.id is None or not discard_if_untouched(store, stored.id):
+        return False
+    issues.set_status(store, issue.period, status, expect=("sending",))
+    log.info("%s: nobody was sent the issue; it is %s again", issue.period, status)
+    return True
+
+
+def work(
+    settings: Settings,
+    store: Store,
+    *,
+    stop: threading.Event,
+    poll_seconds: float = 10.0,
+    once: bool = False,
+    on_report: Callable[[SendReport], None] | None = None,
+) -> None:
+    """Send every approved issue with due recipients, and keep watching, until ``stop``.
+
+    The long-running form of ``send`` (``digest worker``). On PostgreSQL any
+    number of workers share each issue (they claim disjoint batches); on
+    SQLite a worker finding an issue sent by another process waits its turn.
+    ``once``: one pass over what is due now, then return.
+    """
+    from .errors import LockedError
+
+    reported: set[tuple[str, str]] = set()
+    while not stop.is_set():
+        worked = False
+        for period in issues.sendable(store):
+            if stop.is_set():
+                break
+            try:
+                report = send(settings, store, period, stop=stop, resume_stopped=False)
+            except LockedError as exc:
+                log.info("%s: %s", period, exc.message)
+                continue
+            except DigestError as exc:
+                if (period, str(exc)) not in reported:  # said once, not at every pass
+                    reported.add((period, str(exc)))
+                    log.error("%s: %s", period, exc)
+                continue
+            worked = worked or report.attempted > 0 or report.skipped > 0
+            if on_report is not None:
+                on_report(report)
+        if once:
+            return
+        if not worked:
+            stop.wait(poll_seconds)
 
 
 @dataclass(frozen=True)

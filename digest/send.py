@@ -18,9 +18,14 @@ for the ledger:
   send early and resumably; the message in flight finishes within its
   deadline (a lost lease does not even write its final dot).
 
-Only one process sends a given issue (``Store.lock("send:PERIOD")``, a lease in
-the database renewed while sending); inside it, ``SendSettings.connections``
-threads share a rate limiter and the ledger.
+Rows are claimed a batch at a time (``Ledger.claim``: one durable commit per
+batch, the per-message writes cheap; the ledger's docstring says why that is
+safe). On SQLite one process sends a given issue (the ``send:PERIOD`` lock, a
+lease in the database renewed while sending). On PostgreSQL any number of
+processes, on any machines, share it: each claims disjoint batches with
+``SKIP LOCKED`` and renews its claims' lease; a dead sender's claims go back
+by the ledger's rules once their lease runs out. Inside a process,
+``SendSettings.connections`` threads share a rate limiter and the ledger.
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ from typing import Any
 
 from .compose import MessageFactory
 from .config import Settings
-from .db import Store, issues, locks
+from .db import Store, issues, locks, pacing
 from .db.deliveries import Due, Finished, Ledger
 from .db.schema import utcnow
-from .errors import DeliveryError, IssueError
+from .errors import DeliveryError, IssueError, LockedError
 from .models import Failure, Issue, RenderedIssue, SendProgress, SendReport, Subscriber
 from .smtp import Outcome, SmtpClient, local_hostname
 
@@ -80,22 +85,33 @@ def retry_time(attempts: int, window_hours: float, now: dt.datetime) -> dt.datet
 
 
 class _Pacer:
-    """Spaces messages ``1/rate`` seconds apart across every connection."""
+    """Spaces messages ``1/rate`` seconds apart across every connection (and every sender).
 
-    def __init__(self, rate: float) -> None:
+    ``shared``: other processes may send the same relay's messages (PostgreSQL), so
+    the slots come from the database (``db.pacing``); else they are counted here.
+    """
+
+    def __init__(self, rate: float, store: Store | None = None) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.next = time.monotonic()
         self.lock = threading.Lock()
+        self.store = store
 
     def wait(self, stop: threading.Event) -> None:
         if not self.interval:
             return
+        if self.store is not None:
+            slot = pacing.take_slot(self.store, "send", self.interval)
+            delay = (slot - utcnow()).total_seconds()
+            if delay > 0:
+                stop.wait(delay)
+            return
         with self.lock:
             now = time.monotonic()
-            slot = max(self.next, now)
-            self.next = slot + self.interval
-        if slot > now:
-            stop.wait(slot - now)
+            slot_at = max(self.next, now)
+            self.next = slot_at + self.interval
+        if slot_at > now:
+            stop.wait(slot_at - now)
 
 
 @dataclass
@@ -114,6 +130,8 @@ class _Run:
     consecutive_failures: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     fatal: BaseException | None = None
+    storm: bool = False
+    """Stopped on many failures in a row: every sender of the issue is told to stop."""
 
     def record(self, status: str, address: str, detail: str) -> None:
         with self.lock:
@@ -128,6 +146,7 @@ class _Run:
                         f"{self.consecutive_failures} failures in a row (last: {detail})"
                     )
                     log.error("stopping: %s", self.report.stopped)
+                    self.storm = True
                     self.stop.set()
             event = SendProgress(self.done, self.total, status, address, dict(self.counts))
         if self.progress is not None:
@@ -144,49 +163,22 @@ def _worker(
     window: float,
     pacer: _Pacer,
 ) -> None:
-    """Send from ``queue`` over ``client`` (kept open for the next batch)."""
+    """Send the claimed rows of ``queue`` over ``client`` (kept open for the next batch).
+
+    Rows left in ``queue`` when the send stops stay claimed until ``Ledger.release``.
+    """
     try:
-        row, state = _record_and_claim(run, queue, queue_lock, ledger, None)
-        while row is not None:
-            finished = None
-            if state == "started":
-                finished = _send(run, row, ledger, factory, client, window, pacer)
-            row, state = _record_and_claim(run, queue, queue_lock, ledger, finished)
+        while not run.stop.is_set():
+            with queue_lock:
+                if not queue:
+                    return
+                row = queue.pop(0)
+            ledger.finish(_send(run, row, ledger, factory, client, window, pacer))
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
         with run.lock:
             if run.fatal is None:
                 run.fatal = exc
         run.stop.set()
-
-
-def _record_and_claim(
-    run: _Run,
-    queue: list[Due],
-    queue_lock: threading.Lock,
-    ledger: Ledger,
-    finished: Finished | None,
-) -> tuple[Due | None, str]:
-    """Record the last message's outcome and claim the next row, in one transaction.
-
-    One commit per message fewer than doing both apart; safe since a claimed
-    row whose final dot was not written goes back to the queue after a crash.
-    Returns the next row (None when the queue is empty or the send stops) and
-    ``Ledger.step``'s verdict on it.
-    """
-    row = None
-    if not run.stop.is_set():
-        with queue_lock:
-            if queue:
-                row = queue.pop(0)
-    if row is None and finished is None:
-        return None, ""
-    state = ledger.step(finished, row)
-    if state == "skipped":
-        assert row is not None
-        with run.lock:
-            run.report.skipped += 1
-        run.record("skipped", row.email, "no longer subscribed")
-    return row, state
 
 
 def _send(
@@ -199,6 +191,11 @@ def _send(
     pacer: _Pacer,
 ) -> Finished:
     """Send ``row``'s message (claimed: ``sending``); return what to record."""
+    if not ledger.still_subscribed(row):
+        with run.lock:
+            run.report.skipped += 1
+        run.record("skipped", row.email, "no longer subscribed")
+        return Finished(row, "skipped", "no longer subscribed")
     pacer.wait(run.stop)
     if run.stop.is_set():
         return Finished(row, "queued", "the send stopped before this message")
@@ -221,7 +218,7 @@ def _send(
             before_final_dot,
         )
     except DeliveryError as exc:  # the server is unusable: not this recipient's doing
-        ledger.step(Finished(row, "queued", exc.message), None)
+        ledger.finish(Finished(row, "queued", exc.message))
         raise
     return _settle(run, row, outcome, window)
 
@@ -309,6 +306,11 @@ def send_issue(
     (``SendAborted``, with the report, once sending had started).
     """
     factory = MessageFactory(rendered, settings)
+    options: dict[str, Any] = {
+        "progress": progress,
+        "resend_uncertain": resend_uncertain,
+        "stop": stop,
+    }
     if only_to is not None:
         return _send_test(settings, store, issue, factory, only_to)
     stored = issues.get(store, issue.period)
@@ -322,60 +324,102 @@ def send_issue(
             ledger.close()
 
     report = SendReport(issue.period)
+    if store.engine.dialect.name == "postgresql":
+        # Several senders share the issue, no issue-wide lock: each claims its own batches.
+        ledger = Ledger(store, stored.id, locks.owner_id())
+        return _send_with(ledger, settings, factory, report, None, **options)
     lock_name = f"send:{issue.period}"
     locks.release_if_gone(store, lock_name)
-    with locks.hold(store, lock_name, ttl=LOCK_TTL) as owner:
-        ledger = Ledger(store, stored.id)
-        try:
-            ledger.recover(resend_uncertain)
-            added = ledger.snapshot()
-            if added:
-                log.info("%s: %d recipient(s) queued", issue.period, added)
-            total = ledger.due_count()
-            run = _Run(
-                report,
-                total,
-                settings.send.max_consecutive_failures,
-                progress,
-                stop=stop or threading.Event(),
-            )
-            with _sigterm_stops(run.stop), _lease(store, lock_name, owner, run):
+    try:
+        with locks.hold(store, lock_name, ttl=LOCK_TTL) as owner:
+            ledger = Ledger(store, stored.id, owner)
+            return _send_with(ledger, settings, factory, report, lock_name, **options)
+    except LockedError as exc:
+        raise LockedError(
+            f"issue {issue.period} is being sent by another process ({exc.message})",
+            hint="on SQLite one process sends at a time: wait for it to finish (a crashed "
+            "sender's lock expires within two minutes); several senders need PostgreSQL",
+        ) from None
+
+
+def _send_with(
+    ledger: Ledger,
+    settings: Settings,
+    factory: MessageFactory,
+    report: SendReport,
+    lock_name: str | None,
+    *,
+    progress: Callable[..., None] | None,
+    resend_uncertain: bool,
+    stop: threading.Event | None,
+) -> SendReport:
+    """Recover, snapshot, send, release: the ledger's side of a send, for one sender."""
+    run: _Run | None = None
+    try:
+        # Alone (SQLite, under the lock): every row in flight is a dead sender's.
+        # Shared: only rows whose claim lease ran out.
+        ledger.recover(resend_uncertain, expired_only=lock_name is None)
+        added = ledger.snapshot()
+        if added:
+            log.info("%s: %d recipient(s) queued", report.period, added)
+        run = _Run(
+            report,
+            ledger.due_count(),
+            settings.send.max_consecutive_failures,
+            progress,
+            stop=stop or threading.Event(),
+        )
+        ttl = dt.timedelta(seconds=settings.send.lease_seconds)
+        with _sigterm_stops(run.stop), _lease(ledger, lock_name, run, ttl):
+            try:
                 _drive(run, ledger, factory, settings)
-        finally:
-            _finish_report(report, ledger)
-            ledger.close()
-        log.info("%s", report.summary())
-        if run.fatal is not None:
-            fatal = run.fatal
-            if isinstance(fatal, DeliveryError):
-                sent = report.counts.get("sent", 0)
-                where = f"{sent} sent so far, nobody else" if sent else "nobody"
-                raise SendAborted(
-                    f"{fatal.message}; {where} was marked sent or failed",
-                    report,
-                    hint=fatal.hint or "fix it and run `digest send` again: it resumes",
-                ) from None
-            raise fatal
+            finally:
+                ledger.release()  # claimed, not begun: back to the queue, durably
+            if run.storm:
+                issues.stop_sending(ledger.store, report.period, run.report.stopped)
+    finally:
+        _finish_report(report, ledger)
+        ledger.close()
+    log.info("%s", report.summary())
+    if run.fatal is not None:
+        fatal = run.fatal
+        if isinstance(fatal, DeliveryError):
+            sent = report.counts.get("sent", 0)
+            where = f"{sent} sent so far, nobody else" if sent else "nobody"
+            raise SendAborted(
+                f"{fatal.message}; {where} was marked sent or failed",
+                report,
+                hint=fatal.hint or "fix it and run `digest send` again: it resumes",
+            ) from None
+        raise fatal
     return report
 
 
 @contextmanager
-def _lease(store: Store, name: str, owner: str, run: _Run) -> Iterator[None]:
-    """Renew the lock's lease in the background while sending; stop at once if it is lost.
+def _lease(
+    ledger: Ledger, lock_name: str | None, run: _Run, claim_ttl: dt.timedelta
+) -> Iterator[None]:
+    """Renew the send lock (if any) and our row claims while sending; stop if a lease is lost.
 
-    Another process may take the issue over once the lease is gone: from then on
-    no final dot is written (the message in flight goes back to the queue).
+    Another process may take the issue over once the lock's lease is gone: from
+    then on no final dot is written (the message in flight goes back to the
+    queue). A row claim that ran out is caught row by row: its dot mark and its
+    outcome only apply while the row is still ours.
     """
     done = threading.Event()
+    store = ledger.store
+
+    every = min(LOCK_RENEW_SECONDS, claim_ttl.total_seconds() / 3)
 
     def renew() -> None:
-        while not done.wait(LOCK_RENEW_SECONDS):
-            if not locks.renew(store, name, owner, LOCK_TTL):
+        while not done.wait(every):
+            if lock_name is not None and not locks.renew(store, lock_name, ledger.owner, LOCK_TTL):
                 run.report.stopped = "lost the send lock (another process may have taken over)"
                 log.error("stopping: %s", run.report.stopped)
                 run.lease_lost.set()
                 run.stop.set()
                 return
+            ledger.renew_claims(claim_ttl)
 
     thread = threading.Thread(target=renew, name="digest-send-lease", daemon=True)
     thread.start()
@@ -388,13 +432,15 @@ def _lease(store: Store, name: str, owner: str, run: _Run) -> Iterator[None]:
 
 def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Settings) -> None:
     """Feed due rows to the sending threads, batch by batch."""
-    pacer = _Pacer(settings.send.rate)
+    shared = ledger.store.engine.dialect.name == "postgresql"
+    pacer = _Pacer(settings.send.rate, ledger.store if shared else None)
     connections = max(1, settings.send.connections)
     window = settings.send.retry_window_hours
     ehlo_name = local_hostname(settings.newsletter.from_address)
     clients = [SmtpClient(settings.smtp, ehlo_name) for _ in range(connections)]
     try:
-        _feed(run, ledger, factory, clients, window, pacer)
+        ttl = dt.timedelta(seconds=settings.send.lease_seconds)
+        _feed(run, ledger, factory, clients, window, pacer, ttl)
     finally:
         for client in clients:
             client.close()
@@ -409,39 +455,45 @@ def _feed(
     clients: list[SmtpClient],
     window: float,
     pacer: _Pacer,
+    claim_ttl: dt.timedelta,
 ) -> None:
+    """Claim a batch, send it over every connection, again until nothing is due."""
     connections = len(clients)
-    after_id = 0
-    passes_without_work = 0
     while not run.stop.is_set():
-        batch = ledger.due(after_id, BATCH * connections)
-        if not batch:
-            if after_id == 0:
-                break
-            after_id = 0  # once more from the top: rows re-queued after a dropped connection
-            passes_without_work += 1
-            if passes_without_work > MAX_REQUEUES + 1:
-                break
-            continue
-        after_id = batch[-1].id
-        queue = list(batch)
+        # Another sender of this issue may have stopped on an error storm: stop too.
+        stopped = issues.send_stopped(ledger.store, run.report.period)
+        if stopped:
+            run.report.stopped = f"another sender stopped: {stopped}"
+            log.error("stopping: %s", run.report.stopped)
+            run.stop.set()
+            break
+        claim = ledger.claim(BATCH * connections, claim_ttl)
+        for email in claim.skipped:
+            with run.lock:
+                run.report.skipped += 1
+            run.record("skipped", email, "no longer subscribed")
+        if not claim.rows:
+            if claim.skipped:
+                continue
+            break
+        queue = list(claim.rows)
         queue_lock = threading.Lock()
         if connections == 1:
             _worker(run, queue, queue_lock, ledger, factory, clients[0], window, pacer)
-        else:
-            threads = [
-                threading.Thread(
-                    target=_worker,
-                    args=(run, queue, queue_lock, ledger, factory, client, window, pacer),
-                    name=f"digest-send-{i}",
-                    daemon=True,
-                )
-                for i, client in enumerate(clients[: len(queue)])
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            continue
+        threads = [
+            threading.Thread(
+                target=_worker,
+                args=(run, queue, queue_lock, ledger, factory, client, window, pacer),
+                name=f"digest-send-{i}",
+                daemon=True,
+            )
+            for i, client in enumerate(clients[: len(queue)])
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
 
 def _finish_report(report: SendReport, ledger: Ledger) -> None:

@@ -244,3 +244,82 @@ def test_editor_markdown_and_notes_reach_the_email_and_reading_never_writes(
     assert approved is not None and approved.status == "approved"
     assert "journée d'étude" in approved.intro
     assert [i.title for i in approved.items if i.is_note] == ["Agenda"]
+
+
+def test_a_send_that_reached_nobody_leaves_the_issue_editable_and_the_edit_goes_out(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    smtp_capture: CaptureServer,
+) -> None:
+    from digest.config import load_settings
+    from digest.draft import draft_path
+
+    config = make_config(tmp_path, closed_port())
+    assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    assert cli(config, "approve") == 0
+    capsys.readouterr()
+    assert cli(config, "send") == 1  # the server cannot be reached
+    assert "editable" in capsys.readouterr().err
+    settings = load_settings(config)
+    store = Store(settings.database.url)
+    issue = issues.latest(store)
+    assert issue is not None and issue.status == "approved"
+    assert issues.delivery_counts(store, issue.period) == {}
+
+    path = draft_path(settings, issue.period)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(f"# {issue.title}\n", "# Un titre revu\n", 1), encoding="utf-8")
+    monkeypatch.setenv("DIGEST_SMTP_PORT", str(smtp_capture.port))
+    assert cli(config, "send") == 0
+    subjects = {str(m["Subject"]) for m in captured(smtp_capture)}
+    assert subjects and all("Un titre revu" in s for s in subjects), subjects
+    assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
+
+
+def test_an_edit_after_the_send_started_is_refused_with_its_file_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], smtp_capture: CaptureServer
+) -> None:
+    from digest.config import load_settings
+    from digest.draft import draft_path
+
+    config = make_config(tmp_path, smtp_capture.port)
+    assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    assert cli(config, "approve") == 0
+    assert cli(config, "send") == 0
+    assert cli(config, "render", "--out", str(tmp_path / "out")) == 0  # untouched: fine
+    settings = load_settings(config)
+    issue = issues.latest(Store(settings.database.url))
+    assert issue is not None and issue.status == "sent"
+    path = draft_path(settings, issue.period)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(f"# {issue.title}\n", "# Trop tard\n", 1), encoding="utf-8")
+    capsys.readouterr()
+    assert cli(config, "render", "--out", str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert path.name in err and "edited after" in err and "Traceback" not in err
+
+
+def test_worker_sends_every_approved_issue_once_and_leaves_drafts_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], smtp_capture: CaptureServer
+) -> None:
+    config = make_config(tmp_path, smtp_capture.port)
+    assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
+    assert cli(config, "collect") == 0
+    assert cli(config, "draft") == 0
+    assert cli(config, "worker", "--once") == 0
+    assert captured(smtp_capture) == []  # a draft is not approved: nothing goes out
+    assert cli(config, "approve") == 0
+    capsys.readouterr()
+    assert cli(config, "worker", "--once") == 0
+    assert "sent" in capsys.readouterr().out
+    assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    assert cli(config, "worker", "--once") == 0  # nothing due any more: nothing again
+    assert len(captured(smtp_capture)) == ACTIVE_EXAMPLE_SUBSCRIBERS
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'digest.db'}")
+    issue = issues.latest(store)
+    assert issue is not None and issue.status == "sent"

@@ -9,6 +9,7 @@ issue twice and that each message has exactly one recipient.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
@@ -29,7 +30,7 @@ from send_helpers import PERIOD, RENDERED, ScriptedServer, make_settings, make_s
 
 from digest.capture import free_port
 from digest.config import SmtpSettings
-from digest.db import Store, locks, schema
+from digest.db import Store, issues, locks, schema
 from digest.errors import DeliveryError, LockedError
 from digest.models import SendProgress
 from digest.send import SendAborted, send_issue
@@ -180,6 +181,27 @@ def test_many_failures_in_a_row_stop_the_send_resumably(
     )
     assert "3 failures in a row" in report.stopped
     assert report.counts == {"failed_temp": 3, "queued": 7} and not report.complete
+
+
+def test_an_error_storm_stops_every_sender_of_the_issue_until_a_send_resumes_it(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    store, issue = make_store(tmp_path, 10)
+    for i in range(10):
+        server.script.rcpt[f"r{i:03d}@exemple.fr"] = ["452 4.3.1 insufficient storage"]
+    settings = make_settings(tmp_path, server.port, max_consecutive_failures=3)
+    first = send_issue(settings, store, issue, RENDERED)
+    assert "3 failures in a row" in first.stopped
+    assert "3 failures in a row" in (issues.send_stopped(store, PERIOD) or "")
+    assert PERIOD not in issues.sendable(store)  # workers leave it alone
+
+    server.script.rcpt.clear()  # the relay is fine again, but nobody has looked yet
+    other = send_issue(settings, store, issue, RENDERED)  # another sender of the issue
+    assert other.stopped.startswith("another sender stopped: 3 failures in a row")
+    assert other.sent == 0 and server.script.received() == collections.Counter()
+
+    issues.stop_sending(store, PERIOD, None)  # what an explicit `digest send` does first
+    assert send_issue(settings, store, issue, RENDERED).sent == 7
 
 
 # -- connections dropping, servers down, slow servers --------------------------------------
@@ -480,21 +502,20 @@ rate = float(sys.argv[5])
 calls = 0
 
 def crash_on(wanted):
-    original = Ledger.step
-    def step(self, done, start):
+    original = Ledger.finish
+    def finish(self, done):
         global calls
-        if (done if wanted == "done" else start) is not None:
-            calls += 1
-            if calls == when and wanted == "done":
-                os.kill(os.getpid(), signal.SIGKILL)
-        result = original(self, done, start)
+        calls += 1
+        if calls == when and wanted == "done":
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = original(self, done)
         if calls == when and wanted == "start":
             os.kill(os.getpid(), signal.SIGKILL)
         return result
-    Ledger.step = step
+    Ledger.finish = finish
 
 if mode == "between-recipients":
-    crash_on("start")   # the next recipient claimed, its message not begun
+    crash_on("start")   # an outcome recorded, the next claimed rows not begun
 elif mode == "after-250":
     crash_on("done")    # the server said 250; the ledger has not recorded it
 
@@ -549,7 +570,7 @@ def test_crash_between_two_recipients_loses_and_duplicates_no_one(
     tmp_path: Path, server: ScriptedServer
 ) -> None:
     store, issue = make_store(tmp_path, 8)
-    assert run_crasher(tmp_path, "between-recipients", 4, server.port) == -signal.SIGKILL
+    assert run_crasher(tmp_path, "between-recipients", 3, server.port) == -signal.SIGKILL
     assert len(server.script.accepted) == 3
     report = send_issue(make_settings(tmp_path, server.port), store, issue, RENDERED)
     assert report.sent == 5 and report.complete and not report.uncertain

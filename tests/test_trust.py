@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import lxml.html
@@ -20,6 +19,7 @@ from pipeline_helpers import cli, make_config
 from quality_helpers import PERIOD, received
 from render_sample import sample_issue, sample_settings
 
+from digest.capture import CaptureServer
 from digest.checks import check_email, check_settings
 from digest.collect.images import is_tracking_image, lead_image
 from digest.config import LLMSettings, SummarizeSettings, load_settings
@@ -27,13 +27,6 @@ from digest.i18n import translate_check
 from digest.models import RenderedIssue
 from digest.render import render_issue
 from digest.starter import write_starter
-
-
-class Mailbox(Protocol):
-    """The capture SMTP server the ``smtp_capture`` fixture gives (its port is all we use)."""
-
-    port: int
-
 
 # -- item 7: per-recipient values never leave in someone else's URL --------------------------
 
@@ -74,7 +67,7 @@ def _foreign_urls(html: str, text: str, own_host: str) -> list[str]:
 
 
 def test_feed_cannot_put_the_readers_name_or_token_into_its_own_urls(
-    tmp_path: Path, smtp_capture: Mailbox, http_server: HTTPServer
+    tmp_path: Path, smtp_capture: CaptureServer, http_server: HTTPServer
 ) -> None:
     base = http_server.url("").rstrip("/").replace("127.0.0.1", "localhost")
     http_server.routes["/marker.xml"] = Route(
@@ -238,7 +231,7 @@ création numérique pour 40 étudiants. Le projet réunit 12 studios partenaire
 
 
 def test_a_tracking_pixel_is_not_the_lead_image_and_the_editor_can_set_one(
-    tmp_path: Path, smtp_capture: Mailbox, http_server: HTTPServer
+    tmp_path: Path, smtp_capture: CaptureServer, http_server: HTTPServer
 ) -> None:
     http_server.routes["/pixel.xml"] = Route(
         200,
@@ -351,7 +344,7 @@ def test_the_demo_opts_in_to_local_links_and_the_starter_does_not(tmp_path: Path
 
 
 def test_send_refuses_a_config_with_placeholders_even_with_force(
-    tmp_path: Path, smtp_capture: Mailbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, smtp_capture.port)
     text = config.read_text(encoding="utf-8").replace("allow_local_links = true", "")

@@ -16,6 +16,36 @@ before the final dot is written: from then on the server may have the message.
 After a crash or ``kill -9`` the next send puts ``sending`` rows back in the
 queue and marks ``awaiting_reply`` rows ``uncertain``, reported and re-sent only
 when the editor asks (``recover(resend_uncertain=True)``).
+
+The ledger is also a work queue. A sender *claims* a batch of due rows in one
+transaction (they become ``sending`` with the sender's id, a lease expiry that
+it renews while working, and on SQLite the machine's boot id); on PostgreSQL
+the claim reads with ``FOR UPDATE SKIP LOCKED``, so several senders on any
+number of machines take disjoint batches. A sender that dies loses its claims
+when their lease runs out, and the next sender settles them by the rules above.
+
+Durable writes, cheaply (SQLite). Every commit that must survive an operating-
+system crash waits for an fsync (1 to 4 ms here), and a message needs two
+writes (the dot mark, the outcome). So only the batch claim and the end of a
+send are ``synchronous=FULL`` commits; the per-message writes are
+``synchronous=NORMAL``: written to the WAL (a process crash or ``kill -9`` loses
+nothing) but not synced. A power cut can lose the last unsynced commits, and
+WAL replays a prefix of the commits, never one without those before it. Each
+FULL commit also syncs every earlier NORMAL one (they are earlier in the same
+file), so at most one batch's per-message states are at risk. Which rows those
+are is known: the claim (durable) names the boot that made it. On recovery:
+
+- claimed during the current boot: only the process died and every commit it
+  made is there, so the states are exact (``sending`` back to the queue,
+  ``awaiting_reply`` uncertain);
+- claimed during an earlier boot: the machine went down and the last
+  per-message commits may be gone, so a ``sending`` row may in fact have had
+  its dot written. Every in-flight row of that claim becomes ``uncertain``:
+  never sent again on a guess (no duplicate), always reported (no silent loss).
+
+That is one fsync per batch (50 messages per connection) instead of two per
+message. Without a readable boot id every commit is FULL. PostgreSQL commits
+are durable as usual; its group commit shares fsyncs between concurrent senders.
 """
 
 from __future__ import annotations
@@ -25,15 +55,26 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from .engine import Store
+from .locks import owner_gone
 from .schema import UTCDateTime, deliveries, subscribers, utcnow
 
-__all__ = ["Due", "Finished", "Ledger", "test_recipient"]
+__all__ = [
+    "Claim",
+    "Due",
+    "Finished",
+    "Ledger",
+    "boot_id",
+    "discard_if_untouched",
+    "test_recipient",
+]
 
 log = logging.getLogger("digest.send")
 
@@ -73,63 +114,109 @@ def _sql(text: str) -> sa.TextClause:
 
 
 _IN_FLIGHT = "status IN ('sending', 'awaiting_reply')"
+_MINE = "claim_owner = :owner"
 _SQL_SENT = _sql(
     "UPDATE deliveries SET status = 'sent', updated_at = :now, sent_at = :now, "
-    f"next_attempt_at = NULL, last_error = NULL WHERE id = :id AND {_IN_FLIGHT}"
+    f"next_attempt_at = NULL, last_error = NULL WHERE id = :id AND {_IN_FLIGHT} AND {_MINE}"
 )
 _SQL_FINISH = _sql(
     "UPDATE deliveries SET status = :status, updated_at = :now, next_attempt_at = :retry_at, "
-    f"last_error = :error WHERE id = :id AND {_IN_FLIGHT}"
+    f"last_error = :error WHERE id = :id AND {_IN_FLIGHT} AND {_MINE}"
 )
 _SQL_BOUNCE = _sql(
     "UPDATE subscribers SET status = 'bounced', updated_at = :now "
     "WHERE id = :sid AND status = 'active'"
 )
-_SQL_START = _sql(
-    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = :now "
-    "WHERE id = :id AND status IN ('queued', 'failed_temp') AND EXISTS "
-    "(SELECT 1 FROM subscribers WHERE subscribers.id = :sid AND subscribers.status = 'active')"
-)
-_SQL_SKIP = _sql(
-    "UPDATE deliveries SET status = 'skipped', updated_at = :now, next_attempt_at = NULL, "
-    "last_error = 'no longer subscribed' WHERE id = :id AND status IN ('queued', 'failed_temp')"
-)
-_SQL_DOT = _sql(
-    "UPDATE deliveries SET status = 'awaiting_reply' WHERE id = :id AND status = 'sending'"
-)
 # The same in the driver's own parameter style: the one write added to every message,
 # so it skips SQLAlchemy's statement and transaction handling (most of its cost).
 _DRIVER_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+CLAIM_TTL = dt.timedelta(minutes=2)
+"""A claim's lease: longer than a message's deadline, renewed while the sender works."""
+
+
+def boot_id() -> str | None:
+    """This machine's boot id (Linux), None where the system does not say."""
+    try:
+        return _BOOT_ID.read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+class Claim(NamedTuple):
+    """A batch taken from the queue: rows now ``sending`` for us, and those skipped."""
+
+    rows: list[Due]
+    skipped: list[str]
+    """Addresses whose subscriber left since the snapshot (now ``skipped``)."""
 
 
 class Ledger:
-    """The ``deliveries`` rows of one issue, written one short transaction at a time.
+    """The ``deliveries`` rows of one issue, as seen by one sender (``owner``).
 
     One lock serializes this process's writes: SQLite has a single writer, and
     waiting on our own lock is cheaper than SQLite's busy-retry sleeps.
     """
 
-    def __init__(self, store: Store, issue_id: int) -> None:
+    def __init__(self, store: Store, issue_id: int, owner: str = "", boot: str | None = None):
         self.store = store
         self.issue_id = issue_id
+        self.owner = owner
         self.lock = threading.Lock()
         self.conn: Connection = store.engine.connect()
         self.pg = store.engine.dialect.name == "postgresql"
+        sqlite = store.engine.dialect.name == "sqlite"
+        self.boot = (boot or boot_id()) if sqlite else None
+        # Cheap (unsynced) per-message commits only where a reboot can be told apart.
+        self.cheap = sqlite and self.boot is not None
         placeholder = _DRIVER_PLACEHOLDERS.get(store.engine.dialect.paramstyle)
         self.dot_sql = (
             "UPDATE deliveries SET status = 'awaiting_reply' "
-            f"WHERE id = {placeholder} AND status = 'sending'"
+            f"WHERE id = {placeholder} AND status = 'sending' AND claim_owner = {placeholder}"
             if placeholder
             else None
         )
+        self.active_sql = (
+            f"SELECT 1 FROM subscribers WHERE id = {placeholder} AND status = 'active'"
+            if placeholder
+            else None
+        )
+        if self.cheap:
+            self._pragma("NORMAL")
 
     def close(self) -> None:
+        if self.cheap:
+            self._pragma("FULL")  # the connection goes back to the pool as it came
         self.conn.close()
+
+    def _pragma(self, level: str) -> None:
+        """Set this connection's ``synchronous`` level (only ever between transactions)."""
+        raw = self.conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            cursor.execute(f"PRAGMA synchronous={level}")
+        finally:
+            cursor.close()
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
+        """A transaction; on SQLite with a boot id, committed without waiting for the disk."""
         with self.lock, self.conn.begin():
             yield self.conn
+
+    @contextmanager
+    def _durable_tx(self) -> Iterator[Connection]:
+        """A transaction on disk when it commits, and with it every commit before it."""
+        with self.lock:
+            if self.cheap:
+                self._pragma("FULL")
+            try:
+                with self.conn.begin():
+                    yield self.conn
+            finally:
+                if self.cheap:
+                    self._pragma("NORMAL")
 
     def snapshot(self) -> int:
         """Queue every active subscriber, once per issue; return how many were added.
@@ -151,34 +238,79 @@ class Ledger:
             sa.literal(0),
             sa.literal(now, type_=deliveries.c.updated_at.type),
         ).where(subscribers.c.status == "active", ~sa.exists(already))
-        with self._tx() as conn:
-            started = conn.execute(
-                sa.select(deliveries.c.id).where(deliveries.c.issue_id == self.issue_id).limit(1)
-            ).first()
-            if started is not None:
-                return 0
-            result = conn.execute(
-                sa.insert(deliveries).from_select(
-                    ["issue_id", "subscriber_id", "email", "status", "attempts", "updated_at"],
-                    source,
+        try:
+            with self._tx() as conn:
+                started = conn.execute(
+                    sa.select(deliveries.c.id)
+                    .where(deliveries.c.issue_id == self.issue_id)
+                    .limit(1)
+                ).first()
+                if started is not None:
+                    return 0
+                result = conn.execute(
+                    sa.insert(deliveries).from_select(
+                        ["issue_id", "subscriber_id", "email", "status", "attempts", "updated_at"],
+                        source,
+                    )
                 )
-            )
-            return max(int(result.rowcount or 0), 0)
+                return max(int(result.rowcount or 0), 0)
+        except IntegrityError:
+            return 0  # another sender took the snapshot at the same moment: theirs stands
 
-    def recover(self, resend_uncertain: bool) -> None:
-        """Settle rows a dead process left in flight; maybe re-queue the uncertain ones.
+    def recover(self, resend_uncertain: bool, *, expired_only: bool = False) -> None:
+        """Settle rows a dead sender left in flight; maybe re-queue the uncertain ones.
 
         ``sending``: the final dot was never written, so the server discarded the
         message: back in the queue. ``awaiting_reply``: the server may have it:
-        ``uncertain``.
+        ``uncertain``. A claim made before the machine last booted may have lost
+        its last per-message commits (see the module docstring): all its rows in
+        flight are ``uncertain``. ``expired_only``: leave claims whose lease still
+        runs (other live senders' work) alone.
         """
         now = utcnow()
-        mine = deliveries.c.issue_id == self.issue_id
-        with self._tx() as conn:
+        where = [deliveries.c.issue_id == self.issue_id]
+        in_flight = deliveries.c.status.in_(("sending", "awaiting_reply"))
+        if expired_only:
+            # A claim also ends when its owner is a process of this machine that is gone.
+            with self._tx() as conn:
+                owners = conn.execute(
+                    sa.select(deliveries.c.claim_owner)
+                    .where(*where, in_flight, deliveries.c.claim_owner.is_not(None))
+                    .distinct()
+                ).scalars()
+                dead = [o for o in owners if owner_gone(o, live_owners=(self.owner,))]
+            where.append(
+                sa.or_(
+                    deliveries.c.claim_expires.is_(None),
+                    deliveries.c.claim_expires < now,
+                    deliveries.c.claim_owner.in_(dead),
+                )
+            )
+        other_boot = sa.and_(
+            deliveries.c.claim_boot.is_not(None),
+            deliveries.c.claim_boot != (self.boot or ""),
+        )
+        released = {"claim_owner": None, "claim_expires": None, "updated_at": now}
+        with self._durable_tx() as conn:
+            rebooted = conn.execute(
+                sa.update(deliveries)
+                .where(*where, in_flight, other_boot)
+                .values(
+                    status="uncertain",
+                    last_error="the machine restarted during the send: the message may have "
+                    "been handed to the server",
+                    **released,
+                )
+            ).rowcount
+            if rebooted:
+                log.warning(
+                    "%d recipient(s) marked uncertain: the machine restarted while sending them",
+                    rebooted,
+                )
             requeued = conn.execute(
                 sa.update(deliveries)
-                .where(mine, deliveries.c.status == "sending")
-                .values(status="queued", updated_at=now)
+                .where(*where, deliveries.c.status == "sending")
+                .values(status="queued", **released)
             ).rowcount
             if requeued:
                 log.info(
@@ -188,12 +320,12 @@ class Ledger:
                 )
             stale = conn.execute(
                 sa.update(deliveries)
-                .where(mine, deliveries.c.status == "awaiting_reply")
+                .where(*where, deliveries.c.status == "awaiting_reply")
                 .values(
                     status="uncertain",
-                    updated_at=now,
                     last_error="the process stopped after handing the message to the server "
                     "and before recording the answer",
+                    **released,
                 )
             ).rowcount
             if stale:
@@ -201,16 +333,21 @@ class Ledger:
             if resend_uncertain:
                 conn.execute(
                     sa.update(deliveries)
-                    .where(mine, deliveries.c.status == "uncertain")
+                    .where(
+                        deliveries.c.issue_id == self.issue_id, deliveries.c.status == "uncertain"
+                    )
                     .values(status="queued", updated_at=now, next_attempt_at=None)
                 )
 
-    def due(self, after_id: int, limit: int) -> list[Due]:
-        """The next rows to send after ``after_id``: queued ones and retries now due.
+    def claim(self, limit: int, ttl: dt.timedelta = CLAIM_TTL) -> Claim:
+        """Take up to ``limit`` due rows (queued, then retries now due) in one durable commit.
 
+        The rows become ``sending`` for this sender until ``ttl`` from now (renew
+        with ``renew_claims``); rows whose subscriber left become ``skipped``. On
+        PostgreSQL, rows another sender is claiming at the same moment are
+        skipped over (``SKIP LOCKED``), so concurrent claims never overlap.
         Two queries rather than one with OR: each walks the (issue, status)
-        index in id order and stops at ``limit``; the OR form made SQLite
-        collect and sort every remaining row for each batch (quadratic).
+        index in id order and stops at ``limit``.
         """
         now = utcnow()
         columns = (
@@ -221,6 +358,7 @@ class Ledger:
             subscribers.c.language,
             subscribers.c.token,
             deliveries.c.attempts,
+            subscribers.c.status,
         )
         queued = deliveries.c.status == "queued"
         retries = sa.and_(
@@ -228,25 +366,84 @@ class Ledger:
             deliveries.c.next_attempt_at.is_not(None),
             deliveries.c.next_attempt_at <= now,
         )
-        rows: list[Due] = []
-        with self._tx() as conn:
+        found: list[Any] = []
+        with self._durable_tx() as conn:
             for condition in (queued, retries):
+                if len(found) >= limit:
+                    break
                 query = (
                     sa.select(*columns)
                     .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                    .where(
-                        deliveries.c.issue_id == self.issue_id,
-                        condition,
-                        deliveries.c.id > after_id,
-                    )
+                    .where(deliveries.c.issue_id == self.issue_id, condition)
                     .order_by(deliveries.c.id)
-                    .limit(limit)
+                    .limit(limit - len(found))
                 )
                 if self.pg:
-                    # Several senders (one per machine) can share an issue's queue.
                     query = query.with_for_update(of=deliveries, skip_locked=True)
-                rows.extend(Due(*row) for row in conn.execute(query))
-        return sorted(rows)[:limit]
+                found.extend(conn.execute(query))
+            active = [row for row in found if row.status == "active"]
+            gone = [row for row in found if row.status != "active"]
+            if active:
+                conn.execute(
+                    sa.update(deliveries)
+                    .where(deliveries.c.id.in_([row.id for row in active]))
+                    .values(
+                        status="sending",
+                        attempts=deliveries.c.attempts + 1,
+                        updated_at=now,
+                        claim_owner=self.owner,
+                        claim_expires=now + ttl,
+                        claim_boot=self.boot,
+                    )
+                )
+            if gone:
+                conn.execute(
+                    sa.update(deliveries)
+                    .where(deliveries.c.id.in_([row.id for row in gone]))
+                    .values(
+                        status="skipped",
+                        updated_at=now,
+                        next_attempt_at=None,
+                        last_error="no longer subscribed",
+                    )
+                )
+        return Claim([Due(*row[:7]) for row in active], [row.email for row in gone])
+
+    def renew_claims(self, ttl: dt.timedelta = CLAIM_TTL) -> int:
+        """Extend the lease on this sender's rows in flight; how many it still holds."""
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    sa.update(deliveries)
+                    .where(
+                        deliveries.c.issue_id == self.issue_id,
+                        deliveries.c.claim_owner == self.owner,
+                        deliveries.c.status.in_(("sending", "awaiting_reply")),
+                    )
+                    .values(claim_expires=utcnow() + ttl)
+                ).rowcount
+                or 0
+            )
+
+    def release(self) -> int:
+        """Put this sender's claimed rows that were not begun back in the queue (durably).
+
+        Called when no message of ours is being written: a ``sending`` row of
+        ours then never had its final dot written.
+        """
+        with self._durable_tx() as conn:
+            return int(
+                conn.execute(
+                    sa.update(deliveries)
+                    .where(
+                        deliveries.c.issue_id == self.issue_id,
+                        deliveries.c.claim_owner == self.owner,
+                        deliveries.c.status == "sending",
+                    )
+                    .values(status="queued", updated_at=utcnow(), claim_owner=None)
+                ).rowcount
+                or 0
+            )
 
     def due_count(self) -> int:
         now = utcnow()
@@ -264,41 +461,52 @@ class Ledger:
         with self._tx() as conn:
             return int(conn.execute(sa.select(sa.func.count()).where(due)).scalar_one())
 
-    def step(self, done: Finished | None, start: Due | None) -> str:
-        """Record ``done``'s outcome and/or mark ``start`` as being sent, in one transaction.
-
-        ``start`` is only marked if its subscriber is still active (else it
-        becomes ``skipped``) and nobody else took it; returns ``"started"``,
-        ``"skipped"`` or ``"taken"`` (``""`` without ``start``).
-        """
+    def finish(self, done: Finished) -> bool:
+        """Record ``done``'s outcome (a cheap commit); False if the row is no longer ours."""
         now = utcnow()
-        result = ""
         with self._tx() as conn:
-            if done is not None:
-                if done.status == "sent":
-                    conn.execute(_SQL_SENT, {"id": done.row.id, "now": now})
-                else:
-                    conn.execute(
-                        _SQL_FINISH,
-                        {
-                            "id": done.row.id,
-                            "now": now,
-                            "status": done.status,
-                            "retry_at": done.retry_at,
-                            "error": done.detail,
-                        },
-                    )
-                if done.bounce:
-                    conn.execute(_SQL_BOUNCE, {"sid": done.row.subscriber_id, "now": now})
-            if start is not None:
-                params = {"id": start.id, "sid": start.subscriber_id, "now": now}
-                if conn.execute(_SQL_START, params).rowcount:
-                    result = "started"
-                elif conn.execute(_SQL_SKIP, {"id": start.id, "now": now}).rowcount:
-                    result = "skipped"
-                else:
-                    result = "taken"  # another sender got there first (shared queue)
-        return result
+            if done.status == "sent":
+                params: dict[str, Any] = {"id": done.row.id, "now": now, "owner": self.owner}
+                recorded = conn.execute(_SQL_SENT, params).rowcount
+            else:
+                recorded = conn.execute(
+                    _SQL_FINISH,
+                    {
+                        "id": done.row.id,
+                        "now": now,
+                        "status": done.status,
+                        "retry_at": done.retry_at,
+                        "error": done.detail,
+                        "owner": self.owner,
+                    },
+                ).rowcount
+            if done.bounce:
+                conn.execute(_SQL_BOUNCE, {"sid": done.row.subscriber_id, "now": now})
+        return bool(recorded)
+
+    def still_subscribed(self, row: Due) -> bool:
+        """Whether ``row``'s subscriber is still active (checked right before their message).
+
+        A batch is claimed ahead of sending: someone who leaves meanwhile must
+        not get the message. A read, so it costs no commit.
+        """
+        if self.active_sql is None:
+            with self._tx() as conn:
+                query = sa.select(subscribers.c.id).where(
+                    subscribers.c.id == row.subscriber_id, subscribers.c.status == "active"
+                )
+                return conn.execute(query).first() is not None
+        with self.lock:
+            raw = self.conn.connection.dbapi_connection
+            assert raw is not None
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self.active_sql, (row.subscriber_id,))
+                found = cursor.fetchone() is not None
+                raw.commit()  # ends the read transaction PostgreSQL's driver opened
+            finally:
+                cursor.close()
+            return found
 
     def before_final_dot(self, row: Due) -> bool:
         """Record that ``row``'s final dot is about to be written; False if it is no longer ours.
@@ -308,7 +516,15 @@ class Ledger:
         """
         if self.dot_sql is None:
             with self._tx() as conn:
-                return bool(conn.execute(_SQL_DOT, {"id": row.id}).rowcount)
+                return bool(
+                    conn.execute(
+                        _sql(
+                            "UPDATE deliveries SET status = 'awaiting_reply' "
+                            f"WHERE id = :id AND status = 'sending' AND {_MINE}"
+                        ),
+                        {"id": row.id, "owner": self.owner},
+                    ).rowcount
+                )
         # Straight to the driver: this connection is idle between our transactions,
         # and SQLAlchemy's transaction handling would cost more than the write itself.
         with self.lock:
@@ -316,7 +532,7 @@ class Ledger:
             assert raw is not None
             cursor = raw.cursor()
             try:
-                cursor.execute(self.dot_sql, (row.id,))
+                cursor.execute(self.dot_sql, (row.id, self.owner))
                 marked = cursor.rowcount == 1
                 raw.commit()
             except BaseException:
@@ -373,6 +589,26 @@ class Ledger:
         counts = self.counts()
         counts["queued"] = counts.get("queued", 0) + int(new)
         return counts
+
+
+def discard_if_untouched(store: Store, issue_id: int) -> bool:
+    """Delete the issue's ledger if no message of it can have reached anyone; say if it did.
+
+    True when every row is still ``queued`` (or ``skipped``): a send that could
+    not reach its server. The issue can then go back to ``approved`` and be
+    edited, and the next send takes a fresh snapshot of the list.
+    """
+    mine = deliveries.c.issue_id == issue_id
+    with store.begin() as conn:
+        touched = conn.execute(
+            sa.select(deliveries.c.id)
+            .where(mine, deliveries.c.status.not_in(("queued", "skipped")))
+            .limit(1)
+        ).first()
+        if touched is not None:
+            return False
+        conn.execute(sa.delete(deliveries).where(mine))
+    return True
 
 
 def test_recipient(store: Store, address: str) -> tuple[str, str]:

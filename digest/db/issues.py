@@ -22,11 +22,15 @@ __all__ = [
     "delivery_counts",
     "get",
     "latest",
+    "live_senders",
     "next_retry_at",
     "save",
+    "send_stopped",
+    "sendable",
     "sent_dates",
     "sent_issues",
     "set_status",
+    "stop_sending",
 ]
 
 _SENT = ("sending", "sent")
@@ -141,6 +145,43 @@ def set_status(store: Store, period: str, status: str, *, expect: Sequence[str] 
         return bool(conn.execute(query.values(**values)).rowcount)
 
 
+def sendable(store: Store) -> list[str]:
+    """Periods a sender could work on now, oldest first.
+
+    Approved issues, and issues being sent whose ledger has rows due: queued,
+    a retry whose time has come, or a claim whose lease ran out (its sender died);
+    not those whose senders were told to stop (``stop_sending``).
+    """
+    now = utcnow()
+    due = sa.or_(
+        deliveries.c.status == "queued",
+        sa.and_(
+            deliveries.c.status == "failed_temp",
+            deliveries.c.next_attempt_at.is_not(None),
+            deliveries.c.next_attempt_at <= now,
+        ),
+        sa.and_(
+            deliveries.c.status.in_(("sending", "awaiting_reply")),
+            deliveries.c.claim_expires < now,
+        ),
+    )
+    has_due = sa.exists().where(deliveries.c.issue_id == issues.c.id, due)
+    with store.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(issues.c.period)
+                .where(
+                    issues.c.send_stopped.is_(None),
+                    sa.or_(
+                        issues.c.status == "approved",
+                        sa.and_(issues.c.status == "sending", has_due),
+                    ),
+                )
+                .order_by(issues.c.period)
+            ).scalars()
+        )
+
+
 # -- how an issue's send stands (read-only summaries of its delivery rows) ----------------
 
 
@@ -153,6 +194,53 @@ def delivery_counts(store: Store, period: str | None = None) -> dict[str, int]:
         )
     with store.connect() as conn:
         return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def stop_sending(store: Store, period: str, reason: str | None) -> None:
+    """Tell every sender of ``period`` to stop (``reason``), or lift that with None."""
+    with store.begin() as conn:
+        conn.execute(sa.update(issues).where(issues.c.period == period).values(send_stopped=reason))
+
+
+def send_stopped(store: Store, period: str) -> str | None:
+    """Why the senders of ``period`` were told to stop, or None."""
+    with store.connect() as conn:
+        return conn.execute(
+            sa.select(issues.c.send_stopped).where(issues.c.period == period)
+        ).scalar()
+
+
+def live_senders(store: Store, period: str, window: float = 60.0) -> dict[str, float]:
+    """The senders working ``period`` now (an unexpired claim), with their rate in msg/s.
+
+    A sender's rate is what it recorded as sent over the last ``window`` seconds.
+    """
+    now = utcnow()
+    mine = sa.and_(deliveries.c.issue_id == issues.c.id, issues.c.period == period)
+    with store.connect() as conn:
+        live = conn.execute(
+            sa.select(deliveries.c.claim_owner)
+            .where(
+                mine,
+                deliveries.c.status.in_(("sending", "awaiting_reply")),
+                deliveries.c.claim_expires >= now,
+            )
+            .distinct()
+        ).scalars()
+        senders = {str(owner): 0.0 for owner in live if owner}
+        recent = conn.execute(
+            sa.select(deliveries.c.claim_owner, sa.func.count())
+            .where(
+                mine,
+                deliveries.c.status == "sent",
+                deliveries.c.sent_at >= now - dt.timedelta(seconds=window),
+                deliveries.c.claim_owner.in_(list(senders)),
+            )
+            .group_by(deliveries.c.claim_owner)
+        )
+        for owner, count in recent:
+            senders[str(owner)] = int(count) / window
+    return senders
 
 
 def next_retry_at(store: Store, period: str) -> dt.datetime | None:

@@ -24,7 +24,16 @@ from ..errors import LockedError
 from .engine import Store
 from .schema import locks, utcnow
 
-__all__ = ["acquire", "hold", "holder", "owner_id", "release", "release_if_gone", "renew"]
+__all__ = [
+    "acquire",
+    "hold",
+    "holder",
+    "owner_gone",
+    "owner_id",
+    "release",
+    "release_if_gone",
+    "renew",
+]
 
 log = logging.getLogger("digest.db.locks")
 
@@ -93,26 +102,33 @@ def release_if_gone(store: Store, name: str, live_owners: Collection[str] | None
     current = holder(store, name)
     if current is None:
         return False
-    host, _, rest = current.partition(":")
+    gone = owner_gone(current, live_owners)
+    if gone:
+        log.warning("%s was held by %s, which is no longer running: releasing it", name, current)
+        release(store, name, current)
+    return gone
+
+
+def owner_gone(owner: str, live_owners: Collection[str] | None = None) -> bool:
+    """Whether ``owner`` (from ``owner_id``) is a process of this machine that no longer runs.
+
+    Owners on other machines are never known to be gone (their lease says).
+    ``live_owners``: as for ``release_if_gone``.
+    """
+    host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        gone = live_owners is not None and current not in live_owners
-    else:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            gone = True
-        except PermissionError:  # alive, another user's
-            gone = False
-        else:
-            gone = False
-    if gone:
-        log.warning("%s was held by %s, which is no longer running: releasing it", name, current)
-        release(store, name, current)
-    return gone
+        return live_owners is not None and owner not in live_owners
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 @contextmanager

@@ -30,6 +30,7 @@ __all__ = [
     "locks",
     "meta",
     "metadata",
+    "pacing",
     "runs",
     "sources",
     "subscribers",
@@ -137,6 +138,8 @@ issues = sa.Table(
     sa.Column("approved_at", UTCDateTime),
     sa.Column("sending_at", UTCDateTime),
     sa.Column("sent_at", UTCDateTime),
+    # Why every sender of this issue stopped (many failures in a row), until a send resumes it.
+    sa.Column("send_stopped", sa.Text),
 )
 
 issue_items = sa.Table(
@@ -197,6 +200,12 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    # The claim on a row being sent (``sending``/``awaiting_reply``): which sender holds
+    # it, until when (renewed while it works), and on SQLite the boot of the machine
+    # that claimed it (see ``deliveries.Ledger``: it tells a dead process from a reboot).
+    sa.Column("claim_owner", sa.String(200)),
+    sa.Column("claim_expires", UTCDateTime),
+    sa.Column("claim_boot", sa.String(64)),
     sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_recipient"),
     sa.Index("ix_deliveries_status", "issue_id", "status"),
 )
@@ -207,6 +216,14 @@ locks = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+pacing = sa.Table(
+    "pacing",
+    metadata,
+    # A shared pace (``[send] rate`` across every sender): the next free sending slot.
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("next_slot", UTCDateTime, nullable=False),
 )
 
 summary_cache = sa.Table(
@@ -299,11 +316,29 @@ def _add_bounce_events_v4(conn: Connection) -> None:
     bounce_events.create(conn, checkfirst=True)
 
 
+def _add_columns(conn: Connection, table: sa.Table, names: tuple[str, ...]) -> None:
+    """Add ``table``'s columns ``names`` where missing (v1 creates today's tables whole)."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+
+def _claims_v5(conn: Connection) -> None:
+    _add_columns(conn, deliveries, ("claim_owner", "claim_expires", "claim_boot"))
+    _add_columns(conn, issues, ("send_stopped",))
+    pacing.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create_v1,
     _add_article_merges_v2,
     _add_consents_v3,
     _add_bounce_events_v4,
+    _claims_v5,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
