@@ -181,6 +181,14 @@ class Ledger:
             if placeholder
             else None
         )
+        self.sent_sql = (
+            f"UPDATE deliveries SET status = 'sent', updated_at = {placeholder}, "
+            f"sent_at = {placeholder}, next_attempt_at = NULL, last_error = NULL "
+            f"WHERE id = {placeholder} AND {_IN_FLIGHT} AND claim_owner = {placeholder}"
+            if placeholder
+            else None
+        )
+        self.sqlite = store.engine.dialect.name == "sqlite"
         if self.cheap:
             self._pragma("NORMAL")
 
@@ -464,6 +472,8 @@ class Ledger:
     def finish(self, done: Finished) -> bool:
         """Record ``done``'s outcome (a cheap commit); False if the row is no longer ours."""
         now = utcnow()
+        if self.sent_sql is not None and done.status == "sent" and not done.bounce:
+            return self._sent_fast(done.row, now)
         with self._tx() as conn:
             if done.status == "sent":
                 params: dict[str, Any] = {"id": done.row.id, "now": now, "owner": self.owner}
@@ -483,6 +493,29 @@ class Ledger:
             if done.bounce:
                 conn.execute(_SQL_BOUNCE, {"sid": done.row.subscriber_id, "now": now})
         return bool(recorded)
+
+    def _sent_fast(self, row: Due, now: dt.datetime) -> bool:
+        """``finish`` for the common case, straight to the driver, as ``before_final_dot``.
+
+        Through SQLAlchemy this one UPDATE cost about half a millisecond of CPU, as much
+        as composing the message; the time is bound as ``UTCDateTime`` stores it.
+        """
+        naive = now.astimezone(dt.UTC).replace(tzinfo=None)
+        when: Any = f"{naive:%Y-%m-%d %H:%M:%S.%f}" if self.sqlite else naive
+        with self.lock:
+            raw = self.conn.connection.dbapi_connection
+            assert raw is not None and self.sent_sql is not None
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self.sent_sql, (when, when, row.id, self.owner))
+                recorded = cursor.rowcount == 1
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+            return recorded
 
     def still_subscribed(self, row: Due) -> bool:
         """Whether ``row``'s subscriber is still active (checked right before their message).
