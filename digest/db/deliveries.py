@@ -62,6 +62,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from . import subscribers as subscriber_rows
 from .engine import Store
 from .locks import owner_gone
 from .schema import UTCDateTime, deliveries, subscribers, utcnow
@@ -122,10 +123,6 @@ _SQL_SENT = _sql(
 _SQL_FINISH = _sql(
     "UPDATE deliveries SET status = :status, updated_at = :now, next_attempt_at = :retry_at, "
     f"last_error = :error WHERE id = :id AND {_IN_FLIGHT} AND {_MINE}"
-)
-_SQL_BOUNCE = _sql(
-    "UPDATE subscribers SET status = 'bounced', updated_at = :now "
-    "WHERE id = :sid AND status = 'active'"
 )
 # The same in the driver's own parameter style: the one write added to every message,
 # so it skips SQLAlchemy's statement and transaction handling (most of its cost).
@@ -491,7 +488,8 @@ class Ledger:
                     },
                 ).rowcount
             if done.bounce:
-                conn.execute(_SQL_BOUNCE, {"sid": done.row.subscriber_id, "now": now})
+                # 5xx: a hard bounce, recorded by the one function that marks bounces.
+                subscriber_rows.mark_bounced(conn, done.row.subscriber_id)
         return bool(recorded)
 
     def _sent_fast(self, row: Due, now: dt.datetime) -> bool:
