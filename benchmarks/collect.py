@@ -13,7 +13,7 @@ A second run, against unchanged feeds, shows the cost of conditional requests.
 
     .venv/bin/python benchmarks/collect.py [--feeds 200] [--concurrency N] [--latency 0.3]
 
-Target (QUALITY.md): under 3 s wall for 200 feeds on a 2-core machine.
+Target (docs/quality.md): under 3 s wall for 200 feeds on a 2-core machine.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/render.py [--articles 10] [--repeat 30]
 
-Targets (QUALITY.md): the whole render under 50 ms (it runs once per issue) and
+Targets (docs/quality.md): the whole render under 50 ms (it runs once per issue) and
 per-recipient personalization well under 100 µs (it runs once per subscriber).
 Figures are medians of ``--repeat`` runs after a warm-up (templates compiled, CSS
 parsed; the first render of a process, shown apart, pays for that). The script

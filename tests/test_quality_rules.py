@@ -1,4 +1,4 @@
-"""QUALITY.md rules checked on what a subscriber really receives.
+"""docs/quality.md rules checked on what a subscriber really receives.
 
 The unit tests of compose, render and send check each rule on hand-made inputs; these
 tests run the whole pipeline (real feeds, real SQLite, the real capture SMTP server) and

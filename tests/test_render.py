@@ -1,6 +1,6 @@
 """The rendered email: structure, accessibility, typography, personalization, bad input.
 
-Rules 5–10 of QUALITY.md's "The email a subscriber gets" (and the HTML side of
+The "email" rules of docs/quality.md (and the HTML side of
 6 and 11) are checked here against the real pipeline: Jinja2 → mjml-python →
 premailer. The browser checks (no horizontal scroll, dark mode) are in
 test_render_browser.py, the whole-output comparison in test_render_golden.py.

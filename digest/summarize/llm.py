@@ -38,6 +38,7 @@ import httpx
 
 from ..config import SummarizeSettings
 from ..errors import SummarizerError
+from ..i18n import strings_for
 from ..language import detect_language
 from ..models import Article, Lesson, Summary
 from . import NothingToSummarize
@@ -77,13 +78,13 @@ _PROMPTS = {
         "{audience}. Pour l'article ci-dessous, écris en français :\n"
         "- « summary » : une ou deux phrases complètes qui disent qui a fait quoi, en "
         "nommant le sujet (pas de « il » ni de « le jeu » sans l'avoir présenté) ;\n"
-        "- « lessons » : de 2 à {max} leçons « Ce que cela nous apprend » : {angle}. Une "
+        "- « lessons » : de 2 à {max} leçons « {label} » : {angle}. Une "
         "leçon n'est pas un fait de l'article mais ce qu'il enseigne, généralisé, en 25 "
         "mots au plus. Chaque leçon a une « quote » : un passage copié mot pour mot dans "
         "l'article, qui la justifie.\n"
         "Exemples de leçons dans notre style :\n"
-        "« Gestion de crise : savoir hiérarchiser les priorités et recentrer l'équipe sur la "
-        "qualité. »\n"
+        "« Un lancement raté se rattrape : reconnaître l'erreur vite et dire ce qui "
+        "change. »\n"
         "« Un outil gratuit a toujours un modèle économique : il faut le comprendre avant "
         "d'en dépendre. »\n"
         "N'utilise aucun chiffre, date ou nom propre absent de l'article. "
@@ -95,7 +96,7 @@ _PROMPTS = {
         "For the article below, write in English:\n"
         '- "summary": one or two complete sentences saying who did what, naming the '
         'subject (no "it" or "the game" before introducing it);\n'
-        '- "lessons": 2 to {max} lessons ("What this teaches us"): {angle}. A lesson is '
+        '- "lessons": 2 to {max} lessons ("{label}"): {angle}. A lesson is '
         "not a fact from the article but what it teaches, generalised, in at most 25 "
         'words. Each lesson has a "quote": a passage copied word for word from the '
         "article that supports it.\n"
@@ -136,6 +137,7 @@ def build_messages(
     language = language if language in _PROMPTS else "fr"
     default_audience, default_angle = _DEFAULTS[language]
     instructions = _PROMPTS[language].format(
+        label=strings_for(language)["lessons_title"],
         max=max(2, min(4, max_lessons)),
         audience=audience or default_audience,
         angle=angle or default_angle,
