@@ -16,19 +16,18 @@ from digest.models import Issue, IssueItem, Lesson
 _ARTICLES = [
     (
         "Le Journal du numérique",
-        "OpenAI en « code rouge » : la qualité avant la monétisation",
-        "https://exemple.org/articles/openai-code-rouge",
-        "Sam Altman a déclenché une opération « code rouge » pour améliorer d'urgence la "
-        "qualité de ChatGPT ; la publicité et les agents spécialisés sont mis en pause.",
+        "Pixel Nord en « pause qualité » : le moteur avant les nouveautés",
+        "https://exemple.org/articles/pixel-nord-pause-qualite",
+        "Le studio lyonnais Pixel Nord a déclaré une « pause qualité » pour corriger son "
+        "moteur de rendu ; l'extension et le mode en ligne attendront le printemps.",
         (
-            "Gestion de crise : hiérarchiser les priorités et recentrer les équipes sur "
-            "la qualité du produit.",
-            "Modèles économiques : abonnement, publicité, B2B… chacun a ses limites.",
-            "Plateformes gratuites : la dégradation sous la pression de la monétisation "
-            "reste une question ouverte.",
+            "Quand le cœur du produit vacille, geler les projets annexes évite de "
+            "disperser l'équipe.",
+            "Un calendrier repoussé coûte souvent moins cher qu'une réputation abîmée.",
+            "Dire publiquement ce qui est corrigé aide à garder la confiance des joueurs.",
         ),
-        "https://exemple.org/images/code-rouge.jpg",
-        "Une salle de rédaction baignée de lumière rouge",
+        "https://exemple.org/images/pixel-nord.jpg",
+        "Une équipe de développeurs devant des écrans de code",
     ),
     (
         "Création & IA",
@@ -89,7 +88,7 @@ def sample_issue(count: int = 3, **changes: object) -> Issue:
         period="2026-W48",
         title="Semaine 48 : l'IA entre urgence et qualité",
         intro=(
-            "Cette semaine, une crise chez OpenAI, des studios qui réinventent le "
+            "Cette semaine, un studio qui ralentit pour mieux faire, des studios qui réinventent le "
             "storyboard et une directive qui fait de l'accessibilité un métier.\n\n"
             "Bonne lecture !"
         ),
@@ -194,11 +193,11 @@ def markdown_issue() -> Issue:
     first, second, third = sample_items(3)
     first = dataclasses.replace(
         first,
-        summary="Sam Altman déclenche un **« code rouge »** : la *qualité* de ChatGPT passe "
-        "avant la publicité ([le mémo](https://exemple.org/memo)).\n\n"
-        "Ce qui est mis en pause :\n\n- la publicité ;\n- les agents spécialisés.",
+        summary="Pixel Nord déclare une **« pause qualité »** : la *stabilité* du moteur passe "
+        "avant l'extension ([le communiqué](https://exemple.org/communique)).\n\n"
+        "Ce qui est mis en pause :\n\n- l'extension ;\n- le mode en ligne.",
         lessons=(
-            Lesson("Gestion de crise : *hiérarchiser* les priorités."),
+            Lesson("Gestion de projet : *geler* les annexes quand le cœur vacille."),
             Lesson("Voir aussi [notre dossier](https://exemple.org/dossier)."),
             first.lessons[2],
         ),
@@ -232,7 +231,7 @@ def markdown_issue() -> Issue:
     return sample_issue(
         3,
         intro="Cette semaine, **trois sujets** et une [journée d'étude](https://exemple.org/"
-        "journee) :\n\n- une crise chez OpenAI ;\n- des studios qui réinventent le storyboard ;"
+        "journee) :\n\n- un studio qui ralentit pour mieux faire ;\n- des studios qui réinventent le storyboard ;"
         "\n- l'accessibilité comme métier.\n\nBonne lecture !",
         items=items,
     )

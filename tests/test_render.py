@@ -157,7 +157,7 @@ def test_link_texts_are_descriptive() -> None:
 
 def test_preheader_is_the_first_text_of_the_body() -> None:
     rendered = render()
-    assert rendered.preheader.startswith("Cette semaine, une crise chez OpenAI")
+    assert rendered.preheader.startswith("Cette semaine, un studio qui ralentit")
     body = tree(rendered.html).body
     first_text = next(t for t in body.itertext() if t.strip())
     assert first_text.strip() == rendered.preheader
@@ -166,7 +166,7 @@ def test_preheader_is_the_first_text_of_the_body() -> None:
 
 def test_preheader_falls_back_to_the_first_summary() -> None:
     rendered = render(intro="")
-    assert rendered.preheader.startswith("Sam Altman a déclenché")
+    assert rendered.preheader.startswith("Le studio lyonnais Pixel Nord a déclaré")
 
 
 def test_articles_show_source_date_linked_title_summary_and_lessons() -> None:
@@ -312,9 +312,9 @@ def test_french_spacing_and_dates_in_both_parts() -> None:
     html_text = visible_text(rendered.html)
     for part in (html_text, rendered.text):
         assert f"Semaine 48{NBSP}: l'IA" in part
-        assert f"«{NBSP}code rouge{NBSP}»" in part
+        assert f"«{NBSP}pause qualité{NBSP}»" in part
         assert f"Bonne lecture{NNBSP}!" in part
-        assert f"ChatGPT{NNBSP}; la publicité" in part
+        assert f"moteur de rendu{NNBSP}; l" in part
         assert "Semaine du 23 novembre 2026" in part
     assert f"Ce que cela nous apprend{NBSP}:" in rendered.text
     assert f"Se désabonner{NBSP}:" in rendered.text

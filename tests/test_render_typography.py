@@ -21,8 +21,8 @@ from digest.typography import NBSP, NNBSP, french_spacing, typography
         ("d'abord ; ensuite", f"d'abord{NNBSP}; ensuite"),
         ("Résultat : tout", f"Résultat{NBSP}: tout"),
         ("Résultat: tout", f"Résultat{NBSP}: tout"),
-        ("une opération « code rouge »", f"une opération «{NBSP}code rouge{NBSP}»"),
-        ("«code rouge»", f"«{NBSP}code rouge{NBSP}»"),
+        ("une « pause qualité » décidée", f"une «{NBSP}pause qualité{NBSP}» décidée"),
+        ("«pause qualité»", f"«{NBSP}pause qualité{NBSP}»"),
         (f"déjà bon{NBSP}?", f"déjà bon{NNBSP}?"),
         # Left alone: times, ratios, URLs, e-mail addresses, smileys, brand names.
         ("rendez-vous à 14:30", "rendez-vous à 14:30"),

@@ -86,7 +86,7 @@ STATED = """Un studio lyonnais passe à la semaine de quatre jours
 Le studio d’animation Lumen, à Lyon, est passé à la semaine de quatre jours en janvier. Ses 40 salariés travaillent 32 heures, payées 35, et la production n’a pas baissé selon la direction.
 Le studio avait d’abord testé le dispositif pendant six mois avec une seule équipe.
 Ce que cela nous apprend
-Pour nous, acteurs de la formation et des métiers créatifs, cette expérience est un cas d’école :
+Pour une école comme la nôtre, l’expérience mérite qu’on s’y arrête :
 - Organisation : mesurer avant de généraliser, avec une équipe pilote.
 - Management : la confiance se construit avec des objectifs clairs, pas avec des horaires.
 - Recrutement : le temps libre devient un argument face aux grands studios.
@@ -241,7 +241,7 @@ def test_a_text_that_is_only_a_quote() -> None:
 
 
 def test_a_huge_article_is_capped_and_still_answers() -> None:
-    text = (STATED + "\n") * 1300  # ≈ 200,000 words
+    text = (STATED + "\n") * 1400  # ≈ 190,000 words
     assert len(text.split()) > 180_000
     result = summarize_article(article(text), SummarizeSettings())
     assert len(result.lessons) >= 2

@@ -107,17 +107,17 @@ def test_sentences_split_where_a_reader_would(text: str, expected: list[str]) ->
 
 def test_lines_bullets_and_headings_are_kept_apart_with_exact_offsets() -> None:
     text = (
-        "Le dilemme économique\n"
-        "- OpenAI aurait dépensé 5 milliards de dollars.\n"
-        "• Les projections annoncent 115 milliards de pertes.\n"
-        "Pour nous, cette crise est un cas d’école :\n"
+        "Un budget sous tension\n"
+        "- Le studio aurait dépensé 5 millions d’euros.\n"
+        "• Les prévisions annoncent 12 millions de pertes.\n"
+        "Pour nous, ce retard est un exemple à étudier :\n"
     )
     sentences = split_sentences(text)
     assert [s.text for s in sentences] == [
-        "Le dilemme économique",
-        "OpenAI aurait dépensé 5 milliards de dollars.",
-        "Les projections annoncent 115 milliards de pertes.",
-        "Pour nous, cette crise est un cas d’école :",
+        "Un budget sous tension",
+        "Le studio aurait dépensé 5 millions d’euros.",
+        "Les prévisions annoncent 12 millions de pertes.",
+        "Pour nous, ce retard est un exemple à étudier :",
     ]
     assert [s.complete for s in sentences] == [False, True, True, False]
     for s in sentences:
@@ -173,8 +173,8 @@ def test_words_and_stems() -> None:
 # -- grounding -------------------------------------------------------------------------
 
 ARTICLE = (
-    "Sam Altman, CEO d’OpenAI, a déclenché une opération « code rouge ». "
-    "OpenAI aurait dépensé 5 milliards de dollars au premier semestre 2025. "
+    "Lina Moreau, directrice de Pixel Nord, a déclaré une « pause qualité ». "
+    "Pixel Nord aurait dépensé 5 milliards de centimes au premier semestre 2025. "
     "Le navire peut contenir plus de 2.600 passagers ; la hausse atteint 5,3 %. "
     "Quatre personnes ont été blessées à Venise."
 )
@@ -183,11 +183,11 @@ ARTICLE = (
 @pytest.mark.parametrize(
     "quote",
     [
-        "OpenAI aurait dépensé 5 milliards de dollars",
-        "openai   AURAIT dépensé 5 milliards\nde dollars",
-        'Sam Altman, CEO d\'OpenAI, a déclenché une opération "code rouge"',
-        "« Sam Altman, CEO d’OpenAI, a déclenché une opération « code rouge ». »",
-        "Sam Altman, CEO d’OpenAI […] une opération « code rouge »",
+        "Pixel Nord aurait dépensé 5 milliards de centimes",
+        "pixel nord   AURAIT dépensé 5 milliards\nde centimes",
+        'Lina Moreau, directrice de Pixel Nord, a déclaré une "pause qualité"',
+        "« Lina Moreau, directrice de Pixel Nord, a déclaré une « pause qualité ». »",
+        "Lina Moreau, directrice de Pixel Nord […] une « pause qualité »",
     ],
 )
 def test_quotes_are_found_despite_case_spacing_and_quote_marks(quote: str) -> None:
@@ -195,24 +195,24 @@ def test_quotes_are_found_despite_case_spacing_and_quote_marks(quote: str) -> No
     assert span is not None
     start, end = span
     found = ARTICLE[start:end]
-    assert found.lower().startswith(("sam", "openai"))
+    assert found.lower().startswith(("lina", "pixel"))
 
 
 def test_a_quote_that_is_not_in_the_article_is_not_found() -> None:
-    assert locate_quote("OpenAI aurait gagné 5 milliards de dollars", ARTICLE) is None
+    assert locate_quote("Pixel Nord aurait gagné 5 milliards de centimes", ARTICLE) is None
     # Accents are kept: « a » and « à » are different words.
     assert locate_quote("blessées a Venise", ARTICLE) is None
     assert locate_quote("", ARTICLE) is None
 
 
 def test_numbers_and_names_must_come_from_the_article() -> None:
-    assert unsupported_facts("OpenAI a dépensé 5 milliards en 2025.", ARTICLE) == []
+    assert unsupported_facts("Pixel Nord a dépensé 5 milliards en 2025.", ARTICLE) == []
     assert (
         unsupported_facts("Le navire accueille 2 600 passagers, soit 5.3 % de plus.", ARTICLE) == []
     )
     assert unsupported_facts("4 blessés à Venise.", ARTICLE) == []  # « Quatre » in the article
-    assert unsupported_facts("OpenAI a dépensé 7 milliards en 2024.", ARTICLE) == ["7", "2024"]
-    assert unsupported_facts("Selon Google, Sam Altman a tort.", ARTICLE) == ["Google"]
+    assert unsupported_facts("Pixel Nord a dépensé 7 milliards en 2024.", ARTICLE) == ["7", "2024"]
+    assert unsupported_facts("Selon Google, Lina Moreau a tort.", ARTICLE) == ["Google"]
     # A capital that only starts a sentence is not a name.
     assert (
         unsupported_facts("Comprendre la crise aide à former. Les équipes suivent.", ARTICLE) == []
@@ -229,7 +229,7 @@ def test_times_roads_and_glued_words_are_not_names() -> None:
 
 def test_evidence_indexes_once() -> None:
     evidence = Evidence(ARTICLE)
-    assert evidence.unsupported("Venise et OpenAI, 2025.") == []
+    assert evidence.unsupported("Venise et Pixel Nord, 2025.") == []
     assert evidence.locate("quatre personnes ont été blessées") is not None
 
 
