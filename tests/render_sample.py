@@ -88,8 +88,8 @@ def sample_issue(count: int = 3, **changes: object) -> Issue:
         period="2026-W48",
         title="Semaine 48 : l'IA entre urgence et qualité",
         intro=(
-            "Cette semaine, un studio qui ralentit pour mieux faire, des studios qui réinventent le "
-            "storyboard et une directive qui fait de l'accessibilité un métier.\n\n"
+            "Cette semaine, un studio qui ralentit pour mieux faire, des studios qui "
+            "réinventent le storyboard et une directive qui fait de l'accessibilité un métier.\n\n"
             "Bonne lecture !"
         ),
         items=sample_items(count),
@@ -231,7 +231,8 @@ def markdown_issue() -> Issue:
     return sample_issue(
         3,
         intro="Cette semaine, **trois sujets** et une [journée d'étude](https://exemple.org/"
-        "journee) :\n\n- un studio qui ralentit pour mieux faire ;\n- des studios qui réinventent le storyboard ;"
+        "journee) :\n\n- un studio qui ralentit pour mieux faire ;"
+        "\n- des studios qui réinventent le storyboard ;"
         "\n- l'accessibilité comme métier.\n\nBonne lecture !",
         items=items,
     )

@@ -71,7 +71,7 @@ def status_of(store: Store, email: str) -> str:
         )
 
 
-# -- the happy path and rule "one recipient per message" of docs/quality.md ---------------------------------------------------
+# -- the happy path, and one recipient per message (docs/quality.md) ---------------------------
 
 
 def test_everyone_gets_one_message_with_one_recipient(
