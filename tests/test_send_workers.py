@@ -135,8 +135,8 @@ def test_kill_9_of_one_worker_while_the_others_go_on_loses_and_duplicates_no_one
             time.sleep(0.005)
         if workers[0].poll() is None:
             workers[0].send_signal(signal.SIGKILL)
-            workers[0].communicate()
             kills += 1
+        workers[0].communicate()  # killed or already done: its pipes are closed either way
         workers = [*workers[1:], start_worker(tmp_path, postgres_url, server.port)]
     for worker in workers:
         _, err = worker.communicate(timeout=600)
