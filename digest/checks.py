@@ -117,8 +117,15 @@ def _squash(text: str) -> str:
     return _SPACE_LIKE.sub("", text)
 
 
-def check_email(rendered: RenderedIssue, issue: Issue | None = None) -> list[Check]:
-    """Pre-send checks of a rendered issue; ``issue`` adds the per-article ones."""
+def check_email(
+    rendered: RenderedIssue, issue: Issue | None = None, local_base_url: str = ""
+) -> list[Check]:
+    """Pre-send checks of a rendered issue; ``issue`` adds the per-article ones.
+
+    ``local_base_url``: our own pages on a local address the config opted into
+    (``[web] allow_local_links``, the demo): their ``http://`` links are what was asked
+    for, not a warning. ``check_settings`` still refuses them for a real send elsewhere.
+    """
     checks: list[Check] = []
 
     def add(name: str, level: Level, message: str) -> None:
@@ -133,8 +140,11 @@ def check_email(rendered: RenderedIssue, issue: Issue | None = None) -> list[Che
             add("image-alt", "error", f"image {image.get('src') or '(no src)'} has no alt text")
         _check_url(str(image.get("src") or ""), "image", add)
     unsubscribe = rendered.unsubscribe_marker
+    own = local_base_url.rstrip("/") + "/" if local_base_url else ""
     for href in parsed.links:
         if href != unsubscribe and not href.startswith("mailto:"):
+            if own and href.startswith(own):
+                continue
             _check_url(href, "link", add)
     _check_recipient_values(rendered, parsed, add)
 

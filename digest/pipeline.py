@@ -326,7 +326,9 @@ def render(
 
     issue = load_issue(settings, store, period)
     rendered = render_issue(issue, settings)
-    checks = list(dict.fromkeys(check_email(rendered, issue)))  # a link twice: said once
+    local = settings.web.base_url if settings.web.allow_local_links else ""
+    # a link twice: said once
+    checks = list(dict.fromkeys(check_email(rendered, issue, local_base_url=local)))
     files: list[Path] = []
     if out is not None:
         files = write_rendered(settings, store, rendered, out)
