@@ -124,7 +124,7 @@ def postgres() -> Iterator[str]:
 def worker_child(url: str, port: int) -> None:
     """One sender: send the issue with whoever else is sending it; print its figures."""
     sys.path.insert(0, str(ROOT))
-    from benchmarks.send import PERIOD, peak_rss_kb, settings_for
+    from benchmarks.send_setup import PERIOD, peak_rss_kb, settings_for
     from digest.db import Store, issues
     from digest.render import render_issue
     from digest.send import send_issue
@@ -142,7 +142,7 @@ def worker_child(url: str, port: int) -> None:
 def run(worker_counts: list[int], subscribers: int, latency: float) -> None:
     import sqlalchemy as sa
 
-    from benchmarks.send import make_issue, populate
+    from benchmarks.send_setup import make_issue, populate
     from digest.db import Store, issues
 
     if not (shutil.which("initdb") and shutil.which("pg_ctl")):
