@@ -204,6 +204,27 @@ class Ledger:
         finally:
             cursor.close()
 
+    def _direct(self, sql: str, params: tuple[Any, ...], *, read: bool = False) -> bool:
+        """One statement straight through the driver, committed: for the writes and the
+        read made once per message, where SQLAlchemy's statement and transaction handling
+        cost more than the database itself. This connection is idle between our
+        transactions, and ``self.lock`` keeps it ours. Returns whether a row was found
+        (``read``) or changed."""
+        with self.lock:
+            raw = self.conn.connection.dbapi_connection
+            assert raw is not None
+            cursor = raw.cursor()
+            try:
+                cursor.execute(sql, params)
+                hit = cursor.fetchone() is not None if read else cursor.rowcount == 1
+                raw.commit()  # a read too: it ends the transaction PostgreSQL's driver opened
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+            return hit
+
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         """A transaction; on SQLite with a boot id, committed without waiting for the disk."""
@@ -500,20 +521,8 @@ class Ledger:
         """
         naive = now.astimezone(dt.UTC).replace(tzinfo=None)
         when: Any = f"{naive:%Y-%m-%d %H:%M:%S.%f}" if self.sqlite else naive
-        with self.lock:
-            raw = self.conn.connection.dbapi_connection
-            assert raw is not None and self.sent_sql is not None
-            cursor = raw.cursor()
-            try:
-                cursor.execute(self.sent_sql, (when, when, row.id, self.owner))
-                recorded = cursor.rowcount == 1
-                raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
-            finally:
-                cursor.close()
-            return recorded
+        assert self.sent_sql is not None
+        return self._direct(self.sent_sql, (when, when, row.id, self.owner))
 
     def still_subscribed(self, row: Due) -> bool:
         """Whether ``row``'s subscriber is still active (checked right before their message).
@@ -527,17 +536,7 @@ class Ledger:
                     subscribers.c.id == row.subscriber_id, subscribers.c.status == "active"
                 )
                 return conn.execute(query).first() is not None
-        with self.lock:
-            raw = self.conn.connection.dbapi_connection
-            assert raw is not None
-            cursor = raw.cursor()
-            try:
-                cursor.execute(self.active_sql, (row.subscriber_id,))
-                found = cursor.fetchone() is not None
-                raw.commit()  # ends the read transaction PostgreSQL's driver opened
-            finally:
-                cursor.close()
-            return found
+        return self._direct(self.active_sql, (row.subscriber_id,), read=True)
 
     def before_final_dot(self, row: Due) -> bool:
         """Record that ``row``'s final dot is about to be written; False if it is no longer ours.
@@ -556,22 +555,7 @@ class Ledger:
                         {"id": row.id, "owner": self.owner},
                     ).rowcount
                 )
-        # Straight to the driver: this connection is idle between our transactions,
-        # and SQLAlchemy's transaction handling would cost more than the write itself.
-        with self.lock:
-            raw = self.conn.connection.dbapi_connection
-            assert raw is not None
-            cursor = raw.cursor()
-            try:
-                cursor.execute(self.dot_sql, (row.id, self.owner))
-                marked = cursor.rowcount == 1
-                raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
-            finally:
-                cursor.close()
-            return marked
+        return self._direct(self.dot_sql, (row.id, self.owner))
 
     def counts(self) -> dict[str, int]:
         with self._tx() as conn:
