@@ -22,8 +22,6 @@ News rarely states a lesson: most articles are expected to get none. Needs
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
 import re
 import statistics
@@ -32,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from rouge_score import rouge_scorer
+from summaries import article_of, load  # the OrangeSum pairs, read the same way
 
 from digest.config import SummarizeSettings
-from digest.models import Article, Lesson, Summary
+from digest.models import Lesson, Summary
 from digest.summarize import summarize_article
 from digest.summarize.extractive import _ANAPHORIC, TAKEAWAY_CUE, lesson_cue, stated_lessons
 from digest.summarize.grounding import locate_quote, unsupported_facts
@@ -45,22 +44,6 @@ from digest.summarize.text import split_sentences, words
 # (« EasyJet », « YouTube ») are not counted.
 GLUED = re.compile(r"(?<![^\W_])[a-zß-öø-ÿ]{2,}[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]{2,}")
 ROUGE = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
-
-
-def load(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def article_of(row: dict[str, Any]) -> Article:
-    return Article(
-        source="orangesum",
-        url="",
-        title=row.get("title", ""),
-        text=row["article"],
-        published=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-        language="fr",
-    )
 
 
 def ends_as_sentence(text: str) -> bool:
