@@ -391,3 +391,65 @@ def translate_check(message: str, language: str) -> str:
             translated = text.format(**values)
             return french_spacing(translated[0].upper() + translated[1:])
     return message
+
+
+# -- why a source failed, for French pages and emails -------------------------------------
+#
+# The collector records a source's failure in English (the CLI's and the logs'
+# language). The preview's source health and the editors' report are French, so
+# the usual reasons are translated here; an unusual one (a parser's own words, an
+# internal error) keeps its English text rather than being lost.
+
+_SOURCE_ERRORS_FR: list[tuple[str, str]] = [
+    (r"HTTP (?P<code>\d{3})", "le serveur a répondu HTTP {code}"),
+    (r"timed out after (?P<s>[\d.]+)s", "pas de réponse complète en {s}\u00a0s"),
+    (r"connection timed out after (?P<s>[\d.]+)s", "connexion impossible en {s}\u00a0s"),
+    (r"cannot connect: connection refused", "connexion refusée par le serveur"),
+    (r"cannot connect: (?P<why>.+)", "connexion impossible ({why})"),
+    (r"connection failed: connection reset by the server", "connexion coupée par le serveur"),
+    (r"connection failed: (?P<why>.+)", "connexion interrompue ({why})"),
+    (r"redirect loop at (?P<url>\S+)", "boucle de redirections sur {url}"),
+    (r"too many redirects \(more than (?P<n>\d+)\)", "plus de {n} redirections"),
+    (
+        r"(?:response|file) larger than (?P<n>\d+) bytes \(\[collect\] max_bytes\)",
+        "réponse de plus de {n} octets (réglage [collect] max_bytes)",
+    ),
+    (r"corrupt compressed response", "réponse compressée illisible"),
+    (r"not a feed: got HTML", "l’adresse donne une page web, pas un flux"),
+    (r"not a feed: no RSS or Atom content", "l’adresse ne contient ni RSS ni Atom"),
+    (r"parse error: (?P<why>.+)", "flux illisible ({why})"),
+    (r"duplicate source name in the config", "nom de source en double dans la configuration"),
+    (r"refused: (?P<why>.+)", "adresse refusée ({why})"),
+]
+_SOURCE_ERRORS: dict[str, list[tuple[re.Pattern[str], str]]] = {
+    "fr": [(re.compile(pattern), text) for pattern, text in _SOURCE_ERRORS_FR]
+}
+_NEXT_TRY = re.compile(
+    r"(?:rate-limited: next try after|(?P<head>.+) \(next try after) "
+    r"(?P<when>\d{4}-\d\d-\d\d \d\d:\d\d) UTC\)?"
+)
+
+
+def translate_source_error(message: str, language: str) -> str:
+    """Why a source failed, in ``language``; the English reason when we have none."""
+    from .typography import french_spacing
+
+    table = _SOURCE_ERRORS.get(base_language(language))
+    if not table:
+        return message
+    retry = _NEXT_TRY.fullmatch(message)
+    if retry:
+        when = retry.group("when").replace(" ", " à ") + " UTC"
+        if retry.group("head") is None:
+            return french_spacing(f"Limité par le serveur : nouvel essai le {when}")
+        head = translate_source_error(retry.group("head"), language)
+        return french_spacing(f"{head} (nouvel essai le {when})")
+    for pattern, text in table:
+        match = pattern.fullmatch(message)
+        if match:
+            values = match.groupdict()
+            if "n" in values:  # 5000000 → 5 000 000, the French way
+                values["n"] = f"{int(values['n']):,}".replace(",", "\u202f")
+            translated = text.format(**values)
+            return french_spacing(translated[0].upper() + translated[1:])
+    return message

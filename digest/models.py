@@ -31,6 +31,7 @@ __all__ = [
     "RunReport",
     "SendProgress",
     "SendReport",
+    "SourceError",
     "UNSUBSCRIBE_MARKER",
     "decode_lessons",
     "encode_lessons",
@@ -376,9 +377,24 @@ class SendReport:
         return text
 
 
+class SourceError(NamedTuple):
+    """A source that failed during a run, and why (the collector's English reason)."""
+
+    name: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.error}"
+
+
 @dataclass(frozen=True)
 class RunReport:
-    """What one ``digest run`` (collect → draft → send) came to; the editors' notification."""
+    """What one ``digest run`` (collect → draft → send) came to; the editors' notification.
+
+    ``detail`` is the English line for the CLI and the logs; ``reason`` and
+    ``values`` say the same as data, so that the editors' email can say it in
+    their language (``notify.describe_run``).
+    """
 
     period: str
     outcome: RunOutcome
@@ -386,5 +402,7 @@ class RunReport:
     run_id: str = ""
     sent: int = 0
     failed: int = 0
-    source_errors: list[str] = field(default_factory=list)
+    source_errors: list[SourceError] = field(default_factory=list)
     recipient_failures: list[str] = field(default_factory=list)
+    reason: str = ""
+    values: dict[str, str | int] = field(default_factory=dict)

@@ -20,10 +20,12 @@ from email.utils import format_datetime, make_msgid
 
 from .config import Settings
 from .errors import DigestError
+from .i18n import base_language, translate_source_error
 from .models import RunReport
 from .smtp import send_one
+from .typography import french_spacing
 
-__all__ = ["build_report_message", "notify_editors"]
+__all__ = ["build_report_message", "describe_run", "notify_editors"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ _TEXTS = {
             "relisez-le (`digest preview`), puis `digest approve` et `digest send`."
         ),
         "footer": "Message automatique de digest ; ne pas répondre.",
+        "error": "Message d’erreur (en anglais, tel que le programme l’a écrit)",
     },
     "en": {
         "sent": "sent",
@@ -76,6 +79,40 @@ _TEXTS = {
             "review it (`digest preview`), then `digest approve` and `digest send`."
         ),
         "footer": "Automatic message from digest; do not reply.",
+        "error": "Error message",
+    },
+}
+
+# Why a run ended as it did: one line per reason and language, filled from
+# ``RunReport.values``. The English line is also the report's ``detail``, which the
+# CLI prints and the runs table keeps.
+_REASONS = {
+    "fr": {
+        "sent": "envoyé à {sent} abonné(s)",
+        "sent_with_failures": "envoyé à {sent} abonné(s), {failed} en échec",
+        "already_sent": "le numéro {period} a déjà été envoyé",
+        "too_few_articles": (
+            "{count} article(s), moins que les {required} demandés ; "
+            "gardés pour la semaine prochaine"
+        ),
+        "locked": "une autre exécution est en cours ; elle envoie ce numéro",
+        "draft_ready": "le brouillon {period} attend une relecture",
+        "collect_failed": 'la collecte a échoué ([run] on_collect_failure = "abort")',
+        "send_failed": "l’envoi n’a pas pu se faire",
+        "error": "l’exécution s’est arrêtée sur une erreur",
+    },
+    "en": {
+        "sent": "sent to {sent} subscriber(s)",
+        "sent_with_failures": "sent to {sent} subscriber(s), {failed} failed",
+        "already_sent": "issue {period} was already sent",
+        "too_few_articles": (
+            "{count} article(s), fewer than the {required} required; kept for next week"
+        ),
+        "locked": "another run is in progress; it sends this issue",
+        "draft_ready": "draft {period} is ready for review",
+        "collect_failed": 'collection failed ([run] on_collect_failure = "abort")',
+        "send_failed": "the send could not go out",
+        "error": "the run stopped on an error",
     },
 }
 
@@ -92,27 +129,43 @@ def build_report_message(
     attached as a file rather than used as the body: the body stays a plain
     report an editor can read anywhere.
     """
-    texts = _TEXTS.get(settings.newsletter.language, _TEXTS["en"])
+    language = _language(settings)
+    texts = _TEXTS[language]
     label = texts.get(report.outcome, report.outcome)
     alert = report.outcome in _ALERT_OUTCOMES
     prefix = f"[{texts['alert']}] " if alert else ""
-    subject = f"{prefix}{settings.newsletter.title} {report.period}: {label}"
+    # ``say`` is for our own words, spaced the French way in French; what others
+    # wrote (an error's text, a server's reply, a source's name) is quoted as it is.
+    french = language == "fr"
+
+    def say(text: str) -> str:
+        return french_spacing(text) if french else text
+
+    colon = "\u00a0:" if french else ":"
+    subject = f"{prefix}{settings.newsletter.title} {report.period}{colon} {label}"
 
     lines = [
-        f"{texts['period']}: {report.period}",
-        f"{texts['outcome']}: {label}",
-        f"{texts['run']}: {report.run_id or '-'}",
+        f"{texts['period']}{colon} {report.period}",
+        f"{texts['outcome']}{colon} {label}",
+        f"{texts['run']}{colon} {report.run_id or '-'}",
         "",
-        report.detail,
+        describe_run(report, language),
     ]
+    error = report.values.get("error")
+    if error:
+        lines += ["", f"{texts['error']}{colon}", str(error)]
     if report.sent or report.failed:
-        lines += ["", f"{texts['sent_count']}: {report.sent}"]
-        lines.append(f"{texts['failed_count']}: {report.failed}")
-    lines += _section(texts["sources"], report.source_errors, texts)
-    lines += _section(texts["recipients"], report.recipient_failures, texts)
+        lines += ["", f"{texts['sent_count']}{colon} {report.sent}"]
+        lines.append(f"{texts['failed_count']}{colon} {report.failed}")
+    failed_sources = [
+        f"{name}{colon} {translate_source_error(reason, language)}"
+        for name, reason in report.source_errors
+    ]
+    lines += _section(f"{texts['sources']}{colon}", failed_sources, texts)
+    lines += _section(f"{texts['recipients']}{colon}", report.recipient_failures, texts)
     if report.outcome == "draft_ready":
-        lines += ["", texts["review"]]
-    lines += ["", "-- ", texts["footer"]]
+        lines += ["", say(texts["review"])]
+    lines += ["", "-- ", say(texts["footer"])]
 
     sender = settings.newsletter.from_address
     message = EmailMessage()
@@ -130,13 +183,35 @@ def build_report_message(
     return message
 
 
+def describe_run(report: RunReport, language: str = "en") -> str:
+    """Why ``report``'s run ended as it did, in ``language`` (English when unknown).
+
+    A report without a known reason (built by hand, or by an older caller) says
+    its ``detail`` as it is.
+    """
+    language = language if language in _REASONS else "en"
+    template = _REASONS[language].get(report.reason)
+    if template is None:
+        return report.detail
+    values = {"period": report.period, "sent": report.sent, "failed": report.failed}
+    values.update(report.values)
+    text = template.format(**values)
+    return french_spacing(text) if language == "fr" else text
+
+
+def _language(settings: Settings) -> str:
+    """The editors read the newsletter's language when we have their texts, else English."""
+    language = base_language(settings.newsletter.language)
+    return language if language in _TEXTS else "en"
+
+
 def _section(title: str, entries: Sequence[str], texts: dict[str, str]) -> list[str]:
     if not entries:
         return []
     listed = [f"- {entry}" for entry in entries[:MAX_LISTED]]
     if len(entries) > MAX_LISTED:
         listed.append(texts["more"].format(n=len(entries) - MAX_LISTED))
-    return ["", f"{title}:", *listed]
+    return ["", title, *listed]
 
 
 def _one_line(text: str) -> str:

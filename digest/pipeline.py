@@ -30,9 +30,10 @@ from .models import (
     RunOutcome,
     RunReport,
     SendReport,
+    SourceError,
     Subscriber,
 )
-from .notify import notify_editors
+from .notify import describe_run, notify_editors
 from .period import current_period, period_bounds
 from .richtext import markdown_escape
 from .selection import select_articles
@@ -624,7 +625,7 @@ def run(
     with locks.hold(store, "run"):
         stored = issues.get(store, period)
         if stored is not None and stored.status == "sent":
-            return RunReport(period, "already_sent", f"issue {period} was already sent", run_id)
+            return run_report(period, "already_sent", "already_sent", run_id)
         row = runs.start(store, run_id, period, trigger)
         outcome, detail = "failed", "the run stopped on an unexpected error"
         try:
@@ -661,10 +662,12 @@ def run_and_notify(
         report = run(settings, store, period=period, trigger=trigger, now=now, stop=stop)
     except LockedError as exc:
         # Not a failure: the run in progress (manual or scheduled) sends this period.
-        report = RunReport(period, "skipped", f"another run is in progress: {exc}")
+        report = run_report(period, "skipped", "locked", values={"error": str(exc)})
     except Exception as exc:  # the run's bug must not kill the scheduler; it is reported
         log.exception("run for %s raised", period, extra={"period": period})
-        report = RunReport(period, "failed", f"{type(exc).__name__}: {exc}")
+        report = run_report(
+            period, "failed", "error", values={"error": f"{type(exc).__name__}: {exc}"}
+        )
     level = logging.ERROR if report.outcome in ("failed", "partial") else logging.INFO
     log.log(
         level,
@@ -713,57 +716,75 @@ def _run_stages(
     resume: bool,
     stop: threading.Event | None,
 ) -> RunReport:
-    source_errors: list[str] = []
+    source_errors: list[SourceError] = []
     if not resume:
         collected = collect(settings, store)
-        source_errors = [f"{s.name}: {s.error}" for s in collected.failed]
+        source_errors = [SourceError(s.name, s.error) for s in collected.failed]
         if source_errors and settings.run.on_collect_failure == "abort":
-            return RunReport(
-                period,
-                "failed",
-                "collection failed: " + "; ".join(source_errors),
-                run_id,
-                source_errors=source_errors,
+            return run_report(
+                period, "failed", "collect_failed", run_id, source_errors=source_errors
             )
         drafted = draft(settings, store, period)
         article_count = sum(not item.is_note for item in drafted.issue.items)
         if article_count < settings.run.min_articles:
             issues.set_status(store, period, "draft")
-            return RunReport(
+            return run_report(
                 period,
                 "skipped",
-                f"{articles} article(s), fewer than the "
-                f"{settings.run.min_articles} required; kept for next week",
+                "too_few_articles",
                 run_id,
+                values={"count": article_count, "required": settings.run.min_articles},
                 source_errors=source_errors,
             )
         issue = load_issue(settings, store, period)
         if issue.status != "approved" and not settings.run.send_unreviewed:
-            return RunReport(
-                period,
-                "draft_ready",
-                f"draft {period} is ready for review",
-                run_id,
-                source_errors=source_errors,
+            return run_report(
+                period, "draft_ready", "draft_ready", run_id, source_errors=source_errors
             )
     try:
         report = send(settings, store, period, unreviewed=settings.run.send_unreviewed, stop=stop)
     except DigestError as exc:
-        return RunReport(period, "failed", str(exc), run_id, source_errors=source_errors)
+        return run_report(
+            period,
+            "failed",
+            "send_failed",
+            run_id,
+            values={"error": str(exc)},
+            source_errors=source_errors,
+        )
     sent = report.counts.get("sent", 0)
     failures = [f"{address}: {reason}" for address, reason in report.failures]
     outcome: RunOutcome = "sent" if report.complete else "partial"
-    detail = f"sent to {sent} subscriber(s)" + (f", {len(failures)} failed" if failures else "")
-    return RunReport(
+    return run_report(
         period,
         outcome,
-        detail,
+        "sent_with_failures" if failures else "sent",
         run_id,
         sent=sent,
         failed=len(failures),
         source_errors=source_errors,
         recipient_failures=failures,
     )
+
+
+def run_report(
+    period: str,
+    outcome: RunOutcome,
+    reason: str,
+    run_id: str = "",
+    *,
+    values: dict[str, str | int] | None = None,
+    **fields: Any,
+) -> RunReport:
+    """A run's report whose English ``detail`` is said from its ``reason`` and ``values``.
+
+    Reports are built from data so that the editors' email can say the same in
+    their own language; an error's own text is kept as it is, after the reason.
+    """
+    report = RunReport(period, outcome, "", run_id, reason=reason, values=values or {}, **fields)
+    detail = describe_run(report)
+    error = report.values.get("error")
+    return dataclasses.replace(report, detail=f"{detail}: {error}" if error else detail)
 
 
 def draft_file(settings: Settings, period: str) -> Path:

@@ -60,7 +60,7 @@ from .config import Settings, load_settings
 from .db import Store, articles
 from .draft import draft_path
 from .errors import DigestError
-from .i18n import format_date, translate_check
+from .i18n import format_date, translate_check, translate_source_error
 from .models import Issue, RenderedEmail, RenderedIssue
 from .pipeline import SAMPLE_READER
 from .web.forms import RateLimit
@@ -276,6 +276,7 @@ def source_health(settings: Settings, rows: list[dict[str, Any]]) -> list[Source
             local = success.astimezone(zone)
             when = f"{format_date(local, language)} à {local:%H:%M}"
         error = str(row.get("last_error") or "") if failures else ""
+        error = translate_source_error(error, language)
         health.append(SourceHealth(name, state, label, when, error, failures))
     return health
 

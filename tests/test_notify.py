@@ -11,8 +11,9 @@ import pytest
 
 from digest.capture import CaptureServer, free_port
 from digest.config import Settings, load_settings
-from digest.models import RunReport
+from digest.models import RunReport, SourceError
 from digest.notify import MAX_LISTED, build_report_message, notify_editors
+from digest.pipeline import run_report
 
 EDITORS = ["redaction@ian.example", "direction@ian.example"]
 
@@ -53,19 +54,21 @@ def received(box: CaptureServer) -> list[tuple[str, EmailMessage]]:
 
 def test_a_sent_run_reports_to_every_editor(tmp_path: Path, smtp_capture: CaptureServer) -> None:
     settings = write_settings(tmp_path, smtp_capture.port)
-    report = RunReport("2026-W49", "sent", "sent to 120 subscriber(s)", run_id="abc123", sent=120)
+    report = run_report("2026-W49", "sent", "sent", "abc123", sent=120)
+    assert report.detail == "sent to 120 subscriber(s)"  # the CLI's and the logs' line
     assert notify_editors(settings, report)
     got = received(smtp_capture)
     assert sorted(to for to, _ in got) == sorted(EDITORS)
     message = got[0][1]
-    assert message["Subject"] == "La veille 2026-W49: envoyé"
+    assert message["Subject"] == "La veille 2026-W49\u00a0: envoyé"
     assert "Institut des Arts et du Numérique" in str(message["From"])
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["Message-ID"].endswith("@ian.example>")
     body = message.get_content()
-    assert "sent to 120 subscriber(s)" in body
+    assert "envoyé à 120 abonné(s)" in body
+    assert "sent to" not in body  # the French editors read French only
     assert "abc123" in body
-    assert "Messages envoyés: 120" in body
+    assert "Messages envoyés\u00a0: 120" in body
 
 
 def test_a_failure_is_an_alert_listing_sources_and_recipients(
@@ -79,7 +82,7 @@ def test_a_failure_is_an_alert_listing_sources_and_recipients(
         run_id="r2",
         sent=98,
         failed=2,
-        source_errors=["Écoles et métiers: HTTP 503"],
+        source_errors=[SourceError("Écoles et métiers", "HTTP 503")],
         recipient_failures=["a@example.org: 550 mailbox unavailable", "b@example.org: 552 full"],
     )
     assert notify_editors(settings, report)
@@ -141,3 +144,56 @@ def test_an_unreachable_server_is_logged_not_raised(
     settings = write_settings(tmp_path, free_port())  # nothing listens there
     assert not notify_editors(settings, RunReport("2026-W49", "failed", "collection failed"))
     assert "could not email the run report for 2026-W49" in caplog.text
+
+
+def test_a_french_report_says_everything_in_french(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path, 25)
+    report = run_report(
+        "2026-W49",
+        "skipped",
+        "too_few_articles",
+        "r3",
+        values={"count": 2, "required": 3},
+        source_errors=[
+            SourceError("Écoles et métiers", "HTTP 503 (next try after 2026-12-01 10:00 UTC)"),
+            SourceError("Le blog", "timed out after 20s"),
+            SourceError("Studio", "not a feed: got HTML"),
+        ],
+    )
+    assert report.detail == "2 article(s), fewer than the 3 required; kept for next week"
+    body = build_report_message(settings, report).get_content()
+    assert "2 article(s), moins que les 3 demandés" in body
+    assert (
+        "Écoles et métiers\u00a0: Le serveur a répondu HTTP 503 (nouvel essai le 2026-12-01" in body
+    )
+    assert "Le blog\u00a0: Pas de réponse complète en 20\u00a0s" in body
+    assert "Studio\u00a0: L’adresse donne une page web, pas un flux" in body
+    for english in ("fewer than", "next try", "timed out", "not a feed"):
+        assert english not in body
+
+
+def test_an_error_keeps_its_own_words_under_a_french_label(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path, 25)
+    report = run_report("2026-W49", "failed", "error", values={"error": "OSError: disk full"})
+    assert report.detail == "the run stopped on an error: OSError: disk full"
+    body = build_report_message(settings, report).get_content()
+    assert "l’exécution s’est arrêtée sur une erreur" in body
+    assert (
+        "Message d’erreur (en anglais, tel que le programme l’a écrit)\u00a0:\nOSError: disk full"
+        in body
+    )
+
+
+def test_an_english_newsletter_gets_english_reports(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path, 25, language="en")
+    report = run_report(
+        "2026-W49",
+        "partial",
+        "sent_with_failures",
+        sent=8,
+        failed=2,
+        source_errors=[SourceError("Blog", "HTTP 404")],
+    )
+    body = build_report_message(settings, report).get_content()
+    assert "sent to 8 subscriber(s), 2 failed" in body
+    assert "Blog: HTTP 404" in body

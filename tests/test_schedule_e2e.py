@@ -104,7 +104,7 @@ def test_a_real_scheduler_sends_the_demo_issue_once_then_waits_for_next_week(
     issue = issues.get(store, run["period"])
     assert issue is not None and issue.status == "sent"
     (report,) = reports(smtp_capture)
-    assert f"{run['period']}: envoyé" in report["Subject"]
+    assert f"{run['period']}\u00a0: envoyé" in report["Subject"]
 
     # The weekly job now waits for next Monday 07:00, shown in local time.
     upcoming = next_fire_time(settings, store)
