@@ -21,7 +21,7 @@ from conftest import store_article
 
 from digest.cli import main
 from digest.config import DatabaseSettings, Settings
-from digest.db import Store, articles, issues, locks, mask_url, runs, schema
+from digest.db import Store, articles, issues, locks, mask_url, ratelimits, runs, schema
 from digest.db import subscribers as subscriber_rows
 from digest.db.jobstore import stored_next_run
 from digest.errors import LockedError, StoreError
@@ -430,3 +430,25 @@ def test_no_job_store_means_no_next_run(store: Store, tmp_path: Path) -> None:
     assert stored_next_run(store, "sqlite://", "jobs", "weekly") is None
     assert stored_next_run(store, f"sqlite:///{tmp_path / 'none.db'}", "jobs", "weekly") is None
     assert stored_next_run(store, store.url, "jobs", "weekly") is None  # no table yet
+
+
+def test_rate_limits_are_shared_by_handles_and_reopen_after_their_window(
+    open_store: Callable[[], Store],
+) -> None:
+    one, two = open_store(), open_store()  # two processes, as far as the database can tell
+    allowed = [ratelimits.allow(s, "signup", "a@example.org", 3, 3600) for s in (one, two) * 3]
+    assert allowed == [True, True, True, False, False, False]
+    assert ratelimits.allow(one, "other-kind", "a@example.org", 3, 3600)  # kinds count apart
+    # An hour later the window is over and counting starts again.
+    with one.begin() as conn:
+        conn.execute(
+            sa.update(schema.rate_limits).values(
+                window_start=schema.utcnow() - dt.timedelta(hours=1, seconds=1)
+            )
+        )
+    assert ratelimits.allow(two, "signup", "a@example.org", 3, 3600)
+    assert [ratelimits.allow(one, "signup", "a@example.org", 3, 3600) for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]

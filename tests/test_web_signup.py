@@ -258,6 +258,33 @@ def test_floods_are_limited_per_address_and_per_client(
     assert rows(store).keys() == {"alice@exemple.fr", "oceane@exemple.fr"}
 
 
+def test_two_serve_processes_share_the_limits(
+    tmp_path: Path, settings: Settings, store: Store, smtp_capture: CaptureServer
+) -> None:
+    # Two `digest serve` processes behind one proxy: each its own app and store handle
+    # on the same database. Together they allow what one would.
+    other_store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    try:
+        with (
+            TestClient(create_app(settings, store), base_url=BASE) as first,
+            TestClient(create_app(settings, other_store), base_url=BASE) as second,
+        ):
+            for i in range(6):
+                signup(first if i % 2 else second, "cible@exemple.fr")
+            assert len(mails(smtp_capture)) == 3  # three confirmations per address in all
+            codes = [
+                signup(first if i % 2 else second, f"n{i}@exemple.fr").status_code for i in range(6)
+            ]
+            assert codes[:4] == [200] * 4 and set(codes[4:]) == {429}  # ten per client in all
+        with store.connect() as conn:
+            stored = " ".join(
+                str(v) for row in conn.execute(sa.select(schema.rate_limits)) for v in row
+            )
+        assert "cible" not in stored and "testclient" not in stored  # only hashes are kept
+    finally:
+        other_store.close()
+
+
 def test_an_unreachable_mail_server_is_said_and_stores_nothing(
     tmp_path: Path, store: Store
 ) -> None:

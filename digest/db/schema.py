@@ -31,6 +31,7 @@ __all__ = [
     "meta",
     "metadata",
     "pacing",
+    "rate_limits",
     "runs",
     "sources",
     "subscribers",
@@ -295,6 +296,17 @@ bounce_events = sa.Table(
     sa.Index("ix_bounce_events_subscriber", "subscriber_id", "kind"),
 )
 
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    # Signup floods counted across every `digest serve` process: one window per key.
+    # The key is a SHA-256 of what is counted (an address, a client), never the value.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Index("ix_rate_limits_window_start", "window_start"),
+)
+
 
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn)
@@ -333,6 +345,10 @@ def _claims_v5(conn: Connection) -> None:
     pacing.create(conn, checkfirst=True)
 
 
+def _add_rate_limits_v6(conn: Connection) -> None:
+    rate_limits.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create_v1,
@@ -340,5 +356,6 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _add_consents_v3,
     _add_bounce_events_v4,
     _claims_v5,
+    _add_rate_limits_v6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,9 +11,12 @@ import time
 import urllib.parse
 from collections import deque
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-__all__ = ["MAX_BODY", "RateLimit", "client_of", "field", "read_form"]
+from ..db import Store, ratelimits
+
+__all__ = ["MAX_BODY", "RateLimit", "SharedRateLimit", "client_of", "field", "read_form"]
 
 MAX_BODY = 16_384
 
@@ -38,8 +41,31 @@ def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+class SharedRateLimit:
+    """At most ``limit`` events per ``seconds`` for each key, for every process together.
+
+    The counts live in the database (``db.ratelimits``), so that two `digest serve`
+    processes behind one proxy do not each allow the limit.
+    """
+
+    def __init__(self, store: Store, kind: str, limit: int, seconds: float) -> None:
+        self.store = store
+        self.kind = kind
+        self.limit = limit
+        self.seconds = seconds
+
+    async def allow(self, key: str) -> bool:
+        """Record an event for ``key``; False (and nothing recorded) when over the limit."""
+        return await run_in_threadpool(
+            ratelimits.allow, self.store, self.kind, key, self.limit, self.seconds
+        )
+
+
 class RateLimit:
     """At most ``limit`` events per ``seconds`` for each key, in this process's memory.
+
+    For what one process alone serves (the editor's local preview); `digest serve`
+    uses ``SharedRateLimit``.
 
     A sliding window kept per key; keys whose events are all old are dropped, and
     the table is bounded so that a flood of distinct keys cannot grow it forever

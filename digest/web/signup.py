@@ -12,7 +12,8 @@ Enumeration: the form gives the same answer whether the address is new,
 already subscribed, unsubscribed or rate-limited, and every accepted request
 sends the same confirmation email. Floods: a honeypot field bots fill in, a
 limit per address (a mailbox cannot be bombed with confirmations) and one per
-client (a 429 page).
+client (a 429 page), counted in the database so that every `digest serve`
+process shares them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..db.subscribers import Consent
 from ..errors import DigestError, SubscriberError
 from ..i18n import web_language
 from ..subscribers import clean_name, confirm_signup, normalize_email, signup_link_used
-from .forms import RateLimit, client_of, field, read_form
+from .forms import SharedRateLimit, client_of, field, read_form
 from .mail import confirmation_message, send_one
 from .pages import Pages
 
@@ -70,8 +71,8 @@ class Signup:
         self.pages = pages
         self.base_url = settings.web.base_url.rstrip("/")
         self.signer = URLSafeTimedSerializer(settings.secret_key, salt="digest-signup")
-        self.per_address = RateLimit(*PER_ADDRESS)
-        self.per_client = RateLimit(*PER_CLIENT)
+        self.per_address = SharedRateLimit(store, "signup-address", *PER_ADDRESS)
+        self.per_client = SharedRateLimit(store, "signup-client", *PER_CLIENT)
 
     # -- the form ------------------------------------------------------------------------
 
@@ -116,7 +117,7 @@ class Signup:
         except SubscriberError:
             error = self.pages.text(language, "invalid_email", email=raw_email)
             return self._form(language, error=error, email=raw_email, name=name, status=400)
-        if not self.per_client.allow(client_of(request)):
+        if not await self.per_client.allow(client_of(request)):
             return self._message(language, "too_many_title", "too_many", status=429)
         answer = self._message(
             language,
@@ -128,7 +129,7 @@ class Signup:
         if field(form, "website"):
             log.info("signup ignored: the honeypot field was filled in")
             return answer
-        if not self.per_address.allow(email.casefold()):
+        if not await self.per_address.allow(email.casefold()):
             log.info("signup ignored: too many confirmations asked for one address")
             return answer
         origin = field(form, "form")

@@ -167,7 +167,7 @@ class Tokens:
 
     async def _resubscribe(self, row: Subscriber) -> Response:
         language = web_language(row.language)
-        if self.signup is None or not self.signup.per_address.allow(row.email.casefold()):
+        if self.signup is None or not await self.signup.per_address.allow(row.email.casefold()):
             notice = self.pages.text(language, "unavailable")
         else:
             sent = await run_in_threadpool(
