@@ -471,9 +471,17 @@ def _render_editions(settings: Settings, store: Store, period: str | None) -> Re
     keys -= {"", issue.language}
     editions = {"": result.rendered, issue.language: result.rendered}
     checks = list(result.checks)
+    same: dict[tuple[str, tuple[int, ...]], RenderedIssue] = {
+        _selection(issue, issue.language): result.rendered
+    }
     for key in sorted(keys):
+        # Two keys selecting the same items (tags of the same sources) read alike: one render.
+        twin = same.get(_selection(issue, key))
+        if twin is not None:
+            editions[key] = twin
+            continue
         rendered, found = _render_checked(settings, issue, key)
-        editions[key] = rendered
+        editions[key] = same[_selection(issue, key)] = rendered
         checks += [
             dataclasses.replace(c, message=f"edition {key}: {c.message}")
             for c in found
@@ -565,6 +573,15 @@ def send(
     else:
         _reopen_if_nobody_reached(store, issue, before)
     return report
+
+
+def _selection(issue: Issue, key: str) -> tuple[str, tuple[int, ...]]:
+    """What an edition's readers get: its language and the positions of its items."""
+    from .editions import Edition, selected_items
+
+    edition = Edition.parse(key or issue.language)
+    language = edition.language or issue.language
+    return language, tuple(item.position for item in selected_items(issue, edition))
 
 
 def _edition_renderer(

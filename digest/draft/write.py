@@ -84,6 +84,11 @@ def _markdown_lines(text: str) -> list[str]:
     return out
 
 
+def _tags_value(tags: tuple[str, ...]) -> str:
+    """A TOML list on one line (tomli-w breaks long arrays, the comment is one line)."""
+    return "[" + ", ".join(_toml_value(tag) for tag in tags) + "]"
+
+
 def _meta_line(item: IssueItem) -> str:
     fields: list[str] = []
     if item.article_id is not None:
@@ -97,7 +102,7 @@ def _meta_line(item: IssueItem) -> str:
         if value:
             fields.append(f"{name} = {_toml_value(value)}")
     if item.tags:
-        fields.append(f"tags = {_toml_value(list(item.tags))}")
+        fields.append(f"tags = {_tags_value(item.tags)}")
     if not item.grounded:
         fields.append("grounded = false")
     if item.edited:
@@ -161,7 +166,7 @@ def format_draft(issue: Issue, offered: Iterable[int] = ()) -> str:
         if not item.is_note:
             out += [_meta_line(item)]
         elif item.tags:
-            out += [f"<!-- digest: tags = {_toml_value(list(item.tags))} -->"]
+            out += [f"<!-- digest: tags = {_tags_value(item.tags)} -->"]
         out += [""]
         summary = _markdown_lines(item.summary)
         if summary:
