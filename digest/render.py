@@ -312,12 +312,17 @@ def _autoescape(name: str | None) -> bool:
 
 
 def _other_languages(settings: Settings, language: str) -> dict[str, str]:
-    """Sources that declare another language than the issue's, with that language."""
+    """Sources written in another language than the issue's, with that language.
+
+    A source that declares none is in the newsletter's language: in another
+    language's edition, its articles keep their own ``lang`` (and typography).
+    """
     base = language.split("-")[0].lower()
+    default = settings.newsletter.language or "fr"
     return {
-        source.name: source.language
+        source.name: own
         for source in settings.sources
-        if source.language and source.language.split("-")[0].lower() != base
+        if (own := source.language or default).split("-")[0].lower() != base
     }
 
 
