@@ -369,3 +369,47 @@ def test_bad_source_tags_are_one_line_errors(
     err = capsys.readouterr().err
     assert named in err and "sources[0]" in err and "tags" in err and str(config) in err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+# -- an older ledger -------------------------------------------------------------------------
+
+
+def test_a_ledger_from_before_editions_is_upgraded_and_its_rows_get_the_default_edition(
+    tmp_path: Path,
+) -> None:
+    from send_helpers import RENDERED, make_settings, make_store
+
+    from digest.compose import MessageFactory
+    from digest.db import issues
+    from digest.db.deliveries import Ledger
+    from digest.send import Factories
+
+    store, issue = make_store(tmp_path, 2)
+    stored = issues.get(store, issue.period)
+    assert stored is not None and stored.id is not None
+    Ledger(store, stored.id).snapshot()  # queued as a version 5 sender would
+    with store.begin() as conn:  # then back to version 5: no edition, no tags, no editions
+        for table, column in (("deliveries", "edition"), ("issue_items", "tags")):
+            conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(sa.text("ALTER TABLE issues DROP COLUMN editions"))
+        conn.execute(
+            sa.update(schema.meta).where(schema.meta.c.key == "schema_version").values(value="5")
+        )
+    store.close()
+
+    upgraded = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    try:
+        assert upgraded.schema_version() == schema.SCHEMA_VERSION
+        assert issues.delivery_editions(upgraded, issue.period) == {"": 2}
+        ledger = Ledger(upgraded, stored.id, "me")
+        try:
+            rows = ledger.claim(10).rows
+        finally:
+            ledger.close()
+        assert [row.edition for row in rows] == ["", ""]
+        settings = make_settings(tmp_path, 1)
+        default = MessageFactory(RENDERED, settings)
+        factories = Factories(settings, default, issue, lambda key: pytest.fail(key))
+        assert factories[""] is default  # the issue's default edition, rendered once
+    finally:
+        upgraded.close()
