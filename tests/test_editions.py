@@ -413,3 +413,30 @@ def test_a_ledger_from_before_editions_is_upgraded_and_its_rows_get_the_default_
         assert factories[""] is default  # the issue's default edition, rendered once
     finally:
         upgraded.close()
+
+
+def test_the_preference_page_offers_the_sections_the_sources_define(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from conftest import token_of
+
+    from digest.web import create_app
+
+    config = make_config(tmp_path, 1)
+    settings = load_settings(config)
+    store = Store(settings.database.url)
+    request.addfinalizer(store.close)
+    (tmp_path / "one.csv").write_text(
+        f"email,name,language\n{CAMILLE},Camille,fr\n", encoding="utf-8"
+    )
+    from digest.subscribers import import_csv
+
+    import_csv(store, tmp_path / "one.csv")  # nobody on the list has tags yet
+    client = TestClient(create_app(settings, store), base_url=settings.web.base_url)
+    token = token_of(store, CAMILLE)
+    page = client.get(f"/p/{token}").text
+    for tag in ("etudiants", "formateurs", "partenaires", "international"):
+        assert f'value="{tag}"' in page
+    client.post(f"/p/{token}", data={"action": "save", "language": "fr", "tags": ["etudiants"]})
+    (chosen,) = [s.tags for s in subscriber_rows.listed(store) if s.email == CAMILLE]
+    assert chosen == ("etudiants",)
