@@ -489,3 +489,58 @@ def test_signup_records_on_every_backend(db_url: str) -> None:
         assert subscriber_rows.consents_of(store, lea.id) == []
     finally:
         store.close()
+
+
+# -- limits shared by every process ---------------------------------------------------------------
+
+
+def test_two_serve_processes_share_the_signup_limits(
+    tmp_path: Path, store: Store, settings: Settings, smtp_capture: CaptureServer
+) -> None:
+    # Two apps over one SQLite file: what two `digest serve` processes behind a proxy are.
+    other_store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    try:
+        with (
+            TestClient(create_app(settings, store), base_url=BASE) as first,
+            TestClient(create_app(settings, other_store), base_url=BASE) as second,
+        ):
+            for client in (first, second, first, second, first):
+                assert signup(client, "cible@exemple.fr").status_code == 200
+            assert len(mails(smtp_capture)) == 3  # three per address per hour, in all
+            codes = [
+                signup(c, f"n{i}@exemple.fr").status_code for i, c in enumerate([first, second] * 4)
+            ]
+            assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}  # ten per client, in all
+    finally:
+        other_store.close()
+
+
+def test_a_shared_limit_slides_across_its_windows_and_keeps_no_key_in_clear(
+    db_url: str, request: pytest.FixtureRequest
+) -> None:
+    import datetime as dt
+
+    store = Store(db_url)
+    request.addfinalizer(store.close)
+
+    import sqlalchemy as sa
+
+    from digest.db import ratelimits, schema
+
+    def at(seconds: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+    def hits(key: str, when: float, times: int) -> list[bool]:
+        return [ratelimits.allow(store, "t", key, 3, 100.0, at(when)) for _ in range(times)]
+
+    assert hits("cible@exemple.fr", 1000, 4) == [True, True, True, False]
+    # Just past the window's end the last 100 s still hold three events: no fresh burst.
+    assert hits("cible@exemple.fr", 1101, 1) == [False]
+    # Half-way through the next window, half of them have slid out: room for one.
+    assert hits("cible@exemple.fr", 1150, 2) == [True, False]
+    assert hits("autre@exemple.fr", 1150, 3) == [True] * 3  # every key on its own
+    assert hits("cible@exemple.fr", 1300, 3) == [True] * 3  # long after: the full limit
+    with store.connect() as conn:
+        rows = conn.execute(sa.select(schema.rate_limits)).all()
+    assert "cible" not in repr(rows)
+    assert {row.slot for row in rows} == {13}  # older windows are deleted as new ones begin
