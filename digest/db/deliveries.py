@@ -313,8 +313,12 @@ class Ledger:
             .where(deliveries.c.issue_id == self.issue_id)
         )
         groups: dict[str | None, list[int]] = {}
+        known: dict[tuple[str, str], str | None] = {}  # few distinct (language, tags) pairs
         for row_id, language, tags in rows:
-            groups.setdefault(edition_of(language or "", tags or ""), []).append(row_id)
+            pair = (language or "", tags or "")
+            if pair not in known:
+                known[pair] = edition_of(*pair)
+            groups.setdefault(known[pair], []).append(row_id)
         for edition, ids in groups.items():
             if edition == default:
                 continue  # written by the insert
