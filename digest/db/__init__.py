@@ -9,7 +9,6 @@ writes its rows, and every write to a table exists in exactly one function:
 * ``subscribers``: the list and the suppression list;
 * ``deliveries``: the per-recipient ledger of a send, a work queue;
 * ``locks``: locks with leases, shared by processes on any machine;
-* ``ratelimits``: rate limits (signups) shared by every process;
 * ``runs``: the history of ``digest run``;
 * ``jobstore``: the scheduler's job store.
 

@@ -31,7 +31,6 @@ __all__ = [
     "meta",
     "metadata",
     "pacing",
-    "rate_limits",
     "runs",
     "sources",
     "subscribers",
@@ -304,17 +303,6 @@ bounce_events = sa.Table(
 )
 
 
-rate_limits = sa.Table(
-    "rate_limits",
-    metadata,
-    # Events per key (hashed) and fixed time window, shared by every process (``ratelimits``).
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("key_hash", sa.String(64), primary_key=True),
-    sa.Column("slot", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("hits", sa.Integer, nullable=False),
-)
-
-
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
@@ -358,10 +346,6 @@ def _editions_v6(conn: Connection) -> None:
     _add_columns(conn, issues, ("editions",))
 
 
-def _rate_limits_v7(conn: Connection) -> None:
-    rate_limits.create(conn, checkfirst=True)
-
-
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create_v1,
@@ -370,6 +354,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _add_bounce_events_v4,
     _claims_v5,
     _editions_v6,
-    _rate_limits_v7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

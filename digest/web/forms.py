@@ -13,9 +13,7 @@ from collections import deque
 
 from starlette.requests import Request
 
-from ..db import Store, ratelimits
-
-__all__ = ["MAX_BODY", "RateLimit", "SharedRateLimit", "client_of", "field", "read_form"]
+__all__ = ["MAX_BODY", "RateLimit", "client_of", "field", "read_form"]
 
 MAX_BODY = 16_384
 
@@ -74,22 +72,3 @@ class RateLimit:
             del self._events[key]
         while len(self._events) > self.max_keys:
             del self._events[next(iter(self._events))]
-
-
-class SharedRateLimit:
-    """At most ``limit`` events per ``seconds`` for each key, counted in the database.
-
-    The same answer as ``RateLimit`` from every process using the store: several
-    ``digest serve`` processes behind one proxy allow one limit between them, not
-    one each. ``name`` keeps different limits apart.
-    """
-
-    def __init__(self, store: Store, name: str, limit: int, seconds: float) -> None:
-        self.store = store
-        self.name = name
-        self.limit = limit
-        self.seconds = seconds
-
-    def allow(self, key: str) -> bool:
-        """Record an event for ``key``; False (and nothing recorded) when over the limit."""
-        return ratelimits.allow(self.store, self.name, key, self.limit, self.seconds)

@@ -33,7 +33,7 @@ from ..db.subscribers import Consent
 from ..errors import DigestError, SubscriberError
 from ..i18n import web_language
 from ..subscribers import clean_name, confirm_signup, normalize_email, signup_link_used
-from .forms import SharedRateLimit, client_of, field, read_form
+from .forms import RateLimit, client_of, field, read_form
 from .mail import confirmation_message, send_one
 from .pages import Pages
 
@@ -70,9 +70,8 @@ class Signup:
         self.pages = pages
         self.base_url = settings.web.base_url.rstrip("/")
         self.signer = URLSafeTimedSerializer(settings.secret_key, salt="digest-signup")
-        # In the database: every `digest serve` process counts against the same limits.
-        self.per_address = SharedRateLimit(store, "signup-address", *PER_ADDRESS)
-        self.per_client = SharedRateLimit(store, "signup-client", *PER_CLIENT)
+        self.per_address = RateLimit(*PER_ADDRESS)
+        self.per_client = RateLimit(*PER_CLIENT)
 
     # -- the form ------------------------------------------------------------------------
 
