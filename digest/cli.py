@@ -175,10 +175,25 @@ def approve(ctx: Context, period: str | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for email.html, email.txt and email.eml.",
 )
+@click.option(
+    "--language",
+    default="",
+    help="The edition of a subscriber of this language (default: the issue's own).",
+)
+@click.option(
+    "--tags",
+    default="",
+    help="The edition of a subscriber with these tags, comma-separated (default: every section).",
+)
 @pass_ctx
-def render(ctx: Context, period: str | None, out: Path) -> None:
+def render(ctx: Context, period: str | None, out: Path, language: str, tags: str) -> None:
     """Write the email as one subscriber gets it, and run the pre-send checks."""
-    result = pipeline.render(ctx.settings, ctx.store, period, out)
+    edition = ""
+    if language or tags:
+        issue = pipeline.load_issue(ctx.settings, ctx.store, period)
+        edition = pipeline.choose_edition(issue, language, tags)
+        ctx.console.print(f"Edition {edition}.")
+    result = pipeline.render(ctx.settings, ctx.store, period, out, edition=edition)
     for path in result.files:
         ctx.console.print(f"wrote {path}")
     _print_checks(ctx, result.checks)
@@ -266,12 +281,15 @@ def _print_dry_run(ctx: Context, plan: pipeline.DryRun, show_all: bool) -> None:
         queued = plan.deliveries.get("queued", 0)
         ledger = ", ".join(f"{n} {s}" for s, n in sorted(plan.deliveries.items()))
         ctx.console.print(f"Would send to {queued} subscriber(s) (deliveries: {ledger or 'none'}).")
+        _print_editions(ctx, plan.editions)
         if plan.recipients is None:
             ctx.console.print("The send has started; `digest send` resumes with those still due.")
         else:
             shown = plan.recipients if show_all else plan.recipients[:DRY_RUN_LISTED]
             for address in shown:
-                ctx.console.print(f"  {address}")
+                edition = plan.recipient_editions.get(address)
+                label = "" if edition is None else f"  edition {edition or '(none: skipped)'}"
+                ctx.console.print(f"  {address}{label}")
             if len(shown) < len(plan.recipients):
                 more = len(plan.recipients) - len(shown)
                 ctx.console.print(f"  … and {more} more (`--all` lists everyone)")
@@ -279,6 +297,20 @@ def _print_dry_run(ctx: Context, plan: pipeline.DryRun, show_all: bool) -> None:
         ctx.err.print(f"a real send would stop: {problem}")
     if plan.problems:
         raise SystemExit(1)
+
+
+def _print_editions(ctx: Context, editions: dict[str, int]) -> None:
+    """One line per edition: its key, what it is, how many get it."""
+    from .editions import Edition
+
+    if not editions:
+        return
+    ctx.console.print("By edition:")
+    for key, count in sorted(editions.items(), key=lambda kv: (kv[0] == "", kv[0])):
+        if key:
+            ctx.console.print(f"  {key}: {count} ({Edition.parse(key).describe()})")
+        else:
+            ctx.console.print(f"  skipped: {count} (their tags select no article of this issue)")
 
 
 @contextlib.contextmanager

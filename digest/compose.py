@@ -158,6 +158,12 @@ def _address(display: str, address: str) -> bytes:
     return f"{phrase}{space}<{address}>".encode()
 
 
+def _language_tag(language: str) -> bytes:
+    """A language tag safe for a header: letters, digits and hyphens, else French."""
+    tag = language.replace("_", "-").strip()
+    return (tag if re.fullmatch(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*", tag) else "fr").encode()
+
+
 def _domain(address: str) -> str:
     domain = address.rpartition("@")[2].strip().lower()
     try:
@@ -204,6 +210,8 @@ class MessageFactory:
                 b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF,
                 # RFC 3834: auto-responders (out-of-office replies) ignore bulk mail.
                 b"Precedence: bulk" + CRLF,
+                # The edition's language (RFC 3282), as the HTML's <html lang> says.
+                b"Content-Language: " + _language_tag(rendered.language) + CRLF,
                 b"MIME-Version: 1.0" + CRLF,
                 b'Content-Type: multipart/alternative; boundary="' + self._boundary + b'"' + CRLF,
             )

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "DatabaseSettings",
     "DraftSettings",
+    "EditionSettings",
     "LLMSettings",
     "NewsletterSettings",
     "RenderSettings",
@@ -90,6 +91,9 @@ class SourceSettings:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     full_text: Literal["auto", "always", "never"] = "auto"
+    tags: tuple[str, ...] = ()
+    """The sections its articles belong to: subscribers with one of these tags get them
+    (subscribers without tags get everything); no tags: every subscriber gets them."""
 
 
 @dataclass(frozen=True)
@@ -146,10 +150,22 @@ class SummarizeSettings:
 
 
 @dataclass(frozen=True)
+class EditionSettings:
+    """``[[draft.editions]]``: what a new draft gives another language's edition."""
+
+    language: str
+    title: str = ""
+    """Empty: the default title (« Week of … ») in that language."""
+    intro: str = ""
+    """Empty: the edition shows the issue's own introduction."""
+
+
+@dataclass(frozen=True)
 class DraftSettings:
     dir: Path = Path("drafts")
     intro: str = ""
     """The introduction a new draft starts with; editors rewrite it in the draft file."""
+    editions: tuple[EditionSettings, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -588,6 +604,17 @@ def _email_language(value: str) -> Problem:
 _LANGUAGE_TAG = re.compile(r"[a-zA-Z]{2,3}(?:[-_][a-zA-Z0-9]{2,8})*")
 
 
+_TAG = re.compile(r"[\w-]+(?: [\w-]+)*")
+
+
+def _tags(value: tuple[str, ...]) -> Problem:
+    accepted = 'a list of words such as ["alumni", "etudiants"] (letters, digits, "-", "_")'
+    for tag in value:
+        if not _TAG.fullmatch(tag) or len(tag) > 40:
+            return f"{tag!r} is not a tag", accepted
+    return None
+
+
 def _article_language(value: str) -> Problem:
     if value and not _LANGUAGE_TAG.fullmatch(value):
         return "not a language code", "a code such as fr, en or pt-BR, or empty"
@@ -642,6 +669,8 @@ _RULES: dict[tuple[type, str], typing.Callable[[Any], Problem]] = {
     (SourceSettings, "weight"): _number(above=0),
     (SourceSettings, "max_items"): _number(0),
     (SourceSettings, "language"): _article_language,
+    (SourceSettings, "tags"): _tags,
+    (EditionSettings, "language"): _email_language,
     (CollectSettings, "concurrency"): _number(1, 1000),
     (CollectSettings, "connect_timeout"): _number(above=0),
     (CollectSettings, "timeout"): _number(above=0),

@@ -18,6 +18,7 @@ from typing import Literal, NamedTuple
 __all__ = [
     "Article",
     "DeliveryStatus",
+    "EditionText",
     "Failure",
     "Issue",
     "IssueItem",
@@ -169,6 +170,9 @@ class IssueItem:
     backend: str = ""
     grounded: bool = True
     edited: bool = False
+    tags: tuple[str, ...] = ()
+    """The sections this item belongs to (its source's tags, or the editor's): subscribers
+    whose tags include one of them get it; an item without tags goes to everyone."""
 
     @property
     def is_note(self) -> bool:
@@ -177,8 +181,24 @@ class IssueItem:
 
 
 @dataclass(frozen=True)
+class EditionText:
+    """The title and introduction of one language's edition, when the editor wrote them.
+
+    An empty field falls back to the issue's own (see ``editions.edition_issue``).
+    """
+
+    language: str
+    title: str = ""
+    intro: str = ""
+
+
+@dataclass(frozen=True)
 class Issue:
-    """One issue; ``intro`` is Markdown written by the editor (or the config)."""
+    """One issue; ``intro`` is Markdown written by the editor (or the config).
+
+    ``title`` and ``intro`` are those of the issue's own language; ``editions``
+    holds the other languages' own title and introduction, when written.
+    """
 
     period: str
     title: str
@@ -187,6 +207,7 @@ class Issue:
     status: IssueStatus = "draft"
     language: str = "fr"
     id: int | None = None
+    editions: tuple[EditionText, ...] = ()
 
 
 @dataclass(frozen=True)

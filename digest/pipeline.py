@@ -23,6 +23,7 @@ from .db import Store, articles, issues, locks, runs
 from .db import subscribers as subscriber_rows
 from .errors import ConfigError, DigestError, IssueError, LockedError
 from .models import (
+    EditionText,
     Issue,
     IssueItem,
     RenderedEmail,
@@ -34,7 +35,7 @@ from .models import (
     Subscriber,
 )
 from .notify import describe_run, notify_editors
-from .period import current_period, period_bounds
+from .period import current_period
 from .richtext import markdown_escape
 from .selection import select_articles
 
@@ -79,6 +80,10 @@ class RenderResult:
     rendered: RenderedIssue
     checks: list[Check]
     files: list[Path] = field(default_factory=list)
+    edition: str = ""
+    """The edition ``rendered`` is (``editions.Edition.key``); "" for the issue's default."""
+    editions: dict[str, RenderedIssue] = field(default_factory=dict)
+    """Every edition a send would need, rendered and checked (``_sendable`` fills it)."""
 
     @property
     def errors(self) -> list[Check]:
@@ -111,6 +116,7 @@ def build_issue(settings: Settings, store: Store, period: str) -> Issue:
 
     get_summarizer(settings.summarize)  # a misconfigured backend fails here, not per article
     selected = select_articles(settings, store, period)
+    source_tags = {source.name: source.tags for source in settings.sources}
     items: list[IssueItem] = []
     # A remote model is asked a few articles at a time, within one deadline per issue.
     for article, summary in zip(
@@ -137,6 +143,7 @@ def build_issue(settings: Settings, store: Store, period: str) -> Issue:
                 image_alt=article.image_alt,
                 backend=summary.backend,
                 grounded=summary.grounded,
+                tags=source_tags.get(article.source, ()),
             )
         )
     return Issue(
@@ -145,18 +152,15 @@ def build_issue(settings: Settings, store: Store, period: str) -> Issue:
         intro=settings.draft.intro,
         items=tuple(items),
         language=settings.newsletter.language,
+        editions=tuple(EditionText(e.language, e.title, e.intro) for e in settings.draft.editions),
     )
 
 
 def issue_title(period: str, language: str, timezone: str) -> str:
     """The default title, « Semaine du 23 novembre 2026 »: editors usually write their own."""
-    from zoneinfo import ZoneInfo
+    from .editions import week_title
 
-    from .i18n import format_date, strings_for
-
-    start, _ = period_bounds(period, timezone)
-    monday = start.astimezone(ZoneInfo(timezone)).date()
-    return strings_for(language)["week_of"].format(date=format_date(monday, language))
+    return week_title(period, language, timezone)
 
 
 def draft(
@@ -290,9 +294,10 @@ def _draft_differs(stored: Issue, path: Path) -> bool:
         return (
             issue.title,
             issue.intro,
+            issue.editions,
             tuple(
                 (i.article_id, i.title, i.url, i.summary, tuple(x.text for x in i.lessons))
-                + (i.image_url, i.image_alt, i.section)
+                + (i.image_url, i.image_alt, i.section, i.tags)
                 for i in issue.items
             ),
         )
@@ -319,21 +324,89 @@ def approve(settings: Settings, store: Store, period: str | None = None) -> Issu
 
 
 def render(
-    settings: Settings, store: Store, period: str | None = None, out: Path | None = None
+    settings: Settings,
+    store: Store,
+    period: str | None = None,
+    out: Path | None = None,
+    *,
+    edition: str = "",
 ) -> RenderResult:
-    """Render the issue once and run the pre-send checks; with ``out``, write the files."""
-    from .checks import check_email
-    from .render import render_issue
+    """Render the issue once and run the pre-send checks; with ``out``, write the files.
 
+    ``edition`` (a key, see ``editions``; ``choose_edition`` makes one from a language
+    and tags): that edition instead of the issue's default one.
+    """
     issue = load_issue(settings, store, period)
-    rendered = render_issue(issue, settings)
-    local = settings.web.base_url if settings.web.allow_local_links else ""
-    # a link twice: said once
-    checks = list(dict.fromkeys(check_email(rendered, issue, local_base_url=local)))
+    rendered, checks = _render_checked(settings, issue, edition)
     files: list[Path] = []
     if out is not None:
         files = write_rendered(settings, store, rendered, out)
-    return RenderResult(issue, rendered, checks, files)
+    return RenderResult(issue, rendered, checks, files, edition=edition)
+
+
+def render_edition(settings: Settings, issue: Issue, edition: str) -> RenderedIssue:
+    """``edition`` of ``issue`` rendered: its language, its items, its title and intro."""
+    from .editions import edition_issue
+    from .render import render_issue
+
+    if not edition:
+        edition = issue.language
+    return render_issue(edition_issue(issue, edition, settings.newsletter.timezone), settings)
+
+
+def _render_checked(
+    settings: Settings, issue: Issue, edition: str
+) -> tuple[RenderedIssue, list[Check]]:
+    from .checks import check_email
+    from .editions import edition_issue
+
+    version = edition_issue(issue, edition or issue.language, settings.newsletter.timezone)
+    rendered = render_edition(settings, issue, edition)
+    local = settings.web.base_url if settings.web.allow_local_links else ""
+    # a link twice: said once
+    return rendered, list(dict.fromkeys(check_email(rendered, version, local_base_url=local)))
+
+
+def choose_edition(issue: Issue, language: str = "", tags: str = "") -> str:
+    """The edition key a subscriber of ``language`` and ``tags`` (comma-separated) gets.
+
+    Raises ``IssueError`` when those tags select no article of the issue.
+    """
+    from .editions import edition_for
+    from .i18n import CATALOGUE, base_language
+
+    if language and base_language(language) not in CATALOGUE:
+        raise IssueError(
+            f"the email templates have no texts in the language {language!r}",
+            hint=f"use one of {', '.join(sorted(CATALOGUE))}",
+        )
+    edition = edition_for(issue, language or issue.language, tags)
+    if edition is None:
+        raise IssueError(
+            f"no article of issue {issue.period} is for the tags {tags!r}",
+            hint="the issue's sections are: " + (", ".join(_issue_tags(issue)) or "(none)"),
+        )
+    return edition.key
+
+
+def _issue_tags(issue: Issue) -> tuple[str, ...]:
+    from .editions import issue_tags
+
+    return issue_tags(issue)
+
+
+def planned_editions(store: Store, issue: Issue) -> dict[str, list[str]]:
+    """Who would get which edition if the issue were sent now: key → addresses, in list
+    order; key "" gathers those whose tags select no article (they get nothing)."""
+    from .editions import edition_for
+
+    planned: dict[str, list[str]] = {}
+    for subscriber in subscriber_rows.listed(store):
+        if subscriber.status != "active":
+            continue
+        edition = edition_for(issue, subscriber.language, subscriber.tags)
+        planned.setdefault("" if edition is None else edition.key, []).append(subscriber.email)
+    return planned
 
 
 def sample_email(settings: Settings, rendered: RenderedIssue) -> tuple[RenderedEmail, bytes]:
@@ -379,7 +452,8 @@ def write_rendered(
 
 
 def _sendable(settings: Settings, store: Store, period: str | None, force: bool) -> RenderResult:
-    result = render(settings, store, period)
+    """The issue rendered in every edition a send would use, each one checked."""
+    result = _render_editions(settings, store, period)
     if result.errors and not force:
         problems = "; ".join(c.message for c in result.errors)
         raise IssueError(
@@ -387,6 +461,34 @@ def _sendable(settings: Settings, store: Store, period: str | None, force: bool)
             hint="fix the draft (see `digest preview`), or pass --force to send anyway",
         )
     return result
+
+
+def _render_editions(settings: Settings, store: Store, period: str | None) -> RenderResult:
+    """``render`` plus every other edition that the list (or a send under way) needs;
+    a check that fails in another edition only names that edition."""
+    result = render(settings, store, period)
+    issue = result.issue
+    keys = set(planned_editions(store, issue)) | set(issues.delivery_editions(store, issue.period))
+    keys -= {"", issue.language}
+    editions = {"": result.rendered, issue.language: result.rendered}
+    checks = list(result.checks)
+    same: dict[tuple[str, tuple[int, ...]], RenderedIssue] = {
+        _selection(issue, issue.language): result.rendered
+    }
+    for key in sorted(keys):
+        # Two keys selecting the same items (tags of the same sources) read alike: one render.
+        twin = same.get(_selection(issue, key))
+        if twin is not None:
+            editions[key] = twin
+            continue
+        rendered, found = _render_checked(settings, issue, key)
+        editions[key] = same[_selection(issue, key)] = rendered
+        checks += [
+            dataclasses.replace(c, message=f"edition {key}: {c.message}")
+            for c in found
+            if c not in result.checks
+        ]
+    return dataclasses.replace(result, checks=list(dict.fromkeys(checks)), editions=editions)
 
 
 def send_test(settings: Settings, store: Store, period: str | None, address: str) -> None:
@@ -460,6 +562,7 @@ def send(
             progress=progress,
             resend_uncertain=resend_uncertain,
             stop=stop,
+            render_edition=_edition_renderer(settings, issue, result.editions),
         )
     except DigestError as exc:
         if _reopen_if_nobody_reached(store, issue, before):
@@ -471,6 +574,28 @@ def send(
     else:
         _reopen_if_nobody_reached(store, issue, before)
     return report
+
+
+def _selection(issue: Issue, key: str) -> tuple[str, tuple[int, ...]]:
+    """What an edition's readers get: its language and the positions of its items."""
+    from .editions import Edition, selected_items
+
+    edition = Edition.parse(key or issue.language)
+    language = edition.language or issue.language
+    return language, tuple(item.position for item in selected_items(issue, edition))
+
+
+def _edition_renderer(
+    settings: Settings, issue: Issue, done: dict[str, RenderedIssue]
+) -> Callable[[str], RenderedIssue]:
+    """Each edition's rendered issue: those checked before the send, else rendered now
+    (a subscriber who changed language after the checks)."""
+
+    def rendered(edition: str) -> RenderedIssue:
+        found = done.get(edition)
+        return found if found is not None else render_edition(settings, issue, edition)
+
+    return rendered
 
 
 def _refuse_placeholders(settings: Settings) -> None:
@@ -562,6 +687,11 @@ class DryRun:
     """Why a real send would refuse to start; empty when it would go."""
     test_to: str = ""
     already_sent: bool = False
+    editions: dict[str, int] = field(default_factory=dict)
+    """Recipients per edition key (see ``editions``); "" counts those whose tags select
+    no article of the issue (they would be skipped)."""
+    recipient_editions: dict[str, str] = field(default_factory=dict)
+    """Each listed recipient's edition key (with ``recipients``)."""
 
 
 def dry_run(
@@ -578,7 +708,7 @@ def dry_run(
     from .subscribers import normalize_email
 
     period = period_or_current(settings, period)
-    result = render(settings, store, period)
+    result = _render_editions(settings, store, period)
     issue = result.issue
     if to:  # a test send goes out whatever the checks say, as `send --to` does
         address = normalize_email(to)
@@ -599,7 +729,24 @@ def dry_run(
     started = any(n for status, n in counts.items() if status != "queued")
     # once a send has started, the ledger (not the list) knows who is still due
     recipients = None if started else [s.email for s in everyone if s.status == "active"]
-    return DryRun(period, recipients, by_status, counts, problems)
+    if started:
+        editions = issues.delivery_editions(store, period)
+        # rows queued before editions existed are the default edition
+        editions[issue.language] = editions.get(issue.language, 0) + editions.pop("", 0)
+        chosen: dict[str, str] = {}
+    else:
+        planned = planned_editions(store, issue)
+        editions = {key: len(emails) for key, emails in planned.items()}
+        chosen = {email: key for key, emails in planned.items() for email in emails}
+    return DryRun(
+        period,
+        recipients,
+        by_status,
+        counts,
+        problems,
+        editions=editions,
+        recipient_editions=chosen,
+    )
 
 
 # -- run ---------------------------------------------------------------------------------

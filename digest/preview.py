@@ -117,6 +117,15 @@ class Snapshot:
     sources: tuple[SourceHealth, ...] = ()
     problems: tuple[Problem, ...] = ()
     built_at: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    edition: str = ""
+    """The edition shown (``editions.Edition.key``); "" for the issue's default one."""
+    edition_label: str = ""
+    own_intro: bool = True
+    """False when the edition shown has no introduction of its own (it shows the default)."""
+    planned: tuple[tuple[str, str, int], ...] = ()
+    """The editions a send would make now: key, what it is, how many subscribers."""
+    tags: tuple[str, ...] = ()
+    """The issue's sections, for the switch."""
 
 
 class Preview:
@@ -133,7 +142,8 @@ class Preview:
         self.sends_per_minute = RateLimit(TEST_SENDS_PER_MINUTE, 60.0)
         self.sends_per_session = RateLimit(TEST_SENDS_PER_SESSION, float("inf"))
         self._lock = threading.Lock()
-        self._snapshot: Snapshot | None = None
+        self._snapshots: dict[str, Snapshot] = {}
+        """One per edition looked at, all dropped when the files change."""
 
     # -- what changed --------------------------------------------------------------
 
@@ -179,27 +189,47 @@ class Preview:
 
     # -- building ------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, edition: str = "") -> Snapshot:
+        """The page's state for ``edition`` (a key; "" or unknown: the default edition)."""
         settings, config_problem = self.current_settings()
         version = self.version(settings)
         with self._lock:  # one build at a time: the page and its frame ask together
-            if self._snapshot is None or self._snapshot.version != version:
-                self._snapshot = self._build(settings, version, config_problem)
-            return self._snapshot
+            if any(s.version != version for s in self._snapshots.values()):
+                self._snapshots.clear()
+            if edition not in self._snapshots:
+                self._snapshots[edition] = self._build(settings, version, config_problem, edition)
+            return self._snapshots[edition]
 
-    def _build(self, settings: Settings, version: str, config_problem: Problem | None) -> Snapshot:
+    def _build(
+        self,
+        settings: Settings,
+        version: str,
+        config_problem: Problem | None,
+        edition: str = "",
+    ) -> Snapshot:
         from . import pipeline
+        from .editions import Edition, has_own_intro, issue_tags
 
         problems = [config_problem] if config_problem else []
         snapshot = Snapshot(version, settings, draft_path(settings, self.period))
         issue = rendered = None
         try:
             issue = pipeline.load_issue(settings, self.store, self.period)
-            result = pipeline.render(settings, self.store, self.period)
+            result = pipeline.render(settings, self.store, self.period, edition=edition)
             issue, rendered = result.issue, result.rendered
             email, headers = sample_message(settings, rendered)
+            shown = Edition.parse(edition or issue.language)
+            planned = pipeline.planned_editions(self.store, issue)
             snapshot = dataclasses.replace(
                 snapshot,
+                edition=edition,
+                edition_label=_edition_label(shown),
+                own_intro=has_own_intro(issue, shown.language),
+                planned=tuple(
+                    (key, _edition_label(Edition.parse(key)) if key else "", len(emails))
+                    for key, emails in sorted(planned.items(), key=lambda kv: (not kv[0], kv[0]))
+                ),
+                tags=issue_tags(issue),
                 issue=issue,
                 rendered=rendered,
                 email=email,
@@ -232,6 +262,38 @@ class Preview:
             sources=tuple(source_health(settings, self._source_rows())),
             problems=tuple(problems),
         )
+
+
+_LANGUAGE_NAMES = {"fr": "français", "en": "anglais"}
+
+
+def _edition_label(edition: Any) -> str:
+    """An edition as the (French) page says it: « anglais · rubriques : alumni »."""
+    language = _LANGUAGE_NAMES.get(edition.language.split("-")[0], edition.language)
+    if edition.tags is None:
+        return f"{language} · toutes les rubriques"
+    if not edition.tags:
+        return f"{language} · articles sans rubrique seulement"
+    return f"{language} · rubriques : {', '.join(edition.tags)}"
+
+
+def _edition_of(request: Request) -> str:
+    """The edition a request asks for: ``?edition=KEY``, or ``?language=…&tags=…`` (the
+    switch's form); "" (the default) when it asks for nothing we can render."""
+    from .editions import Edition
+    from .i18n import CATALOGUE, base_language
+
+    key = request.query_params.get("edition", "")
+    language = request.query_params.get("language", "")
+    tags = request.query_params.get("tags", "")
+    if not key and (language or tags):
+        key = f"{language}+{tags}" if tags else language
+    if not key:
+        return ""
+    edition = Edition.parse(key[:200])
+    if edition.language and base_language(edition.language) not in CATALOGUE:
+        return ""
+    return edition.key
 
 
 def sample_message(
@@ -320,7 +382,7 @@ def create_preview_app(
     preview = Preview(settings, store, period)
 
     def page(request: Request) -> Response:
-        snapshot = preview.snapshot()
+        snapshot = preview.snapshot(_edition_of(request))
         flash, preview.flash = preview.flash, None
         body = _jinja.get_template("preview.html.j2").render(
             s=snapshot,
@@ -332,11 +394,13 @@ def create_preview_app(
             warnings=[c for c in snapshot.checks if c.level != "error"],
             status_label=_status_label(snapshot.issue),
             built_at=snapshot.built_at.astimezone(_zone(snapshot.settings.newsletter.timezone)),
+            edition_query=urllib.parse.urlencode({"edition": snapshot.edition}),
+            languages=sorted(_LANGUAGE_NAMES.items()),
         )
         return HTMLResponse(body, headers=_no_store({"Content-Security-Policy": _CSP_PAGE}))
 
     def email_html(request: Request) -> Response:
-        snapshot = preview.snapshot()
+        snapshot = preview.snapshot(_edition_of(request))
         if snapshot.email is None:
             body = (
                 '<!doctype html><html lang="fr"><meta charset="utf-8">'
@@ -352,7 +416,7 @@ def create_preview_app(
         return HTMLResponse(body, headers=_no_store({"Content-Security-Policy": _CSP_EMAIL}))
 
     def email_text(request: Request) -> Response:
-        snapshot = preview.snapshot()
+        snapshot = preview.snapshot(_edition_of(request))
         text = snapshot.email.text if snapshot.email else ""
         return PlainTextResponse(text, headers=_no_store({}))
 

@@ -41,7 +41,7 @@ import premailer
 
 from .config import Settings
 from .errors import DigestError, TemplateError
-from .i18n import format_date, strings_for
+from .i18n import base_language, format_date, strings_for
 from .models import NAME_MARKER, UNSUBSCRIBE_MARKER, Issue, IssueItem, RenderedIssue, new_markers
 from .period import period_bounds
 from .richtext import (
@@ -205,6 +205,10 @@ def _subject(issue: Issue, settings: Settings) -> str:
     return str(typography(subject, _language(issue, settings)))
 
 
+def _same_language(one: str, other: str) -> bool:
+    return base_language(one) == base_language(other or "fr")
+
+
 def _language(issue: Issue, settings: Settings) -> str:
     return issue.language or settings.newsletter.language or "fr"
 
@@ -278,7 +282,10 @@ def _shared_context(issue: Issue, settings: Settings) -> dict[str, Any]:
             "title": title,
             "from_name": clean(newsletter.from_name),
             "postal_address": clean(newsletter.postal_address),
-            "why": clean(newsletter.why) or strings["why_default"].format(title=title),
+            # The configured wording is in the newsletter's language: another
+            # language's edition says it with its own interface strings.
+            "why": (clean(newsletter.why) if _same_language(language, newsletter.language) else "")
+            or strings["why_default"].format(title=title),
             "language": language,
         },
         "issue": {
@@ -305,12 +312,17 @@ def _autoescape(name: str | None) -> bool:
 
 
 def _other_languages(settings: Settings, language: str) -> dict[str, str]:
-    """Sources that declare another language than the issue's, with that language."""
+    """Sources written in another language than the issue's, with that language.
+
+    A source that declares none is in the newsletter's language: in another
+    language's edition, its articles keep their own ``lang`` (and typography).
+    """
     base = language.split("-")[0].lower()
+    default = settings.newsletter.language or "fr"
     return {
-        source.name: source.language
+        source.name: own
         for source in settings.sources
-        if source.language and source.language.split("-")[0].lower() != base
+        if (own := source.language or default).split("-")[0].lower() != base
     }
 
 

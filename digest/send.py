@@ -40,16 +40,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import editions
 from .compose import MessageFactory
 from .config import Settings
 from .db import Store, issues, locks, pacing
-from .db.deliveries import Due, Finished, Ledger
+from .db.deliveries import Due, EditionOf, Finished, Ledger
 from .db.schema import utcnow
 from .errors import DeliveryError, IssueError, LockedError
 from .models import Failure, Issue, RenderedIssue, SendProgress, SendReport, Subscriber
 from .smtp import Outcome, SmtpClient, local_hostname
 
-__all__ = ["SendAborted", "retry_time", "send_issue"]
+__all__ = ["Factories", "SendAborted", "retry_time", "send_issue"]
 
 log = logging.getLogger("digest.send")
 
@@ -79,6 +80,57 @@ def retry_time(attempts: int, window_hours: float, now: dt.datetime) -> dt.datet
     if sum(delays) > window_hours * 60:
         return None
     return now + dt.timedelta(minutes=delays[-1])
+
+
+# -- one message factory per edition -------------------------------------------------------
+
+
+class Factories:
+    """The ``MessageFactory`` of each edition, built the first time a recipient needs it.
+
+    ``render`` turns an edition key (``editions.Edition.key``) into its rendered
+    issue; each edition is rendered once per send, however many recipients share
+    it. ``default`` is the issue's default edition (key ``default_key``, and ""
+    for rows queued before editions existed). Without ``render`` every recipient
+    gets ``default`` and the ledger records no edition (a hand-built issue, as
+    tests and benchmarks send).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        default: MessageFactory,
+        issue: Issue,
+        render: Callable[[str], RenderedIssue] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.default = default
+        self.render = render
+        self.default_key = ""
+        self.edition_of: EditionOf | None = None
+        if render is not None:
+            self.default_key = editions.Edition(issue.language).key
+
+            def edition_of(language: str, tags: str) -> str | None:
+                edition = editions.edition_for(issue, language, tags)
+                return None if edition is None else edition.key
+
+            self.edition_of = edition_of
+        self.built: dict[str, MessageFactory] = {"": default, self.default_key: default}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, edition: str) -> MessageFactory:
+        factory = self.built.get(edition)
+        if factory is not None:
+            return factory
+        with self.lock:
+            if edition not in self.built:
+                self.built[edition] = (
+                    MessageFactory(self.render(edition), self.settings)
+                    if self.render is not None
+                    else self.default
+                )
+            return self.built[edition]
 
 
 # -- the send loop -------------------------------------------------------------------------
@@ -158,7 +210,7 @@ def _worker(
     queue: list[Due],
     queue_lock: threading.Lock,
     ledger: Ledger,
-    factory: MessageFactory,
+    factories: Factories,
     client: SmtpClient,
     window: float,
     pacer: _Pacer,
@@ -173,7 +225,7 @@ def _worker(
                 if not queue:
                     return
                 row = queue.pop(0)
-            ledger.finish(_send(run, row, ledger, factory, client, window, pacer))
+            ledger.finish(_send(run, row, ledger, factories, client, window, pacer))
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
         with run.lock:
             if run.fatal is None:
@@ -185,7 +237,7 @@ def _send(
     run: _Run,
     row: Due,
     ledger: Ledger,
-    factory: MessageFactory,
+    factories: Factories,
     client: SmtpClient,
     window: float,
     pacer: _Pacer,
@@ -202,6 +254,7 @@ def _send(
     try:
         if not client.connected:
             _connect(client, run)
+        factory = factories[row.edition]  # the edition the row was queued with
         message = factory.build(
             Subscriber(email=row.email, name=row.name, language=row.language), row.token
         )
@@ -295,6 +348,7 @@ def send_issue(
     progress: Callable[..., None] | None = None,
     resend_uncertain: bool = False,
     stop: threading.Event | None = None,
+    render_edition: Callable[[str], RenderedIssue] | None = None,
 ) -> SendReport:
     """Send ``issue`` to everyone in its ledger not yet attempted; return what happened.
 
@@ -304,8 +358,11 @@ def send_issue(
     after the messages in flight. Raises ``LockedError`` when another process is
     sending this issue, ``DeliveryError`` when the server cannot be used
     (``SendAborted``, with the report, once sending had started).
+    ``render_edition``: each recipient gets the edition of their language and
+    tags (``rendered`` is the default one), rendered by this on first use.
     """
     factory = MessageFactory(rendered, settings)
+    factories = Factories(settings, factory, issue, render_edition)
     options: dict[str, Any] = {
         "progress": progress,
         "resend_uncertain": resend_uncertain,
@@ -327,13 +384,13 @@ def send_issue(
     if store.engine.dialect.name == "postgresql":
         # Several senders share the issue, no issue-wide lock: each claims its own batches.
         ledger = Ledger(store, stored.id, locks.owner_id())
-        return _send_with(ledger, settings, factory, report, None, **options)
+        return _send_with(ledger, settings, factories, report, None, **options)
     lock_name = f"send:{issue.period}"
     locks.release_if_gone(store, lock_name)
     try:
         with locks.hold(store, lock_name, ttl=LOCK_TTL) as owner:
             ledger = Ledger(store, stored.id, owner)
-            return _send_with(ledger, settings, factory, report, lock_name, **options)
+            return _send_with(ledger, settings, factories, report, lock_name, **options)
     except LockedError as exc:
         raise LockedError(
             f"issue {issue.period} is being sent by another process ({exc.message})",
@@ -345,7 +402,7 @@ def send_issue(
 def _send_with(
     ledger: Ledger,
     settings: Settings,
-    factory: MessageFactory,
+    factories: Factories,
     report: SendReport,
     lock_name: str | None,
     *,
@@ -359,7 +416,7 @@ def _send_with(
         # Alone (SQLite, under the lock): every row in flight is a dead sender's.
         # Shared: only rows whose claim lease ran out.
         ledger.recover(resend_uncertain, expired_only=lock_name is None)
-        added = ledger.snapshot()
+        added = ledger.snapshot(factories.edition_of, factories.default_key)
         if added:
             log.info("%s: %d recipient(s) queued", report.period, added)
         run = _Run(
@@ -372,7 +429,7 @@ def _send_with(
         ttl = dt.timedelta(seconds=settings.send.lease_seconds)
         with _sigterm_stops(run.stop), _lease(ledger, lock_name, run, ttl):
             try:
-                _drive(run, ledger, factory, settings)
+                _drive(run, ledger, factories, settings)
             finally:
                 ledger.release()  # claimed, not begun: back to the queue, durably
             if run.storm:
@@ -430,7 +487,7 @@ def _lease(
         thread.join()
 
 
-def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Settings) -> None:
+def _drive(run: _Run, ledger: Ledger, factories: Factories, settings: Settings) -> None:
     """Feed due rows to the sending threads, batch by batch."""
     shared = ledger.store.engine.dialect.name == "postgresql"
     pacer = _Pacer(settings.send.rate, ledger.store if shared else None)
@@ -440,7 +497,7 @@ def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Setting
     clients = [SmtpClient(settings.smtp, ehlo_name) for _ in range(connections)]
     try:
         ttl = dt.timedelta(seconds=settings.send.lease_seconds)
-        _feed(run, ledger, factory, clients, window, pacer, ttl)
+        _feed(run, ledger, factories, clients, window, pacer, ttl)
     finally:
         for client in clients:
             client.close()
@@ -451,7 +508,7 @@ def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Setting
 def _feed(
     run: _Run,
     ledger: Ledger,
-    factory: MessageFactory,
+    factories: Factories,
     clients: list[SmtpClient],
     window: float,
     pacer: _Pacer,
@@ -479,12 +536,12 @@ def _feed(
         queue = list(claim.rows)
         queue_lock = threading.Lock()
         if connections == 1:
-            _worker(run, queue, queue_lock, ledger, factory, clients[0], window, pacer)
+            _worker(run, queue, queue_lock, ledger, factories, clients[0], window, pacer)
             continue
         threads = [
             threading.Thread(
                 target=_worker,
-                args=(run, queue, queue_lock, ledger, factory, client, window, pacer),
+                args=(run, queue, queue_lock, ledger, factories, client, window, pacer),
                 name=f"digest-send-{i}",
                 daemon=True,
             )

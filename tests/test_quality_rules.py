@@ -152,7 +152,9 @@ def test_rule_2_headers_encodings_and_line_lengths_on_the_wire(
         assert re.fullmatch(r"<[^@<>\s]+@" + re.escape(SENDER_DOMAIN) + ">", message["Message-ID"])
         # The French subject and names travel as RFC 2047 encoded words, decoded intact.
         assert re.search(rb"^Subject: =\?utf-8\?[qb]\?", got.head, re.I | re.M)
-        assert "’" in message["Subject"] and "novembre" in message["Subject"]
+        # The English-speaking subscriber gets the English edition (Content-Language: en).
+        month = "November" if message["Content-Language"] == "en" else "novembre"
+        assert "’" in message["Subject"] and month in message["Subject"]
         assert message["From"].addresses[0].display_name == "Institut des Arts et du Numérique"
         assert got.head.isascii()
         html_part = got.message.get_body(("html",))
@@ -245,7 +247,10 @@ def test_rules_5_to_10_the_received_html(messages: list[Received]) -> None:
         page = VisibleText.of(html)
         # Rule 6: language, alt on every image, presentation tables, link texts, preheader.
         html_tag = next(attrs for tag, attrs in page.tags if tag == "html")
-        assert html_tag.get("lang") == "fr"
+        english = got.envelope_to == "emily.carter@example.com"  # the list's `en` subscriber
+        assert (
+            html_tag.get("lang") == got.message["Content-Language"] == ("en" if english else "fr")
+        )
         images = [attrs for tag, attrs in page.tags if tag == "img"]
         assert images and all("alt" in attrs for attrs in images)
         tables = [attrs for tag, attrs in page.tags if tag == "table"]
@@ -253,7 +258,8 @@ def test_rules_5_to_10_the_received_html(messages: list[Received]) -> None:
         vague = {"ici", "cliquez ici", "lire", "lien", "here", "click here", "en savoir plus"}
         assert not [text for _, text in page.links if text.lower() in vague or not text]
         first_text = next(c.strip() for c in page.chunks if c.strip())
-        assert first_text.startswith("Cette semaine")  # the intro is the preheader
+        # the intro (the English edition's own) is the preheader
+        assert first_text.startswith("This week" if english else "Cette semaine")
         # Rule 7: dark mode declared.
         assert re.search(r'<meta[^>]+name="color-scheme"[^>]+content="light dark"', html)
         # Rule 8: Outlook's conditional comments survived inlining.
@@ -261,8 +267,13 @@ def test_rules_5_to_10_the_received_html(messages: list[Received]) -> None:
         # Rule 9: responsive rules kept, no web-font link unless configured.
         assert "@media" in html
         assert "fonts.googleapis.com" not in html
-        # Rule 10: French typography and dates in both parts.
+        # Rule 10: French typography and dates in both parts (English ones in English).
         for part in (page.text, got.text):
+            if english:
+                assert "This week:" in part and "What this teaches us" in part
+                assert "Ce que cela nous apprend" not in part
+                assert re.search(r"\bNovember \d{1,2}, 2026\b", part)
+                continue
             assert "Cette semaine\u00a0:" in part and "Ce que cela nous apprend" in part
             assert re.search(r"\b\d{1,2} novembre 2026\b", part)
             assert not re.search(r"\w [:;!?](\s|$)", part.replace("\u00a0", "_"))

@@ -53,7 +53,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -72,6 +72,7 @@ __all__ = [
     "Due",
     "Finished",
     "Ledger",
+    "NO_SECTION",
     "boot_id",
     "discard_if_untouched",
     "test_recipient",
@@ -90,6 +91,15 @@ class Due(NamedTuple):
     language: str
     token: str
     attempts: int
+    edition: str = ""
+    """The edition the recipient was queued with ("": the issue's default)."""
+
+
+NO_SECTION = "none of this issue's sections matches the subscriber's tags"
+"""Why a recipient whose edition holds no article is ``skipped``."""
+
+EditionOf = Callable[[str, str], str | None]
+"""A subscriber's edition key from their ``language`` and stored ``tags``; None: nothing to send."""
 
 
 class Finished(NamedTuple):
@@ -244,12 +254,16 @@ class Ledger:
                 if self.cheap:
                     self._pragma("NORMAL")
 
-    def snapshot(self) -> int:
+    def snapshot(self, edition_of: EditionOf | None = None, default_edition: str = "") -> int:
         """Queue every active subscriber, once per issue; return how many were added.
 
         The list is the one taken when sending started: a resume or a retry run
         finds the ledger already filled and adds nobody, so someone who subscribed
-        since waits for the next issue.
+        since waits for the next issue. ``edition_of`` gives each recipient's
+        edition, recorded with the row so that a resumed send keeps it; a
+        recipient it gives None is ``skipped`` (nothing of the issue is for them).
+        ``default_edition`` is written with the insert (most recipients' edition), so
+        only the others cost an update.
         """
         now = utcnow()
         already = sa.select(deliveries.c.id).where(
@@ -263,6 +277,7 @@ class Ledger:
             sa.literal("queued"),
             sa.literal(0),
             sa.literal(now, type_=deliveries.c.updated_at.type),
+            sa.literal(default_edition),
         ).where(subscribers.c.status == "active", ~sa.exists(already))
         try:
             with self._tx() as conn:
@@ -275,13 +290,47 @@ class Ledger:
                     return 0
                 result = conn.execute(
                     sa.insert(deliveries).from_select(
-                        ["issue_id", "subscriber_id", "email", "status", "attempts", "updated_at"],
+                        [
+                            *("issue_id", "subscriber_id", "email", "status", "attempts"),
+                            *("updated_at", "edition"),
+                        ],
                         source,
                     )
                 )
+                if edition_of is not None:
+                    self._set_editions(conn, edition_of, default_edition, now)
                 return max(int(result.rowcount or 0), 0)
         except IntegrityError:
             return 0  # another sender took the snapshot at the same moment: theirs stands
+
+    def _set_editions(
+        self, conn: Connection, edition_of: EditionOf, default: str, now: dt.datetime
+    ) -> None:
+        """Record each row's edition: one UPDATE per distinct edition (few), in chunks."""
+        rows = conn.execute(
+            sa.select(deliveries.c.id, subscribers.c.language, subscribers.c.tags)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.issue_id == self.issue_id)
+        )
+        groups: dict[str | None, list[int]] = {}
+        known: dict[tuple[str, str], str | None] = {}  # few distinct (language, tags) pairs
+        for row_id, language, tags in rows:
+            pair = (language or "", tags or "")
+            if pair not in known:
+                known[pair] = edition_of(*pair)
+            groups.setdefault(known[pair], []).append(row_id)
+        for edition, ids in groups.items():
+            if edition == default:
+                continue  # written by the insert
+            values: dict[str, Any] = {"edition": edition}
+            if edition is None:
+                values = {"status": "skipped", "last_error": NO_SECTION, "updated_at": now}
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    sa.update(deliveries)
+                    .where(deliveries.c.id.in_(ids[start : start + 500]))
+                    .values(**values)
+                )
 
     def recover(self, resend_uncertain: bool, *, expired_only: bool = False) -> None:
         """Settle rows a dead sender left in flight; maybe re-queue the uncertain ones.
@@ -384,6 +433,7 @@ class Ledger:
             subscribers.c.language,
             subscribers.c.token,
             deliveries.c.attempts,
+            deliveries.c.edition,
             subscribers.c.status,
         )
         queued = deliveries.c.status == "queued"
@@ -433,7 +483,10 @@ class Ledger:
                         last_error="no longer subscribed",
                     )
                 )
-        return Claim([Due(*row[:7]) for row in active], [row.email for row in gone])
+        return Claim(
+            [Due._make((*row[:7], row.edition or "")) for row in active],
+            [row.email for row in gone],
+        )
 
     def renew_claims(self, ttl: dt.timedelta = CLAIM_TTL) -> int:
         """Extend the lease on this sender's rows in flight; how many it still holds."""

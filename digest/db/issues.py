@@ -7,19 +7,22 @@ Moving an issue between statuses is a conditional update (``set_status`` with
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import StoreError
-from ..models import Issue, IssueItem, decode_lessons, encode_lessons
+from ..models import EditionText, Issue, IssueItem, decode_lessons, encode_lessons
 from .engine import Store
 from .schema import as_utc, deliveries, issue_items, issues, utcnow
 
 __all__ = [
     "delivery_counts",
+    "delivery_editions",
     "get",
     "latest",
     "live_senders",
@@ -55,6 +58,7 @@ def get(store: Store, period: str) -> Issue | None:
             language=row["language"],
             status=row["status"],
             items=tuple(_issue_item(i) for i in items),
+            editions=_decode_editions(row["editions"]),
         )
 
 
@@ -104,6 +108,7 @@ def save(store: Store, issue: Issue) -> Issue:
             "intro": issue.intro,
             "language": issue.language,
             "status": issue.status,
+            "editions": _encode_editions(issue.editions),
         }
         if row is None:
             result = conn.execute(
@@ -196,6 +201,21 @@ def delivery_counts(store: Store, period: str | None = None) -> dict[str, int]:
         return {str(status): int(n) for status, n in conn.execute(query)}
 
 
+def delivery_editions(store: Store, period: str) -> dict[str, int]:
+    """``period``'s recipients by edition key, skipped ones left out ("": the default)."""
+    query = (
+        sa.select(deliveries.c.edition, sa.func.count())
+        .join(issues, issues.c.id == deliveries.c.issue_id)
+        .where(issues.c.period == period, deliveries.c.status != "skipped")
+        .group_by(deliveries.c.edition)
+    )
+    counts: dict[str, int] = {}
+    with store.connect() as conn:
+        for edition, n in conn.execute(query):
+            counts[edition or ""] = counts.get(edition or "", 0) + int(n)
+    return counts
+
+
 def stop_sending(store: Store, period: str, reason: str | None) -> None:
     """Tell every sender of ``period`` to stop (``reason``), or lift that with None."""
     with store.begin() as conn:
@@ -270,6 +290,7 @@ def _issue_item(row: Any) -> IssueItem:
         backend=row["backend"],
         grounded=row["grounded"],
         edited=row["edited"],
+        tags=tuple(t for t in (row["tags"] or "").split(",") if t),
     )
 
 
@@ -290,4 +311,20 @@ def _issue_item_values(issue_id: int, item: IssueItem) -> dict[str, Any]:
         "backend": item.backend,
         "grounded": item.grounded,
         "edited": item.edited,
+        "tags": ",".join(item.tags),
     }
+
+
+def _encode_editions(editions: tuple[EditionText, ...]) -> str | None:
+    if not editions:
+        return None
+    return json.dumps([dataclasses.asdict(e) for e in editions], ensure_ascii=False)
+
+
+def _decode_editions(value: str | None) -> tuple[EditionText, ...]:
+    if not value:
+        return ()
+    return tuple(
+        EditionText(str(e.get("language", "")), str(e.get("title", "")), str(e.get("intro", "")))
+        for e in json.loads(value)
+    )

@@ -141,6 +141,8 @@ issues = sa.Table(
     sa.Column("sent_at", UTCDateTime),
     # Why every sender of this issue stopped (many failures in a row), until a send resumes it.
     sa.Column("send_stopped", sa.Text),
+    # The other languages' own title and introduction: JSON [{language, title, intro}].
+    sa.Column("editions", sa.Text),
 )
 
 issue_items = sa.Table(
@@ -162,6 +164,8 @@ issue_items = sa.Table(
     sa.Column("backend", sa.String(64), nullable=False, default=""),
     sa.Column("grounded", sa.Boolean, nullable=False, default=True),
     sa.Column("edited", sa.Boolean, nullable=False, default=False),
+    # The item's sections, comma-separated (see ``editions``); NULL or "" for everyone.
+    sa.Column("tags", sa.Text),
     sa.UniqueConstraint("issue_id", "article_id", name="uq_issue_items_article"),
 )
 
@@ -207,6 +211,9 @@ deliveries = sa.Table(
     sa.Column("claim_owner", sa.String(200)),
     sa.Column("claim_expires", UTCDateTime),
     sa.Column("claim_boot", sa.String(64)),
+    # Which edition (``editions.Edition.key``) the recipient was queued with; NULL or ""
+    # (rows queued before editions existed) is the issue's default edition.
+    sa.Column("edition", sa.String(200)),
     sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_recipient"),
     sa.Index("ix_deliveries_status", "issue_id", "status"),
 )
@@ -349,6 +356,12 @@ def _add_rate_limits_v6(conn: Connection) -> None:
     rate_limits.create(conn, checkfirst=True)
 
 
+def _editions_v7(conn: Connection) -> None:
+    _add_columns(conn, deliveries, ("edition",))
+    _add_columns(conn, issue_items, ("tags",))
+    _add_columns(conn, issues, ("editions",))
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create_v1,
@@ -357,5 +370,6 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _add_bounce_events_v4,
     _claims_v5,
     _add_rate_limits_v6,
+    _editions_v7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -47,11 +47,12 @@ def with_evidence(issue: Issue, stored: Issue) -> Issue:
 def merge_draft(generated: Issue, existing: Issue | None, *, refresh: bool = False) -> Issue:
     """The issue after re-running ``draft``: the editor's file wins.
 
-    From ``existing`` (the file): title, introduction, order, deleted articles,
-    the approved flag and every item's text. From ``generated``: the machine
-    fields of each item still selected (date, image, backend). With ``refresh``,
-    items the editor has not touched take their regenerated text, and newly
-    selected articles are added at the end (except ones the editor deleted).
+    From ``existing`` (the file): title, introduction, the other editions' texts,
+    order, deleted articles, the approved flag, and every item's text and tags. From
+    ``generated``: the machine fields of each item still selected (date, image,
+    backend). With ``refresh``, items the editor has not touched take their
+    regenerated text, and newly selected articles are added at the end (except
+    ones the editor deleted).
     """
     if existing is None:
         return generated
@@ -68,11 +69,12 @@ def merge_draft(generated: Issue, existing: Issue | None, *, refresh: bool = Fal
         if new is None:
             items.append(old)
         elif refresh and not old.edited:
-            items.append(new)
+            items.append(dataclasses.replace(new, tags=old.tags))
         else:
             items.append(
                 dataclasses.replace(
                     new,
+                    tags=old.tags,
                     title=old.title,
                     summary=old.summary,
                     lessons=_evidence(old.lessons, new.lessons),
@@ -90,4 +92,5 @@ def merge_draft(generated: Issue, existing: Issue | None, *, refresh: bool = Fal
         language=existing.language or generated.language,
         id=generated.id if generated.id is not None else existing.id,
         removed=tuple(sorted(removed)),
+        editions=existing.editions,
     )

@@ -17,13 +17,13 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
 from ..errors import IssueError
-from ..i18n import CATALOGUE
-from ..models import Issue, IssueItem, Lesson
+from ..i18n import CATALOGUE, base_language
+from ..models import EditionText, Issue, IssueItem, Lesson
 from .values import FENCE, SPACE, DraftIssue, item_fingerprint, one_line
 
 __all__ = ["parse_draft", "read_draft"]
 
-_FRONT_KEYS = ("period", "language", "approved", "offered")
+_FRONT_KEYS = ("period", "language", "approved", "offered", "edition")
 _META = re.compile(r"^<!--\s*digest:(.*)-->$")
 _BULLET = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*")
 # The file's structure: CommonMark, with the HTML comments that carry machine
@@ -90,6 +90,10 @@ class _Reader:
             status="approved" if front.get("approved", False) else "draft",
             language=front.get("language", "fr"),
             removed=tuple(sorted(set(offered) - set(seen))),
+            editions=tuple(
+                EditionText(language, texts.get("title", ""), texts.get("intro", ""))
+                for language, texts in front.get("edition", {}).items()
+            ),
         )
 
     def _front_matter(self) -> tuple[int, int, dict[str, Any]]:
@@ -160,7 +164,30 @@ class _Reader:
                 "offered must be a list of article numbers",
                 hint="write offered = [12, 15], or offered = [] to forget deleted articles",
             )
+        self._editions(front.get("edition", {}), key_line("[edition"))
         return start, end, front
+
+    def _editions(self, editions: Any, line: int) -> None:
+        """``[edition.en]`` tables: another language's own title and introduction."""
+        example = '[edition.en] then title = "…" and intro = """…""" on the lines below'
+        if not isinstance(editions, dict):
+            raise self.fail(line, "edition must be tables like [edition.en]", hint=example)
+        for language, texts in editions.items():
+            if base_language(language) not in CATALOGUE:
+                raise self.fail(
+                    line,
+                    f"[edition.{language}]: the email templates have no texts in this language",
+                    hint=f"use one of {', '.join(sorted(CATALOGUE))}",
+                )
+            if not isinstance(texts, dict):
+                raise self.fail(line, f"edition.{language} must be a table", hint=example)
+            for key, value in texts.items():
+                if key not in ("title", "intro") or not isinstance(value, str):
+                    raise self.fail(
+                        line,
+                        f"[edition.{language}] {key}: only title and intro, as text, are known",
+                        hint=example,
+                    )
 
     def _body(self, first: int) -> tuple[str | None, str, list[_Block]]:
         title: str | None = None
@@ -260,15 +287,25 @@ class _Reader:
             "grounded": bool,
             "edited": bool,
             "fingerprint": str,
+            "tags": list,
         }
         for key, value in meta.items():
             expected = types.get(key)
             if expected is None or not isinstance(value, expected):
                 raise self.fail(number, f"the '<!-- digest: … -->' line has a bad {key!r}", hint)
+        tags = meta.get("tags", [])
+        if not all(isinstance(t, str) and t.strip() and "," not in t for t in tags):
+            raise self.fail(
+                number,
+                "tags must be a list of words",
+                hint='write tags = ["alumni", "etudiants"], or tags = [] for every subscriber',
+            )
         return dict(meta)
 
     def _item(self, block: _Block, position: int) -> IssueItem:
-        if block.meta is None:  # the editor's own block: a note, an event, a heading
+        meta = block.meta or {}
+        if "article" not in meta and "url" not in meta:
+            # the editor's own block (a note, an event, a heading), maybe with its tags
             return IssueItem(
                 article_id=None,
                 position=position,
@@ -279,8 +316,8 @@ class _Reader:
                 lessons=(),
                 backend="editor",
                 edited=True,
+                tags=tuple(meta.get("tags", ())),
             )
-        meta = block.meta
         published = meta.get("published")
         if isinstance(published, dt.datetime) and published.tzinfo is None:
             published = published.replace(tzinfo=dt.UTC)
@@ -304,6 +341,7 @@ class _Reader:
             section=meta.get("section", ""),
             backend=meta.get("backend", ""),
             grounded=meta.get("grounded", True),
+            tags=tuple(meta.get("tags", ())),
         )
         edited = meta.get("edited", False) or meta.get("fingerprint") != item_fingerprint(item)
         return dataclasses.replace(item, edited=edited)

@@ -84,6 +84,11 @@ def _markdown_lines(text: str) -> list[str]:
     return out
 
 
+def _tags_value(tags: tuple[str, ...]) -> str:
+    """A TOML list on one line (tomli-w breaks long arrays, the comment is one line)."""
+    return "[" + ", ".join(_toml_value(tag) for tag in tags) + "]"
+
+
 def _meta_line(item: IssueItem) -> str:
     fields: list[str] = []
     if item.article_id is not None:
@@ -96,12 +101,33 @@ def _meta_line(item: IssueItem) -> str:
         value = getattr(item, name)
         if value:
             fields.append(f"{name} = {_toml_value(value)}")
+    if item.tags:
+        fields.append(f"tags = {_tags_value(item.tags)}")
     if not item.grounded:
         fields.append("grounded = false")
     if item.edited:
         fields.append("edited = true")
     fields.append(f"fingerprint = {_toml_value(item_fingerprint(item))}")
     return "<!-- digest: " + ", ".join(fields) + " -->"
+
+
+_EDITIONS_NOTE = {
+    "fr": "Éditions dans d'autres langues (facultatif) : [edition.en] puis title = « … » et "
+    'intro = """…""" ; sans elles, le titre par défaut est traduit et l\'introduction reprise.',
+    "en": 'Editions in other languages (optional): [edition.fr] then title = "…" and '
+    'intro = """…"""; without them, the default title is translated and the intro reused.',
+}
+
+
+def _edition_lines(issue: Issue, language: str) -> list[str]:
+    """The ``[edition.xx]`` tables of the front matter (or a note saying how to add them)."""
+    if not issue.editions:
+        return ["# " + _EDITIONS_NOTE[language]]
+    tables = {
+        e.language: {k: v for k, v in (("title", e.title), ("intro", e.intro)) if v}
+        for e in issue.editions
+    }
+    return ["# " + _EDITIONS_NOTE[language], *tomli_w.dumps({"edition": tables}).splitlines()]
 
 
 def format_draft(issue: Issue, offered: Iterable[int] = ()) -> str:
@@ -119,6 +145,7 @@ def format_draft(issue: Issue, offered: Iterable[int] = ()) -> str:
     out += [
         "# " + _OFFERED_NOTE[language],
         f"offered = [{', '.join(_toml_value(i) for i in sorted(ids))}]",
+        *_edition_lines(issue, language),
         FENCE,
         "",
         f"# {one_line(issue.title)}",
@@ -138,6 +165,8 @@ def format_draft(issue: Issue, offered: Iterable[int] = ()) -> str:
         out += [f"## {one_line(item.title)}"]
         if not item.is_note:
             out += [_meta_line(item)]
+        elif item.tags:
+            out += [f"<!-- digest: tags = {_tags_value(item.tags)} -->"]
         out += [""]
         summary = _markdown_lines(item.summary)
         if summary:

@@ -114,9 +114,15 @@ class Tokens:
 
     # -- /p/{token} ----------------------------------------------------------------------
 
+    def _sections(self, row: Subscriber) -> set[str]:
+        """The sections a subscriber may choose: the sources' tags (what editions select
+        by), those other subscribers have, and their own."""
+        configured = {tag for source in self.settings.sources for tag in source.tags}
+        return configured | set(subscriber_rows.tags_in_use(self.store)) | set(row.tags)
+
     def _preferences(self, row: Subscriber, notice: str = "") -> Response:
         language = web_language(row.language)
-        sections = sorted(set(subscriber_rows.tags_in_use(self.store)) | set(row.tags))
+        sections = sorted(self._sections(row))
         return self.pages.page(
             "preferences.html.j2",
             language,
@@ -160,7 +166,7 @@ class Tokens:
         language = field(form, "language")
         if language not in WEB_CATALOGUE:
             language = row.language
-        offered = set(subscriber_rows.tags_in_use(self.store)) | set(row.tags)
+        offered = self._sections(row)
         tags = tuple(sorted({t for t in form.get("tags", []) if t in offered}))
         with self.store.begin() as conn:
             subscriber_rows.set_preferences(conn, subscriber_id, language, tags)

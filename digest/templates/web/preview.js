@@ -57,7 +57,7 @@
         live.textContent = "Suivi des modifications";
         if (data.version !== version) {
           sessionStorage.setItem(SCROLL_KEY, String(window.scrollY));
-          window.location.replace("/");
+          window.location.replace("/" + window.location.search);  // same edition
           return;
         }
         setTimeout(poll, 1000);
