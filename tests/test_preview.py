@@ -421,7 +421,9 @@ def test_browser_shows_the_preview_and_follows_an_edit(
     expect(frame.get_by_text(LESSON)).to_be_visible(timeout=30_000)
     expect(page.locator("#text-part")).to_contain_text(LESSON)
     expect(page.locator("#sources")).to_contain_text("en panne")
-    page.wait_for_function("document.documentElement.dataset.frameLoaded !== undefined")
+    # Waits by locator, not by wait_for_function: that one evaluates a string in the page,
+    # which the preview's Content-Security-Policy (no 'unsafe-eval') rightly refuses.
+    expect(page.locator("html[data-frame-loaded]")).to_have_count(1)
     # The frame grew to its content: the page scrolls, not a box inside it.
     height = page.locator("#email").bounding_box()
     assert height is not None and height["height"] > 900
@@ -432,7 +434,7 @@ def test_browser_shows_the_preview_and_follows_an_edit(
     expect(page.get_by_role("button", name="Mobile · 375 px")).to_have_attribute(
         "aria-pressed", "true"
     )
-    page.wait_for_function("document.getElementById('email').offsetWidth === 375")
+    expect(page.locator("#email")).to_have_js_property("offsetWidth", 375)
     expect(page.locator("#overflow")).to_be_hidden()
     page.screenshot(path=str(artifacts_dir() / "preview-mobile.png"), full_page=False)
 
