@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/send.py                       # 10,000 subscribers
     .venv/bin/python benchmarks/send.py --subscribers 100000  # the memory figure
     .venv/bin/python benchmarks/send.py --connections 2       # both sides with 2 sessions
-    .venv/bin/python benchmarks/send.py --workers 1,2,4,8     # senders sharing one issue
+    .venv/bin/python benchmarks/send.py --workers 1,2,4,8 --subscribers 800
+                                  # senders sharing one issue: 800 recipients per worker
 
 One 10-article issue rendered by ``render_issue`` (about 55 KB of HTML) goes to
 N generated subscribers through Postfix's ``smtp-sink`` on loopback, with the
@@ -86,7 +87,12 @@ def message_size(folder: Path, connections: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=10_000,
+        help="recipients (with --workers: per worker, default 400)",
+    )
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--child", nargs=2, metavar=("FOLDER", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument(
@@ -100,8 +106,8 @@ def main() -> None:
         from benchmarks import workers
 
         counts = [int(n) for n in args.workers.split(",")]
-        subscribers = args.subscribers if args.subscribers != 10_000 else 2_000
-        workers.run(counts, subscribers, args.latency)
+        per_worker = args.subscribers if args.subscribers != 10_000 else 400
+        workers.run(counts, per_worker, args.latency)
         return
     if args.child:
         child(Path(args.child[0]), int(args.child[1]), args.connections)

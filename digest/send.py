@@ -38,13 +38,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .compose import MessageFactory
 from .config import Settings
 from .db import Store, issues, locks, pacing
 from .db.deliveries import Due, Finished, Ledger
 from .db.schema import utcnow
+from .db.slots import ConnectionSlots
 from .errors import DeliveryError, IssueError, LockedError
 from .models import Failure, Issue, RenderedIssue, SendProgress, SendReport, Subscriber
 from .smtp import Outcome, SmtpClient, local_hostname
@@ -153,6 +154,27 @@ class _Run:
             self.progress(event)
 
 
+class _Ready(NamedTuple):
+    """A claimed row taken from the batch, with its message built (or why it could not be)."""
+
+    row: Due
+    message: bytes
+    error: Exception | None = None
+
+
+def _take(queue: list[Due], queue_lock: threading.Lock, factory: MessageFactory) -> _Ready | None:
+    """The next row of ``queue`` and its message; None when the batch is done."""
+    with queue_lock:
+        if not queue:
+            return None
+        row = queue.pop(0)
+    try:
+        subscriber = Subscriber(email=row.email, name=row.name, language=row.language)
+        return _Ready(row, factory.build(subscriber, row.token))
+    except Exception as exc:  # noqa: BLE001 - raised when the row is sent, as before
+        return _Ready(row, b"", exc)
+
+
 def _worker(
     run: _Run,
     queue: list[Due],
@@ -165,15 +187,24 @@ def _worker(
 ) -> None:
     """Send the claimed rows of ``queue`` over ``client`` (kept open for the next batch).
 
-    Rows left in ``queue`` when the send stops stay claimed until ``Ledger.release``.
+    The next message is built while the server takes the current one (after
+    its final dot, before its answer): our CPU and the server's overlap. Rows
+    left in ``queue`` (or built ahead) when the send stops stay claimed until
+    ``Ledger.release``.
     """
+    ahead: list[_Ready] = []
+
+    def build_next() -> None:
+        taken = _take(queue, queue_lock, factory)
+        if taken is not None:
+            ahead.append(taken)
+
     try:
         while not run.stop.is_set():
-            with queue_lock:
-                if not queue:
-                    return
-                row = queue.pop(0)
-            ledger.finish(_send(run, row, ledger, factory, client, window, pacer))
+            ready = ahead.pop() if ahead else _take(queue, queue_lock, factory)
+            if ready is None:
+                return
+            ledger.finish(_send(run, ready, ledger, factory, client, window, pacer, build_next))
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
         with run.lock:
             if run.fatal is None:
@@ -183,43 +214,54 @@ def _worker(
 
 def _send(
     run: _Run,
-    row: Due,
+    ready: _Ready,
     ledger: Ledger,
     factory: MessageFactory,
     client: SmtpClient,
     window: float,
     pacer: _Pacer,
+    while_waiting: Callable[[], None] | None = None,
 ) -> Finished:
-    """Send ``row``'s message (claimed: ``sending``); return what to record."""
-    if not ledger.still_subscribed(row):
-        with run.lock:
-            run.report.skipped += 1
-        run.record("skipped", row.email, "no longer subscribed")
-        return Finished(row, "skipped", "no longer subscribed")
+    """Send ``ready``'s message (its row claimed: ``sending``); return what to record."""
+    row = ready.row
+    if ready.error is not None:
+        raise ready.error
     pacer.wait(run.stop)
     if run.stop.is_set():
         return Finished(row, "queued", "the send stopped before this message")
+    left = False
     try:
         if not client.connected:
             _connect(client, run)
-        message = factory.build(
-            Subscriber(email=row.email, name=row.name, language=row.language), row.token
-        )
 
         def before_final_dot() -> bool:
-            # From this commit on, the server may have the message.
-            return not run.lease_lost.is_set() and ledger.before_final_dot(row)
+            # From this commit on, the server may have the message. The same
+            # statement checks that the subscriber has not left since the claim.
+            nonlocal left
+            if run.lease_lost.is_set():
+                return False
+            if ledger.before_final_dot(row):
+                return True
+            left = not ledger.still_subscribed(row)
+            return False
 
         outcome = client.send(
             factory.envelope_sender(row.token),
             row.email,
-            message,
+            ready.message,
             factory.needs_smtputf8(row.email),
             before_final_dot,
+            dot_safe=True,
+            while_waiting=while_waiting,
         )
     except DeliveryError as exc:  # the server is unusable: not this recipient's doing
         ledger.finish(Finished(row, "queued", exc.message))
         raise
+    if left:
+        with run.lock:
+            run.report.skipped += 1
+        run.record("skipped", row.email, "no longer subscribed")
+        return Finished(row, "skipped", "no longer subscribed")
     return _settle(run, row, outcome, window)
 
 
@@ -370,9 +412,14 @@ def _send_with(
             stop=stop or threading.Event(),
         )
         ttl = dt.timedelta(seconds=settings.send.lease_seconds)
-        with _sigterm_stops(run.stop), _lease(ledger, lock_name, run, ttl):
+        slots = None
+        if lock_name is None:  # several senders: the connection limit is for all of them
+            relay = f"{settings.smtp.host}:{settings.smtp.port}"
+            limit = max(1, settings.send.connections)
+            slots = ConnectionSlots(ledger.store, relay, limit, ledger.owner, ttl)
+        with _sigterm_stops(run.stop), _lease(ledger, lock_name, run, ttl, slots):
             try:
-                _drive(run, ledger, factory, settings)
+                _drive(run, ledger, factory, settings, slots)
             finally:
                 ledger.release()  # claimed, not begun: back to the queue, durably
             if run.storm:
@@ -397,7 +444,11 @@ def _send_with(
 
 @contextmanager
 def _lease(
-    ledger: Ledger, lock_name: str | None, run: _Run, claim_ttl: dt.timedelta
+    ledger: Ledger,
+    lock_name: str | None,
+    run: _Run,
+    claim_ttl: dt.timedelta,
+    slots: ConnectionSlots | None = None,
 ) -> Iterator[None]:
     """Renew the send lock (if any) and our row claims while sending; stop if a lease is lost.
 
@@ -420,6 +471,8 @@ def _lease(
                 run.stop.set()
                 return
             ledger.renew_claims(claim_ttl)
+            if slots is not None:
+                slots.renew()
 
     thread = threading.Thread(target=renew, name="digest-send-lease", daemon=True)
     thread.start()
@@ -430,7 +483,13 @@ def _lease(
         thread.join()
 
 
-def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Settings) -> None:
+def _drive(
+    run: _Run,
+    ledger: Ledger,
+    factory: MessageFactory,
+    settings: Settings,
+    slots: ConnectionSlots | None = None,
+) -> None:
     """Feed due rows to the sending threads, batch by batch."""
     shared = ledger.store.engine.dialect.name == "postgresql"
     pacer = _Pacer(settings.send.rate, ledger.store if shared else None)
@@ -440,10 +499,12 @@ def _drive(run: _Run, ledger: Ledger, factory: MessageFactory, settings: Setting
     clients = [SmtpClient(settings.smtp, ehlo_name) for _ in range(connections)]
     try:
         ttl = dt.timedelta(seconds=settings.send.lease_seconds)
-        _feed(run, ledger, factory, clients, window, pacer, ttl)
+        _feed(run, ledger, factory, clients, window, pacer, ttl, slots)
     finally:
         for client in clients:
             client.close()
+        if slots is not None:
+            slots.release()  # after the sessions are closed
     if run.stop.is_set() and not run.report.stopped and run.fatal is None:
         run.report.stopped = "interrupted"
 
@@ -456,10 +517,26 @@ def _feed(
     window: float,
     pacer: _Pacer,
     claim_ttl: dt.timedelta,
+    slots: ConnectionSlots | None = None,
 ) -> None:
-    """Claim a batch, send it over every connection, again until nothing is due."""
-    connections = len(clients)
+    """Claim a batch, send it over every connection we may open, again until nothing is due.
+
+    ``slots``: the connection limit is shared with other senders; only as many
+    clients as slots held are used (and the others closed).
+    """
     while not run.stop.is_set():
+        connections = len(clients)
+        if slots is not None:
+            # Close the sessions beyond our share before giving their slots back.
+            share = slots.fair_share(len(clients))
+            for client in clients[share:]:
+                client.close()
+            slots.keep(share)
+            connections = slots.wait_for(share, run.stop)
+            if not connections:
+                break
+            for client in clients[connections:]:
+                client.close()
         # Another sender of this issue may have stopped on an error storm: stop too.
         stopped = issues.send_stopped(ledger.store, run.report.period)
         if stopped:
@@ -488,7 +565,7 @@ def _feed(
                 name=f"digest-send-{i}",
                 daemon=True,
             )
-            for i, client in enumerate(clients[: len(queue)])
+            for i, client in enumerate(clients[: min(connections, len(queue))])
         ]
         for thread in threads:
             thread.start()

@@ -115,6 +115,12 @@ def _sql(text: str) -> sa.TextClause:
 
 
 _IN_FLIGHT = "status IN ('sending', 'awaiting_reply')"
+# The subscriber has not left since the claim: checked in the dot mark's own statement,
+# so that a message costs no extra round trip for it.
+_STILL_ACTIVE = (
+    "EXISTS (SELECT 1 FROM subscribers WHERE subscribers.id = {subscriber} "
+    "AND subscribers.status = 'active')"
+)
 _MINE = "claim_owner = :owner"
 _SQL_SENT = _sql(
     "UPDATE deliveries SET status = 'sent', updated_at = :now, sent_at = :now, "
@@ -169,7 +175,8 @@ class Ledger:
         placeholder = _DRIVER_PLACEHOLDERS.get(store.engine.dialect.paramstyle)
         self.dot_sql = (
             "UPDATE deliveries SET status = 'awaiting_reply' "
-            f"WHERE id = {placeholder} AND status = 'sending' AND claim_owner = {placeholder}"
+            f"WHERE id = {placeholder} AND status = 'sending' AND claim_owner = {placeholder} "
+            f"AND {_STILL_ACTIVE.format(subscriber=placeholder)}"
             if placeholder
             else None
         )
@@ -213,11 +220,24 @@ class Ledger:
         with self.lock:
             raw = self.conn.connection.dbapi_connection
             assert raw is not None
+            if self.pg:
+                # One statement is its own transaction: in autocommit the driver sends
+                # no BEGIN and no COMMIT, so the statement is one round trip, not three.
+                raw.autocommit = True
+                try:
+                    cursor = raw.cursor()
+                    try:
+                        cursor.execute(sql, params)
+                        return cursor.fetchone() is not None if read else cursor.rowcount == 1
+                    finally:
+                        cursor.close()
+                finally:
+                    raw.autocommit = False
             cursor = raw.cursor()
             try:
                 cursor.execute(sql, params)
                 hit = cursor.fetchone() is not None if read else cursor.rowcount == 1
-                raw.commit()  # a read too: it ends the transaction PostgreSQL's driver opened
+                raw.commit()
             except BaseException:
                 raw.rollback()
                 raise
@@ -525,10 +545,11 @@ class Ledger:
         return self._direct(self.sent_sql, (when, when, row.id, self.owner))
 
     def still_subscribed(self, row: Due) -> bool:
-        """Whether ``row``'s subscriber is still active (checked right before their message).
+        """Whether ``row``'s subscriber is still active.
 
         A batch is claimed ahead of sending: someone who leaves meanwhile must
-        not get the message. A read, so it costs no commit.
+        not get the message. ``before_final_dot`` checks it on every message;
+        this says why a dot mark was refused. A read, so it costs no commit.
         """
         if self.active_sql is None:
             with self._tx() as conn:
@@ -542,7 +563,9 @@ class Ledger:
         """Record that ``row``'s final dot is about to be written; False if it is no longer ours.
 
         Committed before the dot goes out, so that a crash from here on leaves
-        the row ``uncertain`` and a crash before it leaves it simply queued.
+        the row ``uncertain`` and a crash before it leaves it simply queued. Also
+        False when the subscriber left since the claim (``still_subscribed`` then
+        tells the two apart): they must not get it.
         """
         if self.dot_sql is None:
             with self._tx() as conn:
@@ -550,12 +573,13 @@ class Ledger:
                     conn.execute(
                         _sql(
                             "UPDATE deliveries SET status = 'awaiting_reply' "
-                            f"WHERE id = :id AND status = 'sending' AND {_MINE}"
+                            f"WHERE id = :id AND status = 'sending' AND {_MINE} "
+                            f"AND {_STILL_ACTIVE.format(subscriber=':subscriber')}"
                         ),
-                        {"id": row.id, "owner": self.owner},
+                        {"id": row.id, "owner": self.owner, "subscriber": row.subscriber_id},
                     ).rowcount
                 )
-        return self._direct(self.dot_sql, (row.id, self.owner))
+        return self._direct(self.dot_sql, (row.id, self.owner, row.subscriber_id))
 
     def counts(self) -> dict[str, int]:
         with self._tx() as conn:

@@ -26,6 +26,7 @@ from .schema import locks, utcnow
 
 __all__ = [
     "acquire",
+    "count_held",
     "hold",
     "holder",
     "owner_gone",
@@ -88,6 +89,19 @@ def holder(store: Store, name: str) -> str | None:
             sa.select(locks.c.owner).where(locks.c.name == name, locks.c.expires_at >= utcnow())
         ).first()
         return None if row is None else str(row.owner)
+
+
+def count_held(store: Store, prefix: str) -> int:
+    """How many locks whose name starts with ``prefix`` have an unexpired lease."""
+    with store.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    locks.c.name.startswith(prefix, autoescape=True),
+                    locks.c.expires_at >= utcnow(),
+                )
+            ).scalar_one()
+        )
 
 
 def release_if_gone(store: Store, name: str, live_owners: Collection[str] | None = None) -> bool:
