@@ -538,11 +538,8 @@ def _feed(
             for client in clients[connections:]:
                 client.close()
         # Another sender of this issue may have stopped on an error storm: stop too.
-        stopped = issues.send_stopped(ledger.store, run.report.period)
-        if stopped:
-            run.report.stopped = f"another sender stopped: {stopped}"
-            log.error("stopping: %s", run.report.stopped)
-            run.stop.set()
+        # (Where the claim itself checks it, only once nothing more is claimed.)
+        if not ledger.claim_checks_stop and _stopped_elsewhere(run, ledger):
             break
         claim = ledger.claim(BATCH * connections, claim_ttl)
         for email in claim.skipped:
@@ -552,6 +549,8 @@ def _feed(
         if not claim.rows:
             if claim.skipped:
                 continue
+            if ledger.claim_checks_stop:
+                _stopped_elsewhere(run, ledger)
             break
         queue = list(claim.rows)
         queue_lock = threading.Lock()
@@ -571,6 +570,16 @@ def _feed(
             thread.start()
         for thread in threads:
             thread.join()
+
+
+def _stopped_elsewhere(run: _Run, ledger: Ledger) -> bool:
+    """Whether another sender stopped the issue (an error storm); if so, stop too."""
+    stopped = issues.send_stopped(ledger.store, run.report.period)
+    if stopped:
+        run.report.stopped = f"another sender stopped: {stopped}"
+        log.error("stopping: %s", run.report.stopped)
+        run.stop.set()
+    return bool(stopped)
 
 
 def _finish_report(report: SendReport, ledger: Ledger) -> None:
