@@ -26,7 +26,7 @@ from .schema import locks, utcnow
 
 __all__ = [
     "acquire",
-    "count_held",
+    "held",
     "hold",
     "holder",
     "owner_gone",
@@ -91,17 +91,16 @@ def holder(store: Store, name: str) -> str | None:
         return None if row is None else str(row.owner)
 
 
-def count_held(store: Store, prefix: str) -> int:
-    """How many locks whose name starts with ``prefix`` have an unexpired lease."""
+def held(store: Store, prefix: str) -> dict[str, str]:
+    """The locks whose name starts with ``prefix`` and whose lease runs: name -> owner."""
     with store.connect() as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).where(
-                    locks.c.name.startswith(prefix, autoescape=True),
-                    locks.c.expires_at >= utcnow(),
-                )
-            ).scalar_one()
+        rows = conn.execute(
+            sa.select(locks.c.name, locks.c.owner).where(
+                locks.c.name.startswith(prefix, autoescape=True),
+                locks.c.expires_at >= utcnow(),
+            )
         )
+        return {str(name): str(owner) for name, owner in rows}
 
 
 def release_if_gone(store: Store, name: str, live_owners: Collection[str] | None = None) -> bool:

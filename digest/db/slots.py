@@ -43,14 +43,16 @@ class ConnectionSlots:
 
     def __init__(self, store: Store, relay: str, limit: int, owner: str, ttl: dt.timedelta) -> None:
         self.store = store
-        self.names = [f"smtp-slot:{relay}:{i}" for i in range(max(1, limit))]
+        self.slot_prefix = f"smtp-slot:{relay}:"
+        self.names = [f"{self.slot_prefix}{i}" for i in range(max(1, limit))]
         self.owner = owner
         self.ttl = ttl
         self.held: dict[str, str] = {}
         """Slot name -> the owner id it was taken under (one per session we may open)."""
         self.lock = threading.Lock()
         self.tried_at = -POLL_SECONDS
-        self.member = f"smtp-member:{relay}:{owner}"
+        self.member_prefix = f"smtp-member:{relay}:"
+        self.member = f"{self.member_prefix}{owner}"
         self.joined = False
         self.share = len(self.names)
         self.counted_at = -SHARE_SECONDS
@@ -67,8 +69,7 @@ class ConnectionSlots:
                 self.joined = locks.acquire(self.store, self.member, self.owner, self.ttl)
             if time.monotonic() - self.counted_at >= SHARE_SECONDS:
                 self.counted_at = time.monotonic()
-                prefix = self.member.rpartition(self.owner)[0]
-                members = max(1, locks.count_held(self.store, prefix))
+                members = max(1, len(locks.held(self.store, self.member_prefix)))
                 self.share = max(1, -(-len(self.names) // members))
             return min(wanted, self.share)
 
@@ -79,10 +80,13 @@ class ConnectionSlots:
                 locks.release(self.store, name, self.held.pop(name))
 
     def take(self, wanted: int) -> int:
-        """Take free slots until this sender holds ``wanted``; return how many it holds.
+        """Take one more free slot if this sender holds fewer than ``wanted``; return how
+        many it holds.
 
-        Holding some but fewer than wanted, it looks again at most every
-        ``POLL_SECONDS``: a batch costs no database round trip for slots.
+        One at a time (a batch apart), so that a sender starting first does not
+        take every slot before the others have even counted themselves in; and
+        holding some, it looks again at most every ``POLL_SECONDS``. A look is one
+        query for the slots taken; a batch that needs no new slot costs none.
         """
         with self.lock:
             if len(self.held) >= wanted or (
@@ -90,15 +94,19 @@ class ConnectionSlots:
             ):
                 return min(len(self.held), wanted)
             self.tried_at = time.monotonic()
+            taken = locks.held(self.store, self.slot_prefix)
             for name in self.names:
-                if len(self.held) >= wanted:
-                    break
                 if name in self.held:
                     continue
+                holder = taken.get(name)
+                if holder is not None:
+                    if not locks.owner_gone(holder):
+                        continue
+                    locks.release(self.store, name, holder)  # a dead process of this machine
                 owner = self._owner(name)
-                locks.release_if_gone(self.store, name)  # a dead process of this machine
                 if locks.acquire(self.store, name, owner, self.ttl):
                     self.held[name] = owner
+                    break
             return len(self.held)
 
     def wait_for(self, wanted: int, stop: threading.Event) -> int:
