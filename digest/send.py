@@ -48,7 +48,7 @@ from .db.schema import utcnow
 from .db.slots import ConnectionSlots
 from .errors import DeliveryError, IssueError, LockedError
 from .models import Failure, Issue, RenderedIssue, SendProgress, SendReport, Subscriber
-from .smtp import Outcome, SmtpClient, local_hostname
+from .smtp import Envelope, Outcome, SmtpClient, local_hostname
 
 __all__ = ["SendAborted", "retry_time", "send_issue"]
 
@@ -162,17 +162,24 @@ class _Ready(NamedTuple):
     error: Exception | None = None
 
 
-def _take(queue: list[Due], queue_lock: threading.Lock, factory: MessageFactory) -> _Ready | None:
-    """The next row of ``queue`` and its message; None when the batch is done."""
+def _pop(queue: list[Due], queue_lock: threading.Lock) -> Due | None:
     with queue_lock:
-        if not queue:
-            return None
-        row = queue.pop(0)
+        return queue.pop(0) if queue else None
+
+
+def _build(row: Due, factory: MessageFactory) -> _Ready:
+    """``row``'s message; an error is kept and raised when the row is sent, as before."""
     try:
         subscriber = Subscriber(email=row.email, name=row.name, language=row.language)
         return _Ready(row, factory.build(subscriber, row.token))
-    except Exception as exc:  # noqa: BLE001 - raised when the row is sent, as before
+    except Exception as exc:  # noqa: BLE001 - raised by _send
         return _Ready(row, b"", exc)
+
+
+def _envelope(row: Due, factory: MessageFactory) -> Envelope:
+    return Envelope(
+        factory.envelope_sender(row.token), row.email, factory.needs_smtputf8(row.email)
+    )
 
 
 def _worker(
@@ -187,24 +194,29 @@ def _worker(
 ) -> None:
     """Send the claimed rows of ``queue`` over ``client`` (kept open for the next batch).
 
-    The next message is built while the server takes the current one (after
-    its final dot, before its answer): our CPU and the server's overlap. Rows
-    left in ``queue`` (or built ahead) when the send stops stay claimed until
-    ``Ledger.release``.
+    One row ahead: the next row's envelope goes out with this message's final
+    dot (``SmtpClient.send``'s ``next_envelope``; not when pacing, which would
+    keep the server waiting in DATA), and its message is built while the server
+    takes this one (after the dot, before the answer): our CPU and the server's
+    overlap. Rows left in ``queue`` or taken ahead when the send stops stay
+    claimed until ``Ledger.release``.
     """
-    ahead: list[_Ready] = []
+    following = _pop(queue, queue_lock)
+    built: _Ready | None = None
 
     def build_next() -> None:
-        taken = _take(queue, queue_lock, factory)
-        if taken is not None:
-            ahead.append(taken)
+        nonlocal built
+        if following is not None:
+            built = _build(following, factory)
 
     try:
-        while not run.stop.is_set():
-            ready = ahead.pop() if ahead else _take(queue, queue_lock, factory)
-            if ready is None:
-                return
-            ledger.finish(_send(run, ready, ledger, factory, client, window, pacer, build_next))
+        while not run.stop.is_set() and following is not None:
+            ready = built if built is not None else _build(following, factory)
+            following, built = _pop(queue, queue_lock), None
+            ahead = None if following is None or pacer.interval else _envelope(following, factory)
+            ledger.finish(
+                _send(run, ready, ledger, factory, client, window, pacer, build_next, ahead)
+            )
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
         with run.lock:
             if run.fatal is None:
@@ -221,6 +233,7 @@ def _send(
     window: float,
     pacer: _Pacer,
     while_waiting: Callable[[], None] | None = None,
+    next_envelope: Envelope | None = None,
 ) -> Finished:
     """Send ``ready``'s message (its row claimed: ``sending``); return what to record."""
     row = ready.row
@@ -245,14 +258,16 @@ def _send(
             left = not ledger.still_subscribed(row)
             return False
 
+        envelope = _envelope(row, factory)
         outcome = client.send(
-            factory.envelope_sender(row.token),
-            row.email,
+            envelope.sender,
+            envelope.recipient,
             ready.message,
-            factory.needs_smtputf8(row.email),
+            envelope.smtputf8,
             before_final_dot,
             dot_safe=True,
             while_waiting=while_waiting,
+            next_envelope=next_envelope,
         )
     except DeliveryError as exc:  # the server is unusable: not this recipient's doing
         ledger.finish(Finished(row, "queued", exc.message))
