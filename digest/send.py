@@ -25,7 +25,14 @@ lease in the database renewed while sending). On PostgreSQL any number of
 processes, on any machines, share it: each claims disjoint batches with
 ``SKIP LOCKED`` and renews its claims' lease; a dead sender's claims go back
 by the ledger's rules once their lease runs out. Inside a process,
-``SendSettings.connections`` threads share a rate limiter and the ledger.
+``SendSettings.connections`` threads share a rate limiter and the ledger; on
+PostgreSQL that number of sessions is for all senders together, each taking a
+connection slot (``db.slots``) before it connects.
+
+Per message, the work is kept off the critical path: the next row's envelope
+goes out with the current final dot (PIPELINING), its message is built while
+the server takes the current one, and the ledger sees one statement per state
+change (the dot mark, which also checks the subscription, then the outcome).
 """
 
 from __future__ import annotations
