@@ -1,14 +1,25 @@
 """Several senders on one issue through PostgreSQL, against a relay that answers slowly.
 
-    .venv/bin/python benchmarks/send.py --workers 1,2,4,8            # 2,000 subscribers
-    .venv/bin/python benchmarks/send.py --workers 1,2,4 --subscribers 4000 --latency 0.05
+    .venv/bin/python benchmarks/send.py --workers 1,2,4,8 --subscribers 800
+    .venv/bin/python benchmarks/send.py --workers 1,2,4 --subscribers 400 --latency 0.05
 
 A relay's latency, not our CPU, is what bounds one sender in real life: the sink
 here (a small asyncio SMTP server) answers each message's final dot after
-``--latency`` seconds. For each number of workers N, a fresh ledger on a throwaway
-PostgreSQL server (``initdb``/``pg_ctl`` from the Debian packages) is sent by N
-processes (one connection each); printed: messages per second, the ratio to N x one
-worker (the ideal), and each worker's peak memory.
+``--latency`` seconds. For each number of workers N, a fresh ledger of N x
+``--subscribers`` recipients (the same work per worker, so that every run lasts
+about as long and start-up weighs the same) on a throwaway PostgreSQL server
+(``initdb``/``pg_ctl`` from the Debian packages) is sent by N processes (one
+connection each: ``[send] connections = N`` holds for all of them, and each takes
+its share). Printed, each with its ratio to N x one worker (the ideal):
+
+- end to end: messages over the wall time from starting the processes to the
+  last one's exit, start-up included (interpreter, imports, rendering the issue);
+- steady state: first to last delivery at the relay, the senders' pace once
+  started;
+
+and each worker's peak memory, and the database round trips (every statement
+the server ran, from ``pg_stat_statements``, BEGIN and COMMIT included) per
+message and per batch.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+STARTED = time.monotonic()
 
 
 def free_port() -> int:
@@ -39,22 +51,28 @@ def free_port() -> int:
 # -- a slow relay --------------------------------------------------------------------------
 
 
-async def _session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, latency: float):
+async def _session(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    latency: float,
+    delivered: list[float],
+) -> None:
     writer.write(b"220 slow-sink ESMTP\r\n")
-    in_data = False
     while line := await reader.readline():
-        if in_data:
-            if line == b".\r\n":
-                in_data = False
-                await asyncio.sleep(latency)  # the relay's time to take the message
-                writer.write(b"250 2.0.0 queued\r\n")
-            continue
         verb = line[:4].upper()
         if verb == b"EHLO":
             writer.write(b"250-slow-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
         elif verb == b"DATA":
-            in_data = True
             writer.write(b"354 go ahead\r\n")
+            await writer.drain()
+            # The whole message in one read up to the final dot, not line by line:
+            # the sink must stay cheap next to eight senders on two cores.
+            first = await reader.readline()
+            if first != b".\r\n":
+                await reader.readuntil(b"\r\n.\r\n")
+            await asyncio.sleep(latency)  # the relay's time to take the message
+            delivered.append(time.perf_counter())
+            writer.write(b"250 2.0.0 queued\r\n")
         elif verb == b"QUIT":
             writer.write(b"221 bye\r\n")
             await writer.drain()
@@ -66,12 +84,17 @@ async def _session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, l
 
 
 @contextmanager
-def slow_sink(port: int, latency: float) -> Iterator[None]:
+def slow_sink(port: int, latency: float) -> Iterator[list[float]]:
+    """A relay on ``port`` answering each message after ``latency``; yields the times
+    (``time.perf_counter()``) at which it accepted each message."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
+    delivered: list[float] = []
 
     async def serve() -> None:
-        server = await asyncio.start_server(lambda r, w: _session(r, w, latency), "127.0.0.1", port)
+        server = await asyncio.start_server(
+            lambda r, w: _session(r, w, latency, delivered), "127.0.0.1", port, limit=1 << 20
+        )
         ready.set()
         async with server:
             await server.serve_forever()
@@ -79,7 +102,7 @@ def slow_sink(port: int, latency: float) -> Iterator[None]:
     thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
     thread.start()
     ready.wait()
-    yield
+    yield delivered
 
 
 # -- a throwaway PostgreSQL ----------------------------------------------------------------
@@ -100,7 +123,11 @@ def postgres() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=100"
+    options = (
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=100 "
+        # Counts every statement the senders run: the round trips per batch.
+        "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_utility=on"
+    )
     subprocess.run(
         _as_postgres(
             ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
@@ -121,7 +148,7 @@ def postgres() -> Iterator[str]:
 # -- the measure ---------------------------------------------------------------------------
 
 
-def worker_child(url: str, port: int) -> None:
+def worker_child(url: str, port: int, connections: int) -> None:
     """One sender: send the issue with whoever else is sending it; print its figures."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.send_setup import PERIOD, peak_rss_kb, settings_for
@@ -130,16 +157,51 @@ def worker_child(url: str, port: int) -> None:
     from digest.send import send_issue
 
     folder = Path(tempfile.mkdtemp(prefix="digest-bench-w-"))
-    settings = settings_for(folder, port, 1)
+    # The relay's limit, for all the workers together: each takes its share (one).
+    settings = settings_for(folder, port, connections)
     store = Store(url)
     issue = issues.get(store, PERIOD)
     assert issue is not None
-    report = send_issue(settings, store, issue, render_issue(issue, settings))
-    print(json.dumps({"sent": report.sent, "peak_mb": peak_rss_kb() / 1024}))
+    rendered = render_issue(issue, settings)
+    startup = time.monotonic() - STARTED  # interpreter, imports, rendering
+    report = send_issue(settings, store, issue, rendered)
+    print(json.dumps({"sent": report.sent, "peak_mb": peak_rss_kb() / 1024, "startup": startup}))
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(worker_counts: list[int], subscribers: int, latency: float) -> None:
+def _statements(admin_url: str, name: str) -> list[tuple[int, str]]:
+    """(calls, statement) of database ``name`` since the last reset, most called first."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"{admin_url}/postgres")  # where the extension lives
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT calls, query FROM pg_stat_statements s JOIN pg_database d "
+                "ON d.oid = s.dbid WHERE d.datname = :name AND query NOT LIKE '%pg_stat%' "
+                "ORDER BY calls DESC"
+            ),
+            {"name": name},
+        ).all()
+    engine.dispose()
+    return [(int(calls), " ".join(str(query).split())) for calls, query in rows]
+
+
+def _report_statements(statements: list[tuple[int, str]], sent: int) -> None:
+    from digest.send import BATCH
+
+    batches = max(1, -(-sent // BATCH))
+    total = sum(calls for calls, _ in statements)
+    print(
+        f"    database round trips: {total} for {sent} messages in about {batches} batches "
+        f"of {BATCH}: {total / sent:.2f} per message"
+    )
+    for calls, query in statements[:8]:
+        print(f"    {calls:7d} ({calls / batches:6.1f}/batch)  {query[:90]}")
+
+
+def run(worker_counts: list[int], per_worker: int, latency: float) -> None:
+    """For each N: N senders share an issue of N x ``per_worker`` recipients."""
     import sqlalchemy as sa
 
     from benchmarks.send_setup import make_issue, populate
@@ -148,22 +210,32 @@ def run(worker_counts: list[int], subscribers: int, latency: float) -> None:
     if not (shutil.which("initdb") and shutil.which("pg_ctl")):
         sys.exit("initdb and pg_ctl not found: apt-get install postgresql")
     sink_port = free_port()
-    results: dict[int, float] = {}
-    with postgres() as server, slow_sink(sink_port, latency):
+    ends: dict[int, float] = {}
+    steadies: dict[int, float] = {}
+    print(
+        f"{per_worker} recipients per worker; relay latency {latency * 1000:.0f} ms per message; "
+        "[send] connections = N for the N workers together (one each)"
+    )
+    with postgres() as server, slow_sink(sink_port, latency) as delivered:
         admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text("CREATE EXTENSION pg_stat_statements"))
         for n in worker_counts:
             name = f"bench_{n}"
             with admin.connect() as conn:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
             url = f"{server}/{name}"
             store = Store(url)
-            populate(store, subscribers)
+            populate(store, n * per_worker)
             issues.save(store, make_issue())
             store.close()
+            with admin.connect() as conn:
+                conn.execute(sa.text("SELECT pg_stat_statements_reset()"))
+            first = len(delivered)
             started = time.perf_counter()
             procs = [
                 subprocess.Popen(
-                    [sys.executable, __file__, "--child", url, str(sink_port)],
+                    [sys.executable, __file__, "--child", url, str(sink_port), str(n)],
                     stdout=subprocess.PIPE,
                     text=True,
                     env=dict(os.environ, PYTHONPATH=str(ROOT)),
@@ -173,18 +245,26 @@ def run(worker_counts: list[int], subscribers: int, latency: float) -> None:
             outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
             wall = time.perf_counter() - started
             sent = sum(o["sent"] for o in outs)
-            rate = sent / wall
-            results[n] = rate
-            one = results.get(1)
-            ratio = f"{rate / (n * one):.2f}" if one else "-"
+            times = delivered[first:]
+            ends[n] = sent / wall
+            # First to last delivery at the relay: the senders' pace once started,
+            # without the start-up (interpreter, imports, rendering the issue).
+            steadies[n] = (len(times) - 1) / (times[-1] - times[0])
             peak = max(o["peak_mb"] for o in outs)
-            print(
-                f"{n} worker(s): {sent} sent in {wall:.1f} s: {rate:6.1f} msg/s; "
-                f"ratio to {n} x one worker: {ratio}; peak memory per worker: {peak:.1f} MB"
-            )
+            startup = max(o["startup"] for o in outs)
+            print(f"{n} worker(s): {sent} sent; peak memory per worker {peak:.1f} MB")
+            for label, rates in (("end to end", ends), ("steady state", steadies)):
+                one = rates.get(1)
+                ratio = f"{rates[n] / (n * one):.2f}" if one else "-"
+                extra = f" ({wall:.1f} s, start-up up to {startup:.1f} s)" if rates is ends else ""
+                print(
+                    f"    {label:12s} {rates[n]:7.1f} msg/s; ratio to {n} x one worker: "
+                    f"{ratio}{extra}"
+                )
+            _report_statements(_statements(server, name), sent)
         admin.dispose()
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "--child":
-        worker_child(sys.argv[2], int(sys.argv[3]))
+        worker_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

@@ -25,7 +25,14 @@ lease in the database renewed while sending). On PostgreSQL any number of
 processes, on any machines, share it: each claims disjoint batches with
 ``SKIP LOCKED`` and renews its claims' lease; a dead sender's claims go back
 by the ledger's rules once their lease runs out. Inside a process,
-``SendSettings.connections`` threads share a rate limiter and the ledger.
+``SendSettings.connections`` threads share a rate limiter and the ledger; on
+PostgreSQL that number of sessions is for all senders together, each taking a
+connection slot (``db.slots``) before it connects.
+
+Per message, the work is kept off the critical path: the next row's envelope
+goes out with the current final dot (PIPELINING), its message is built while
+the server takes the current one, and the ledger sees one statement per state
+change (the dot mark, which also checks the subscription, then the outcome).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import editions
 from .compose import MessageFactory
@@ -46,9 +53,10 @@ from .config import Settings
 from .db import Store, issues, locks, pacing
 from .db.deliveries import Due, EditionOf, Finished, Ledger
 from .db.schema import utcnow
+from .db.slots import ConnectionSlots
 from .errors import DeliveryError, IssueError, LockedError
 from .models import Failure, Issue, RenderedIssue, SendProgress, SendReport, Subscriber
-from .smtp import Outcome, SmtpClient, local_hostname
+from .smtp import Envelope, Outcome, SmtpClient, local_hostname
 
 __all__ = ["Factories", "SendAborted", "retry_time", "send_issue"]
 
@@ -205,6 +213,36 @@ class _Run:
             self.progress(event)
 
 
+class _Ready(NamedTuple):
+    """A claimed row taken from the batch, with its message built (or why it could not be)."""
+
+    row: Due
+    message: bytes
+    error: Exception | None = None
+
+
+def _pop(queue: list[Due], queue_lock: threading.Lock) -> Due | None:
+    with queue_lock:
+        return queue.pop(0) if queue else None
+
+
+def _build(row: Due, factories: Factories) -> _Ready:
+    """``row``'s message, in the edition it was queued with; an error is kept and raised
+    when the row is sent, as before."""
+    try:
+        subscriber = Subscriber(email=row.email, name=row.name, language=row.language)
+        return _Ready(row, factories[row.edition].build(subscriber, row.token))
+    except Exception as exc:  # noqa: BLE001 - raised by _send
+        return _Ready(row, b"", exc)
+
+
+def _envelope(row: Due, factories: Factories) -> Envelope:
+    factory = factories[row.edition]
+    return Envelope(
+        factory.envelope_sender(row.token), row.email, factory.needs_smtputf8(row.email)
+    )
+
+
 def _worker(
     run: _Run,
     queue: list[Due],
@@ -217,15 +255,29 @@ def _worker(
 ) -> None:
     """Send the claimed rows of ``queue`` over ``client`` (kept open for the next batch).
 
-    Rows left in ``queue`` when the send stops stay claimed until ``Ledger.release``.
+    One row ahead: the next row's envelope goes out with this message's final
+    dot (``SmtpClient.send``'s ``next_envelope``; not when pacing, which would
+    keep the server waiting in DATA), and its message is built while the server
+    takes this one (after the dot, before the answer): our CPU and the server's
+    overlap. Rows left in ``queue`` or taken ahead when the send stops stay
+    claimed until ``Ledger.release``.
     """
+    following = _pop(queue, queue_lock)
+    built: _Ready | None = None
+
+    def build_next() -> None:
+        nonlocal built
+        if following is not None:
+            built = _build(following, factories)
+
     try:
-        while not run.stop.is_set():
-            with queue_lock:
-                if not queue:
-                    return
-                row = queue.pop(0)
-            ledger.finish(_send(run, row, ledger, factories, client, window, pacer))
+        while not run.stop.is_set() and following is not None:
+            ready = built if built is not None else _build(following, factories)
+            following, built = _pop(queue, queue_lock), None
+            ahead = None if following is None or pacer.interval else _envelope(following, factories)
+            ledger.finish(
+                _send(run, ready, ledger, factories, client, window, pacer, build_next, ahead)
+            )
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
         with run.lock:
             if run.fatal is None:
@@ -235,44 +287,57 @@ def _worker(
 
 def _send(
     run: _Run,
-    row: Due,
+    ready: _Ready,
     ledger: Ledger,
     factories: Factories,
     client: SmtpClient,
     window: float,
     pacer: _Pacer,
+    while_waiting: Callable[[], None] | None = None,
+    next_envelope: Envelope | None = None,
 ) -> Finished:
-    """Send ``row``'s message (claimed: ``sending``); return what to record."""
-    if not ledger.still_subscribed(row):
-        with run.lock:
-            run.report.skipped += 1
-        run.record("skipped", row.email, "no longer subscribed")
-        return Finished(row, "skipped", "no longer subscribed")
+    """Send ``ready``'s message (its row claimed: ``sending``); return what to record."""
+    row = ready.row
+    if ready.error is not None:
+        raise ready.error
     pacer.wait(run.stop)
     if run.stop.is_set():
         return Finished(row, "queued", "the send stopped before this message")
+    left = False
     try:
         if not client.connected:
             _connect(client, run)
-        factory = factories[row.edition]  # the edition the row was queued with
-        message = factory.build(
-            Subscriber(email=row.email, name=row.name, language=row.language), row.token
-        )
 
         def before_final_dot() -> bool:
-            # From this commit on, the server may have the message.
-            return not run.lease_lost.is_set() and ledger.before_final_dot(row)
+            # From this commit on, the server may have the message. The same
+            # statement checks that the subscriber has not left since the claim.
+            nonlocal left
+            if run.lease_lost.is_set():
+                return False
+            if ledger.before_final_dot(row):
+                return True
+            left = not ledger.still_subscribed(row)
+            return False
 
+        envelope = _envelope(row, factories)
         outcome = client.send(
-            factory.envelope_sender(row.token),
-            row.email,
-            message,
-            factory.needs_smtputf8(row.email),
+            envelope.sender,
+            envelope.recipient,
+            ready.message,
+            envelope.smtputf8,
             before_final_dot,
+            dot_safe=True,
+            while_waiting=while_waiting,
+            next_envelope=next_envelope,
         )
     except DeliveryError as exc:  # the server is unusable: not this recipient's doing
         ledger.finish(Finished(row, "queued", exc.message))
         raise
+    if left:
+        with run.lock:
+            run.report.skipped += 1
+        run.record("skipped", row.email, "no longer subscribed")
+        return Finished(row, "skipped", "no longer subscribed")
     return _settle(run, row, outcome, window)
 
 
@@ -427,9 +492,14 @@ def _send_with(
             stop=stop or threading.Event(),
         )
         ttl = dt.timedelta(seconds=settings.send.lease_seconds)
-        with _sigterm_stops(run.stop), _lease(ledger, lock_name, run, ttl):
+        slots = None
+        if lock_name is None:  # several senders: the connection limit is for all of them
+            relay = f"{settings.smtp.host}:{settings.smtp.port}"
+            limit = max(1, settings.send.connections)
+            slots = ConnectionSlots(ledger.store, relay, limit, ledger.owner, ttl)
+        with _sigterm_stops(run.stop), _lease(ledger, lock_name, run, ttl, slots):
             try:
-                _drive(run, ledger, factories, settings)
+                _drive(run, ledger, factories, settings, slots)
             finally:
                 ledger.release()  # claimed, not begun: back to the queue, durably
             if run.storm:
@@ -454,7 +524,11 @@ def _send_with(
 
 @contextmanager
 def _lease(
-    ledger: Ledger, lock_name: str | None, run: _Run, claim_ttl: dt.timedelta
+    ledger: Ledger,
+    lock_name: str | None,
+    run: _Run,
+    claim_ttl: dt.timedelta,
+    slots: ConnectionSlots | None = None,
 ) -> Iterator[None]:
     """Renew the send lock (if any) and our row claims while sending; stop if a lease is lost.
 
@@ -477,6 +551,8 @@ def _lease(
                 run.stop.set()
                 return
             ledger.renew_claims(claim_ttl)
+            if slots is not None:
+                slots.renew()
 
     thread = threading.Thread(target=renew, name="digest-send-lease", daemon=True)
     thread.start()
@@ -487,7 +563,13 @@ def _lease(
         thread.join()
 
 
-def _drive(run: _Run, ledger: Ledger, factories: Factories, settings: Settings) -> None:
+def _drive(
+    run: _Run,
+    ledger: Ledger,
+    factories: Factories,
+    settings: Settings,
+    slots: ConnectionSlots | None = None,
+) -> None:
     """Feed due rows to the sending threads, batch by batch."""
     shared = ledger.store.engine.dialect.name == "postgresql"
     pacer = _Pacer(settings.send.rate, ledger.store if shared else None)
@@ -497,10 +579,12 @@ def _drive(run: _Run, ledger: Ledger, factories: Factories, settings: Settings) 
     clients = [SmtpClient(settings.smtp, ehlo_name) for _ in range(connections)]
     try:
         ttl = dt.timedelta(seconds=settings.send.lease_seconds)
-        _feed(run, ledger, factories, clients, window, pacer, ttl)
+        _feed(run, ledger, factories, clients, window, pacer, ttl, slots)
     finally:
         for client in clients:
             client.close()
+        if slots is not None:
+            slots.release()  # after the sessions are closed
     if run.stop.is_set() and not run.report.stopped and run.fatal is None:
         run.report.stopped = "interrupted"
 
@@ -513,16 +597,29 @@ def _feed(
     window: float,
     pacer: _Pacer,
     claim_ttl: dt.timedelta,
+    slots: ConnectionSlots | None = None,
 ) -> None:
-    """Claim a batch, send it over every connection, again until nothing is due."""
-    connections = len(clients)
+    """Claim a batch, send it over every connection we may open, again until nothing is due.
+
+    ``slots``: the connection limit is shared with other senders; only as many
+    clients as slots held are used (and the others closed).
+    """
     while not run.stop.is_set():
+        connections = len(clients)
+        if slots is not None:
+            # Close the sessions beyond our share before giving their slots back.
+            share = slots.fair_share(len(clients))
+            for client in clients[share:]:
+                client.close()
+            slots.keep(share)
+            connections = slots.wait_for(share, run.stop)
+            if not connections:
+                break
+            for client in clients[connections:]:
+                client.close()
         # Another sender of this issue may have stopped on an error storm: stop too.
-        stopped = issues.send_stopped(ledger.store, run.report.period)
-        if stopped:
-            run.report.stopped = f"another sender stopped: {stopped}"
-            log.error("stopping: %s", run.report.stopped)
-            run.stop.set()
+        # (Where the claim itself checks it, only once nothing more is claimed.)
+        if not ledger.claim_checks_stop and _stopped_elsewhere(run, ledger):
             break
         claim = ledger.claim(BATCH * connections, claim_ttl)
         for email in claim.skipped:
@@ -532,6 +629,8 @@ def _feed(
         if not claim.rows:
             if claim.skipped:
                 continue
+            if ledger.claim_checks_stop:
+                _stopped_elsewhere(run, ledger)
             break
         queue = list(claim.rows)
         queue_lock = threading.Lock()
@@ -545,12 +644,22 @@ def _feed(
                 name=f"digest-send-{i}",
                 daemon=True,
             )
-            for i, client in enumerate(clients[: len(queue)])
+            for i, client in enumerate(clients[: min(connections, len(queue))])
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+
+
+def _stopped_elsewhere(run: _Run, ledger: Ledger) -> bool:
+    """Whether another sender stopped the issue (an error storm); if so, stop too."""
+    stopped = issues.send_stopped(ledger.store, run.report.period)
+    if stopped:
+        run.report.stopped = f"another sender stopped: {stopped}"
+        log.error("stopping: %s", run.report.stopped)
+        run.stop.set()
+    return bool(stopped)
 
 
 def _finish_report(report: SendReport, ledger: Ledger) -> None:

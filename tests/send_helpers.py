@@ -53,6 +53,9 @@ class Script:
         self.pipelining = False
         self.mail_answer = ""
         self.sessions = 0
+        self.open_now = 0
+        self.most_open = 0
+        """SMTP sessions open at this moment, and the most ever open at once."""
 
     def next(self, table: dict[str, list[str]], address: str) -> str | None:
         with self.lock:
@@ -121,6 +124,17 @@ class DroppingSMTP(SMTP):
     def __init__(self, handler: ScriptedHandler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.script = handler.script
+
+    def connection_made(self, transport: Any) -> None:
+        with self.script.lock:
+            self.script.open_now += 1
+            self.script.most_open = max(self.script.most_open, self.script.open_now)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        with self.script.lock:
+            self.script.open_now -= 1
+        super().connection_lost(error)
 
     async def smtp_DATA(self, arg: str) -> None:
         assert self.envelope is not None

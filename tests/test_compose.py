@@ -57,6 +57,25 @@ def test_wire_format_crlf_and_short_lines(tmp_path: Path) -> None:
     assert not re.search(rb"(?m)^(\.|From )", body)
 
 
+def test_every_message_goes_into_data_as_it_is(tmp_path: Path) -> None:
+    # The sender writes the factory's bytes without scanning them for lines to
+    # dot-stuff (RFC 5321 4.5.2): no line may start with a dot, wherever the dot
+    # comes from (the text, a name, a line break landing before a dot),
+    # and the message ends with CRLF.
+    dotted = dataclasses.replace(
+        RENDERED,
+        text=".\n..\n. point\n" + RENDERED.text + "\n.",
+        html=".<p>.</p>\n." + RENDERED.html,
+    )
+    factory = MessageFactory(dotted, compose_settings(tmp_path))
+    for name in (".", ". Léa", "Léa" + "." * 200, ""):
+        raw = factory.build(Subscriber(email="lea@exemple.fr", name=name), TOKEN)
+        assert not re.search(rb"(?m)^\.", raw), name
+        assert raw.endswith(b"\r\n")
+        text_part, _ = parse(raw).iter_parts()
+        assert text_part.get_content().replace("\r\n", "\n").startswith(".\n..\n. point\n")
+
+
 def test_personalized_parts_say_what_personalize_says(tmp_path: Path) -> None:
     factory = MessageFactory(RENDERED, compose_settings(tmp_path))
     for name in ("Léa", "Tom & <Jerry>", "=3D soft=\nbreak", ""):

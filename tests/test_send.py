@@ -463,7 +463,10 @@ def test_a_second_sender_refuses(tmp_path: Path, server: ScriptedServer) -> None
     assert ledger(store) == {} and not server.script.accepted
 
 
-def test_stop_event_finishes_in_flight_and_resumes(tmp_path: Path, server: ScriptedServer) -> None:
+def test_stop_event_finishes_in_flight_and_resumes(
+    tmp_path: Path, either_server: ScriptedServer
+) -> None:
+    server = either_server
     store, issue = make_store(tmp_path, 10)
     stop = threading.Event()
 
@@ -474,6 +477,10 @@ def test_stop_event_finishes_in_flight_and_resumes(tmp_path: Path, server: Scrip
     settings = make_settings(tmp_path, server.port)
     report = send_issue(settings, store, issue, RENDERED, progress=halt, stop=stop)
     assert report.sent == 4 and not report.complete and "interrupted" in report.stopped
+    # With PIPELINING the fifth envelope went out with the fourth final dot: stopping
+    # there must leave that DATA unfinished (discarded), never an empty message sent.
+    assert len(server.script.accepted) == 4
+    assert ledger(store)["r004@exemple.fr"] == "queued"
     rest = send_issue(settings, store, issue, RENDERED)
     assert rest.sent == 6 and rest.complete
     assert set(server.script.received().values()) == {1} and len(server.script.received()) == 10

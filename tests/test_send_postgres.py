@@ -80,3 +80,27 @@ def test_the_ledger_on_postgres(store: Store, tmp_path: Path, server: ScriptedSe
     assert again.sent == 1 and again.complete
     assert set(server.script.received().values()) == {1}
     assert len(server.script.received()) == 10
+
+
+def test_an_error_storm_stops_the_other_senders_on_postgres(
+    store: Store, tmp_path: Path, server: ScriptedServer
+) -> None:
+    # On PostgreSQL the claim itself refuses rows of a stopped issue: the other
+    # senders must still notice, say why, and send nothing.
+    rows = "".join(f"r{i:03d}@exemple.fr,Lecteur {i},fr\n" for i in range(10))
+    path = tmp_path / "list.csv"
+    path.write_text("email,name,language\n" + rows, encoding="utf-8")
+    assert not import_csv(store, path).errors
+    issue = issues.save(
+        store, Issue(period=PERIOD, title="La veille", intro="", items=(), status="sending")
+    )
+    for i in range(10):
+        server.script.rcpt[f"r{i:03d}@exemple.fr"] = ["452 4.3.1 insufficient storage"]
+    settings = make_settings(tmp_path, server.port, max_consecutive_failures=3)
+    assert "3 failures in a row" in send_issue(settings, store, issue, RENDERED).stopped
+    server.script.rcpt.clear()
+    other = send_issue(settings, store, issue, RENDERED)
+    assert other.stopped.startswith("another sender stopped: 3 failures in a row")
+    assert other.sent == 0 and not server.script.received()
+    issues.stop_sending(store, PERIOD, None)
+    assert send_issue(settings, store, issue, RENDERED).sent == 7

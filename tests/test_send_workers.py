@@ -37,12 +37,13 @@ from digest.send import send_issue
 from tests.send_helpers import RENDERED, PERIOD
 
 url, port, lease, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+connections = int(sys.argv[5])
 store = Store(url)
 settings = Settings(
     path=Path("digest.toml"),
     newsletter=NewsletterSettings(from_address="veille@ecole.example"),
     smtp=SmtpSettings(host="127.0.0.1", port=port, timeout=5.0),
-    send=SendSettings(lease_seconds=lease, rate=rate),
+    send=SendSettings(lease_seconds=lease, rate=rate, connections=connections),
 )
 report = send_issue(settings, store, issues.get(store, PERIOD), RENDERED)
 print(report.sent)
@@ -75,12 +76,14 @@ def store(postgres_url: str, tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
-def start_worker(tmp_path: Path, url: str, port: int, rate: float = 0.0) -> subprocess.Popen[bytes]:
+def start_worker(
+    tmp_path: Path, url: str, port: int, rate: float = 0.0, connections: int = 1
+) -> subprocess.Popen[bytes]:
     script = tmp_path / "worker.py"
     script.write_text(WORKER, encoding="utf-8")
     root = Path(__file__).resolve().parent.parent
     return subprocess.Popen(
-        [sys.executable, str(script), url, str(port), str(LEASE), str(rate)],
+        [sys.executable, str(script), url, str(port), str(LEASE), str(rate), str(connections)],
         env=dict(os.environ, PYTHONPATH=str(root)),
         cwd=root,
         stdout=subprocess.PIPE,
@@ -105,7 +108,8 @@ def everyone() -> set[str]:
 def test_three_workers_send_one_issue_each_recipient_once(
     store: Store, postgres_url: str, tmp_path: Path, server: ScriptedServer
 ) -> None:
-    workers = [start_worker(tmp_path, postgres_url, server.port) for _ in range(3)]
+    # Three connections for the three of them: each gets its share.
+    workers = [start_worker(tmp_path, postgres_url, server.port, connections=3) for _ in range(3)]
     seen: set[str] = set()  # the live senders `digest status` lists, sampled while they work
     while any(worker.poll() is None for worker in workers):
         seen |= set(issues.live_senders(store, PERIOD))
@@ -210,4 +214,29 @@ def test_sigterm_stops_one_worker_and_hands_its_batch_back_while_the_others_go_o
     assert statuses(store) == {"sent": count}
     received = server.script.received()
     assert len(received) == count and set(received.values()) == {1}
+    store.close()
+
+
+def test_the_connection_limit_holds_for_all_workers_together(
+    postgres_url: str, tmp_path: Path, server: ScriptedServer
+) -> None:
+    # Three workers each allowed two connections: a relay allowing two sessions
+    # must never see more than two at once, whoever opens them.
+    count = 600
+    server.script.data_delay = 0.002  # each session stays busy: they overlap in time
+    store = Store(postgres_url)
+    fill(store, tmp_path, count)
+    workers = [start_worker(tmp_path, postgres_url, server.port, connections=2) for _ in range(3)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err.decode()
+    assert server.script.most_open == 2, server.script.most_open
+    received = server.script.received()
+    assert len(received) == count and set(received.values()) == {1}
+    assert statuses(store) == {"sent": count}
+    with store.connect() as conn:  # every slot handed back: the next send finds them free
+        held = conn.execute(
+            sa.select(sa.func.count()).where(schema.locks.c.name.like("smtp-slot:%"))
+        ).scalar_one()
+    assert held == 0
     store.close()

@@ -125,6 +125,12 @@ def _sql(text: str) -> sa.TextClause:
 
 
 _IN_FLIGHT = "status IN ('sending', 'awaiting_reply')"
+# The subscriber has not left since the claim: checked in the dot mark's own statement,
+# so that a message costs no extra round trip for it.
+_STILL_ACTIVE = (
+    "EXISTS (SELECT 1 FROM subscribers WHERE subscribers.id = {subscriber} "
+    "AND subscribers.status = 'active')"
+)
 _MINE = "claim_owner = :owner"
 _SQL_SENT = _sql(
     "UPDATE deliveries SET status = 'sent', updated_at = :now, sent_at = :now, "
@@ -137,6 +143,41 @@ _SQL_FINISH = _sql(
 # The same in the driver's own parameter style: the one write added to every message,
 # so it skips SQLAlchemy's statement and transaction handling (most of its cost).
 _DRIVER_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+# A claim on PostgreSQL, in one statement (one round trip in autocommit): take up to
+# ``limit`` due rows nobody else is claiming (queued first, then retries now due,
+# each walking the (issue, status) index in id order), and in the same statement
+# make them ``sending`` for us, or ``skipped`` if their subscriber left. Nothing is
+# claimed once a sender stopped the issue on an error storm (``issues.send_stopped``).
+_PG_CLAIM = """
+WITH queued AS (
+    SELECT id FROM deliveries WHERE issue_id = %(issue)s AND status = 'queued'
+    AND NOT EXISTS (SELECT 1 FROM issues WHERE issues.id = %(issue)s
+                    AND COALESCE(issues.send_stopped, '') <> '')
+    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), retries AS (
+    SELECT id FROM deliveries WHERE issue_id = %(issue)s AND status = 'failed_temp'
+    AND next_attempt_at IS NOT NULL AND next_attempt_at <= %(now)s
+    AND NOT EXISTS (SELECT 1 FROM issues WHERE issues.id = %(issue)s
+                    AND COALESCE(issues.send_stopped, '') <> '')
+    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM queued UNION ALL SELECT id FROM retries LIMIT %(limit)s
+)
+UPDATE deliveries AS d SET
+    status = CASE WHEN s.status = 'active' THEN 'sending' ELSE 'skipped' END,
+    attempts = d.attempts + CASE WHEN s.status = 'active' THEN 1 ELSE 0 END,
+    updated_at = %(now)s,
+    claim_owner = CASE WHEN s.status = 'active' THEN %(owner)s ELSE d.claim_owner END,
+    claim_expires = CASE WHEN s.status = 'active' THEN %(expires)s ELSE d.claim_expires END,
+    claim_boot = CASE WHEN s.status = 'active' THEN NULL ELSE d.claim_boot END,
+    next_attempt_at = CASE WHEN s.status = 'active' THEN d.next_attempt_at ELSE NULL END,
+    last_error = CASE WHEN s.status = 'active' THEN d.last_error
+        ELSE 'no longer subscribed' END
+FROM picked, subscribers AS s
+WHERE d.id = picked.id AND s.id = d.subscriber_id
+RETURNING d.id, d.subscriber_id, s.email, s.name, s.language, s.token, d.attempts, s.status,
+    d.edition
+"""
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 CLAIM_TTL = dt.timedelta(minutes=2)
 """A claim's lease: longer than a message's deadline, renewed while the sender works."""
@@ -179,7 +220,8 @@ class Ledger:
         placeholder = _DRIVER_PLACEHOLDERS.get(store.engine.dialect.paramstyle)
         self.dot_sql = (
             "UPDATE deliveries SET status = 'awaiting_reply' "
-            f"WHERE id = {placeholder} AND status = 'sending' AND claim_owner = {placeholder}"
+            f"WHERE id = {placeholder} AND status = 'sending' AND claim_owner = {placeholder} "
+            f"AND {_STILL_ACTIVE.format(subscriber=placeholder)}"
             if placeholder
             else None
         )
@@ -196,6 +238,9 @@ class Ledger:
             else None
         )
         self.sqlite = store.engine.dialect.name == "sqlite"
+        self.claim_checks_stop = self.pg and store.engine.dialect.driver == "psycopg"
+        """``claim`` takes nothing once the issue's senders were told to stop, in the
+        same statement: no separate read per batch for it."""
         if self.cheap:
             self._pragma("NORMAL")
 
@@ -223,11 +268,24 @@ class Ledger:
         with self.lock:
             raw = self.conn.connection.dbapi_connection
             assert raw is not None
+            if self.pg:
+                # One statement is its own transaction: in autocommit the driver sends
+                # no BEGIN and no COMMIT, so the statement is one round trip, not three.
+                raw.autocommit = True
+                try:
+                    cursor = raw.cursor()
+                    try:
+                        cursor.execute(sql, params)
+                        return cursor.fetchone() is not None if read else cursor.rowcount == 1
+                    finally:
+                        cursor.close()
+                finally:
+                    raw.autocommit = False
             cursor = raw.cursor()
             try:
                 cursor.execute(sql, params)
                 hit = cursor.fetchone() is not None if read else cursor.rowcount == 1
-                raw.commit()  # a read too: it ends the transaction PostgreSQL's driver opened
+                raw.commit()
             except BaseException:
                 raw.rollback()
                 raise
@@ -425,6 +483,8 @@ class Ledger:
         index in id order and stops at ``limit``.
         """
         now = utcnow()
+        if self.claim_checks_stop:
+            return self._claim_pg(limit, now, ttl)
         columns = (
             deliveries.c.id,
             deliveries.c.subscriber_id,
@@ -487,6 +547,37 @@ class Ledger:
             [Due._make((*row[:7], row.edition or "")) for row in active],
             [row.email for row in gone],
         )
+
+    def _claim_pg(self, limit: int, now: dt.datetime, ttl: dt.timedelta) -> Claim:
+        """``claim`` in one statement and one round trip (PostgreSQL's commits are durable)."""
+        naive = now.astimezone(dt.UTC).replace(tzinfo=None)  # as ``UTCDateTime`` stores it
+        params = {
+            "issue": self.issue_id,
+            "limit": limit,
+            "now": naive,
+            "owner": self.owner,
+            "expires": naive + ttl,
+        }
+        with self.lock:
+            raw = self.conn.connection.dbapi_connection
+            assert raw is not None
+            raw.autocommit = True
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(_PG_CLAIM, params)
+                    found = sorted(cursor.fetchall())
+                finally:
+                    cursor.close()
+            finally:
+                raw.autocommit = False
+        active = [
+            # attempts before this claim; the edition the row was queued with
+            Due(row[0], row[1], row[2], row[3], row[4], row[5], row[6] - 1, row[8] or "")
+            for row in found
+            if row[7] == "active"
+        ]
+        return Claim(active, [row[2] for row in found if row[7] != "active"])
 
     def renew_claims(self, ttl: dt.timedelta = CLAIM_TTL) -> int:
         """Extend the lease on this sender's rows in flight; how many it still holds."""
@@ -578,10 +669,11 @@ class Ledger:
         return self._direct(self.sent_sql, (when, when, row.id, self.owner))
 
     def still_subscribed(self, row: Due) -> bool:
-        """Whether ``row``'s subscriber is still active (checked right before their message).
+        """Whether ``row``'s subscriber is still active.
 
         A batch is claimed ahead of sending: someone who leaves meanwhile must
-        not get the message. A read, so it costs no commit.
+        not get the message. ``before_final_dot`` checks it on every message;
+        this says why a dot mark was refused. A read, so it costs no commit.
         """
         if self.active_sql is None:
             with self._tx() as conn:
@@ -595,7 +687,9 @@ class Ledger:
         """Record that ``row``'s final dot is about to be written; False if it is no longer ours.
 
         Committed before the dot goes out, so that a crash from here on leaves
-        the row ``uncertain`` and a crash before it leaves it simply queued.
+        the row ``uncertain`` and a crash before it leaves it simply queued. Also
+        False when the subscriber left since the claim (``still_subscribed`` then
+        tells the two apart): they must not get it.
         """
         if self.dot_sql is None:
             with self._tx() as conn:
@@ -603,12 +697,13 @@ class Ledger:
                     conn.execute(
                         _sql(
                             "UPDATE deliveries SET status = 'awaiting_reply' "
-                            f"WHERE id = :id AND status = 'sending' AND {_MINE}"
+                            f"WHERE id = :id AND status = 'sending' AND {_MINE} "
+                            f"AND {_STILL_ACTIVE.format(subscriber=':subscriber')}"
                         ),
-                        {"id": row.id, "owner": self.owner},
+                        {"id": row.id, "owner": self.owner, "subscriber": row.subscriber_id},
                     ).rowcount
                 )
-        return self._direct(self.dot_sql, (row.id, self.owner))
+        return self._direct(self.dot_sql, (row.id, self.owner, row.subscriber_id))
 
     def counts(self) -> dict[str, int]:
         with self._tx() as conn:

@@ -26,6 +26,7 @@ from .schema import locks, utcnow
 
 __all__ = [
     "acquire",
+    "held",
     "hold",
     "holder",
     "owner_gone",
@@ -88,6 +89,18 @@ def holder(store: Store, name: str) -> str | None:
             sa.select(locks.c.owner).where(locks.c.name == name, locks.c.expires_at >= utcnow())
         ).first()
         return None if row is None else str(row.owner)
+
+
+def held(store: Store, prefix: str) -> dict[str, str]:
+    """The locks whose name starts with ``prefix`` and whose lease runs: name -> owner."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            sa.select(locks.c.name, locks.c.owner).where(
+                locks.c.name.startswith(prefix, autoescape=True),
+                locks.c.expires_at >= utcnow(),
+            )
+        )
+        return {str(name): str(owner) for name, owner in rows}
 
 
 def release_if_gone(store: Store, name: str, live_owners: Collection[str] | None = None) -> bool:
