@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 probe.shutdown()
             if not workers_used:
                 clock.wrap(digest.collect.collector, "parse_and_prepare", "parse")
-            clock.wrap(Deduper, "save", "store")
+            clock.wrap(Deduper, "save_in", "store")
             memory = WorkerMemory()
             memory.start()
             before = peak_rss_mb()

@@ -26,7 +26,7 @@ from multiprocessing.context import BaseContext
 
 from ..language import detect_language
 from .dedupe import Story
-from .normalize import fingerprint
+from .normalize import fingerprint, words
 from .parse import Entry, Feed, parse_feed
 
 __all__ = ["PARALLEL_SOURCES", "Prepared", "parse_and_prepare", "parser_pool", "prepare_entry"]
@@ -48,10 +48,11 @@ class Prepared:
 def prepare_entry(source: str, hint: str, entry: Entry, now: dt.datetime) -> Prepared:
     """``entry``'s language (``hint`` when too short to tell), fingerprint and story."""
     published = entry.published or now
+    text_words = words(entry.text)  # the fingerprint and the story share them
     return Prepared(
         language=detect_language(f"{entry.title}\n{entry.text}", hint),
-        fingerprint=fingerprint(entry.title, entry.text),
-        story=Story.of(source, entry.title, entry.text, published),
+        fingerprint=fingerprint(entry.title, entry.text, text_words=text_words),
+        story=Story.of(source, entry.title, entry.text, published, text_words=text_words),
     )
 
 
