@@ -151,6 +151,9 @@ class _Run:
         self.sources_in_progress = asyncio.Semaphore(2 * max(1, self.limits.concurrency))
         self.pages_per_host: dict[str, asyncio.Semaphore] = {}
         self.parsers = parser_pool(len(self.settings.sources))
+        # Without worker processes, one thread parses: parsing holds the interpreter
+        # lock, so more threads would only take turns with it, and with the event loop.
+        self.parse_thread = concurrent.futures.ThreadPoolExecutor(1, "digest-parse")
         try:
             async with Fetcher(self.limits, transport=self.transport) as fetcher:
                 self.fetcher = fetcher
@@ -170,6 +173,7 @@ class _Run:
             self.writer.close()
             if self.parsers is not None:
                 self.parsers.shutdown(wait=True, cancel_futures=True)
+            self.parse_thread.shutdown(wait=True, cancel_futures=True)
         return CollectReport(tuple(reports))
 
     # -- one source --------------------------------------------------------------
@@ -309,14 +313,14 @@ class _Run:
         base = document.base or document.url
         args = (document.body, base, document.content_type, self.now)
         more = (source.name, source.language, MAX_ENTRIES)
+        loop = asyncio.get_running_loop()
         if self.parsers is not None:
             try:
-                loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(self.parsers, parse_and_prepare, *args, *more)
             except BrokenProcessPool:  # a worker died (killed, out of memory): carry on here
                 log.warning("feed parsing workers stopped; parsing in this process")
                 self.parsers = None
-        return await asyncio.to_thread(parse_and_prepare, *args, *more)
+        return await loop.run_in_executor(self.parse_thread, parse_and_prepare, *args, *more)
 
     async def _get(self, url: str, state: dict[str, Any]) -> _Document:
         # Validators belong to the URL they came from.

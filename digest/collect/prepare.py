@@ -74,14 +74,20 @@ def parse_and_prepare(
     return feed, tuple(prepare_entry(source, hint, entry, now) for entry in feed.entries)
 
 
-def parser_pool(sources: int) -> Executor | None:
-    """A pool of worker processes for a run of ``sources`` sources, or None (use a thread)."""
+def parser_pool(sources: int, workers: int | None = None) -> Executor | None:
+    """A pool of worker processes for a run of ``sources`` sources, or None (use a thread).
+
+    ``workers`` overrides the number chosen from the machine's cores (benchmarks).
+    """
     # One core stays with the event loop and the database writer. On two cores a
     # single worker does not pay for itself: measured on a shared 2-core machine,
     # the 200-feed benchmark was no faster, and the fork server and the copies of
     # every parsed feed cost CPU the main process could not spare.
-    workers = min(MAX_WORKERS, (os.cpu_count() or 1) - 1)
-    if sources < PARALLEL_SOURCES or workers < 2:
+    if workers is None:
+        workers = min(MAX_WORKERS, (os.cpu_count() or 1) - 1)
+        if workers < 2:
+            return None
+    if sources < PARALLEL_SOURCES or workers < 1:
         return None
     context: BaseContext
     if "forkserver" in multiprocessing.get_all_start_methods():
