@@ -55,8 +55,10 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._busy[shard] -= 1
             raise
-        # The connection is busy until the body is read or the response closed.
-        response.stream = _Released(response.stream, lambda: self._release(shard))
+        if response.is_closed:  # read already (an in-memory response): nothing held
+            self._release(shard)
+        else:  # the connection is busy until the response is closed
+            response.stream = _Released(response.stream, lambda: self._release(shard))
         return response
 
     def _release(self, shard: int) -> None:
