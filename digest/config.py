@@ -98,7 +98,7 @@ class SourceSettings:
 
 @dataclass(frozen=True)
 class CollectSettings:
-    concurrency: int = 32
+    concurrency: int = 100
     connect_timeout: float = 5.0
     timeout: float = 20.0
     """Total deadline for one response, body included."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 
 __all__ = ["LANGUAGES", "detect_language"]
 
@@ -32,6 +33,8 @@ _COMBINING = re.compile(r"[\u0300-\u036f]+")
 
 def _folded_words(text: str) -> list[str]:
     # Accents off, so a text typed without them still counts (« ete » for « été »).
+    if text.isascii():  # nothing to decompose; lower() is casefold() on ASCII, and cheaper
+        return _WORD.findall(text.lower())
     plain = _COMBINING.sub("", unicodedata.normalize("NFKD", text)).casefold()
     return _WORD.findall(plain)
 
@@ -46,8 +49,9 @@ def detect_language(text: str, hint: str = "") -> str:
     language) or when no language clearly leads (the best has less than 1.5 times
     the runner-up's count).
     """
-    tokens = _folded_words(text[:5000])
-    scores = {lang: sum(1 for t in tokens if t in stop) for lang, stop in _STOPSETS.items()}
+    # Each distinct word once: a few hundred words, about thirty function words a language.
+    counts = Counter(_folded_words(text[:5000]))
+    scores = {lang: sum(counts[w] for w in stop if w in counts) for lang, stop in _STOPSETS.items()}
     ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
     (best, top), (_, second) = ranked[0], ranked[1]
     if top >= 3 and top >= 1.5 * second:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -300,3 +302,126 @@ def test_parsing_workers_only_for_large_runs_with_cores_to_spare(
     pool = prepare.parser_pool(prepare.PARALLEL_SOURCES)
     assert pool is not None
     pool.shutdown()
+
+
+# -- connections and writes ------------------------------------------------------------------
+
+
+def test_sharded_pools_hold_every_request_in_flight_and_send_a_host_back_to_its_pool() -> None:
+    from digest.collect.pools import SHARD, ShardedTransport
+
+    in_flight: dict[int, int] = {}
+    peak: dict[int, int] = {}
+    served: list[tuple[str, int]] = []
+    release = asyncio.Event()
+
+    def pool(number: int) -> httpx.AsyncBaseTransport:
+        async def answer(request: httpx.Request) -> httpx.Response:
+            in_flight[number] = in_flight.get(number, 0) + 1
+            peak[number] = max(peak.get(number, 0), in_flight[number])
+            served.append((request.url.host, number))
+            await release.wait()
+            in_flight[number] -= 1
+            return httpx.Response(200, text="ok")
+
+        return httpx.MockTransport(answer)
+
+    made: list[int] = []
+
+    def make(size: int) -> httpx.AsyncBaseTransport:
+        made.append(size)
+        return pool(len(made) - 1)
+
+    async def run() -> None:
+        transport = ShardedTransport(20, make)
+        async with httpx.AsyncClient(transport=transport) as client:
+
+            async def get(host: str) -> None:
+                response = await client.get(f"http://{host}/feed")
+                await response.aclose()
+
+            tasks = [asyncio.create_task(get(f"h{n}.example")) for n in range(20)]
+            while len(served) < 20:  # every request reached a pool: none waits for room
+                await asyncio.sleep(0)
+            release.set()
+            await asyncio.gather(*tasks)
+            await get("h7.example")
+
+    asyncio.run(run())
+    assert sum(made) >= 20 and all(size <= SHARD for size in made)
+    assert max(peak.values()) <= made[0]  # no pool held more than its connections
+    first, again = [number for host, number in served if host == "h7.example"]
+    assert again == first  # a host's next request goes where its connection is kept alive
+
+
+def test_writer_commits_waiting_saves_together_and_a_failing_one_alone(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from digest.collect.writer import Writer
+    from digest.db import Store
+    from digest.db.schema import meta
+
+    store = Store(db_url)  # PostgreSQL too, where a failed statement aborts the transaction
+    forgotten: list[bool] = []
+
+    def put(conn: sa.Connection, key: str) -> str:
+        # "bad" writes a key that "a" holds already: the database refuses it.
+        conn.execute(sa.insert(meta).values(key="a" if key == "bad" else key, value=key))
+        return key
+
+    async def run() -> list[object]:
+        writer = Writer(store, lambda: forgotten.append(True))
+        gate = threading.Event()
+        # The writer is busy with this while the saves below queue up behind it.
+        blocked = asyncio.ensure_future(writer.call(gate.wait))
+        await asyncio.sleep(0.05)
+        saves = [asyncio.ensure_future(writer.in_group(put, k)) for k in ("a", "bad", "c")]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await blocked
+        results = await asyncio.gather(*saves, return_exceptions=True)
+        writer.close()
+        return results
+
+    results = asyncio.run(run())
+    assert results[0] == "a" and results[2] == "c"
+    assert isinstance(results[1], sa.exc.IntegrityError)
+    with store.connect() as conn:
+        values = {k: v for k, v in conn.execute(sa.select(meta.c.key, meta.c.value))}
+    assert values["a"] == "a" and values["c"] == "c"  # the others' writes are kept
+    assert forgotten  # what the rolled-back group taught is dropped
+    store.close()
+
+
+def test_writer_shares_one_commit_between_saves_that_wait(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from digest.collect.writer import Writer
+    from digest.db import Store
+    from digest.db.schema import meta
+
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    commits: list[int] = []
+    sa.event.listen(store.engine, "commit", lambda conn: commits.append(1))
+
+    def put(conn: sa.Connection, key: str) -> str:
+        conn.execute(sa.insert(meta).values(key=key, value="1"))
+        return key
+
+    async def run() -> list[str]:
+        writer = Writer(store, lambda: None)
+        gate = threading.Event()
+        blocked = asyncio.ensure_future(writer.call(gate.wait))
+        await asyncio.sleep(0.05)
+        saves = [asyncio.ensure_future(writer.in_group(put, f"k{n}")) for n in range(10)]
+        await asyncio.sleep(0.05)
+        commits.clear()
+        gate.set()
+        await blocked
+        results = list(await asyncio.gather(*saves))
+        writer.close()
+        return results
+
+    assert asyncio.run(run()) == [f"k{n}" for n in range(10)]
+    assert len(commits) == 1  # ten sources, one sync to disk
+    store.close()

@@ -6,8 +6,9 @@ HTML page announces; keep entries that pass the source's keyword filters;
 fetch full text for new teasers; store articles and fetch state in one
 transaction; report. Network work runs concurrently on one event loop; parsing
 and extraction run in worker threads so they overlap with the network; every
-database write goes through one writer thread, so writes never contend and
-deduplication sees every earlier source's articles.
+database write goes through one writer thread (``writer``), so writes never
+contend and deduplication sees every earlier source's articles; sources saved
+at the same moment share a commit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -39,6 +40,7 @@ from .images import lead_image
 from .normalize import fold, is_web_url
 from .parse import Entry, Feed, NotAFeed
 from .prepare import Prepared, parse_and_prepare, parser_pool, prepare_entry
+from .writer import Writer
 
 __all__ = ["CollectReport", "SourceReport", "collect", "health_table"]
 
@@ -52,8 +54,6 @@ PAGES_PER_HOST = 4
 """Article pages fetched from one host at the same time."""
 
 Status = Literal["ok", "not_modified", "error", "skipped"]
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,13 @@ class _Run:
 
     async def main(self) -> CollectReport:
         states = {row["name"]: row for row in articles.source_states(self.store)}
-        self.writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-db")
+        self.writer = Writer(self.store, self.deduper.forget)
         self.sources_in_progress = asyncio.Semaphore(2 * max(1, self.limits.concurrency))
         self.pages_per_host: dict[str, asyncio.Semaphore] = {}
         self.parsers = parser_pool(len(self.settings.sources))
+        # Without worker processes, one thread parses: parsing holds the interpreter
+        # lock, so more threads would only take turns with it, and with the event loop.
+        self.parse_thread = concurrent.futures.ThreadPoolExecutor(1, "digest-parse")
         try:
             async with Fetcher(self.limits, transport=self.transport) as fetcher:
                 self.fetcher = fetcher
@@ -167,14 +170,11 @@ class _Run:
                         self.progress(report)
                 reports = [task.result() for task in tasks]
         finally:
-            self.writer.shutdown(wait=True)
+            self.writer.close()
             if self.parsers is not None:
                 self.parsers.shutdown(wait=True, cancel_futures=True)
+            self.parse_thread.shutdown(wait=True, cancel_futures=True)
         return CollectReport(tuple(reports))
-
-    async def _write(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.writer, lambda: function(*args, **kwargs))
 
     # -- one source --------------------------------------------------------------
 
@@ -229,8 +229,8 @@ class _Run:
             previous = str(state.get("last_error") or "")
             if notes is None and state.get("last_status") == "error":
                 notes, previous = [], ""  # recovered: the old error goes
-            saved = await self._write(
-                self.deduper.save, source.name, document.url, batch, fetch_state, notes
+            saved = await self.writer.in_group(
+                self.deduper.save_in, source.name, document.url, batch, fetch_state, notes
             )
             note = saved.note if notes is not None else previous
             return self._report(source, status, new=saved.new, updated=saved.updated, error=note)
@@ -245,17 +245,18 @@ class _Run:
         if retry is not None:
             error += f" (next try after {retry:%Y-%m-%d %H:%M} UTC)"
         try:
-            await self._write(
-                articles.record_fetch,
-                self.store,
+            await self.writer.in_group(
+                articles.save_fetch_state,
                 source.name,
                 str(state.get("url") or source.url),
-                last_fetch_at=self.now,
-                last_status="error",
-                last_error=error,
-                consecutive_failures=failures,
-                retry_after=retry,
-                new_articles=0,
+                {
+                    "last_fetch_at": self.now,
+                    "last_status": "error",
+                    "last_error": error,
+                    "consecutive_failures": failures,
+                    "retry_after": retry,
+                    "new_articles": 0,
+                },
             )
         except Exception:
             log.exception("recording the failure of %s failed", source.name)
@@ -312,14 +313,14 @@ class _Run:
         base = document.base or document.url
         args = (document.body, base, document.content_type, self.now)
         more = (source.name, source.language, MAX_ENTRIES)
+        loop = asyncio.get_running_loop()
         if self.parsers is not None:
             try:
-                loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(self.parsers, parse_and_prepare, *args, *more)
             except BrokenProcessPool:  # a worker died (killed, out of memory): carry on here
                 log.warning("feed parsing workers stopped; parsing in this process")
                 self.parsers = None
-        return await asyncio.to_thread(parse_and_prepare, *args, *more)
+        return await loop.run_in_executor(self.parse_thread, parse_and_prepare, *args, *more)
 
     async def _get(self, url: str, state: dict[str, Any]) -> _Document:
         # Validators belong to the URL they came from.
@@ -378,7 +379,7 @@ class _Run:
         ]
         known: set[str] = set()
         if teasers:  # only pages of entries not stored yet are fetched
-            known = await self._write(
+            known = await self.writer.call(
                 self.deduper.known_urls,
                 source.name,
                 [entries[i].url for i in teasers],

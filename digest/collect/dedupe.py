@@ -29,7 +29,8 @@ on the first run as on every later one, however old it is.
 ``Deduper.save`` writes one source's articles *and* its fetch state (ETag,
 health) in one transaction: a source either gets all of this run's articles
 and its new validators, or nothing (so a failed write can never leave an ETag
-that would hide unstored entries behind a 304 next time).
+that would hide unstored entries behind a 304 next time). ``save_in`` does the
+same inside a transaction the collector's writer shares between sources.
 """
 
 from __future__ import annotations
@@ -103,7 +104,16 @@ class Story:
     sketch: frozenset[int]
 
     @classmethod
-    def of(cls, source: str, title: str, text: str, published: dt.datetime) -> Story:
+    def of(
+        cls,
+        source: str,
+        title: str,
+        text: str,
+        published: dt.datetime,
+        *,
+        text_words: list[str] | None = None,
+    ) -> Story:
+        """The story of an article; ``text_words`` is ``words(text)`` if already computed."""
         # An entry with no title is titled with its link: the words of two links
         # (``example org thing``) say nothing about two stories being one.
         tokens = [] if is_web_url(title) else words(title)
@@ -113,7 +123,7 @@ class Story:
             title=" ".join(tokens),
             title_words=frozenset(tokens) if len(tokens) >= MIN_TITLE_WORDS else frozenset(),
             numbers=frozenset(t for t in tokens if t.isdigit()),
-            sketch=_sketch(text),
+            sketch=_sketch(words(text) if text_words is None else text_words),
         )
 
     def blocking_keys(self) -> list[str]:
@@ -147,9 +157,8 @@ class Story:
         return similarity if similarity >= TEXT_SIMILARITY else 0.0
 
 
-def _sketch(text: str) -> frozenset[int]:
-    """A bottom-k MinHash sketch of the text's word shingles (empty for short texts)."""
-    tokens = words(text)
+def _sketch(tokens: list[str]) -> frozenset[int]:
+    """A bottom-k MinHash sketch of a text's word shingles (empty for short texts)."""
     if len(tokens) < MIN_TEXT_WORDS:
         return frozenset()
     hashes = {
@@ -287,11 +296,33 @@ class Deduper:
         state: dict[str, Any],
         notes: list[str] | None = None,
     ) -> Saved:
-        """Store ``batch`` and the source's fetch ``state`` together.
+        """Store ``batch`` and the source's fetch ``state`` together, in a transaction.
 
         ``notes`` (what the source could not keep) become its health note, stored
         with the state, followed by how many entries were merged into other
         sources' stories and why; None keeps the stored note (an unchanged feed).
+        """
+        try:
+            with self.store.begin() as conn:
+                return self.save_in(conn, source, url, batch, state, notes)
+        except BaseException:
+            self.forget()
+            raise
+
+    def save_in(
+        self,
+        conn: Connection,
+        source: str,
+        url: str,
+        batch: list[Candidate],
+        state: dict[str, Any],
+        notes: list[str] | None = None,
+    ) -> Saved:
+        """``save`` inside the caller's transaction (several sources' saves share a commit).
+
+        The stories written are added to the near-duplicate index at once, so the
+        next save of the same transaction is compared with them; if the caller
+        rolls the transaction back, it must call ``forget``.
         """
         updated = 0
         inserts: list[dict[str, Any]] = []  # new rows, written at the end in one statement
@@ -302,57 +333,56 @@ class Deduper:
             guids={c.article.guid for c in batch if c.article.guid},
             urls={c.article.url for c in batch if c.own_link},
         )
-        with self.store.begin() as conn:
-            known = self._existing(conn, source, batch)
-            rows = known.rows
-            for candidate in batch:
-                article = candidate.article
-                match, reason = self._match(conn, known, candidate, listed)
-                values = articles.row_values(article, self.now)
-                if match is not None and match.get("id") is None:
-                    match.update(values)  # listed twice in this feed: the later one wins
+        known = self._existing(conn, source, batch)
+        rows = known.rows
+        for candidate in batch:
+            article = candidate.article
+            match, reason = self._match(conn, known, candidate, listed)
+            values = articles.row_values(article, self.now)
+            if match is not None and match.get("id") is None:
+                match.update(values)  # listed twice in this feed: the later one wins
+                continue
+            if match is None:
+                row = dict(values, collected_at=self.now)
+                inserts.append(row)
+            elif match["source"] != source and not self._outweighs(source, match["source"]):
+                # The same story is stored for a heavier (or equal, earlier) source.
+                merged[reason] += 1
+                if not self._recorded(known, candidate, int(match["id"])):
+                    merges.append(_merge(article, int(match["id"]), reason, self.now))
+                continue
+            else:
+                if match["source"] == source:
+                    if not candidate.dated:
+                        values["published_at"] = match["published_at"]
+                    if candidate.partial:
+                        for name in _FROM_PAGE:
+                            values[name] = match[name]
+                else:  # a heavier source takes the story over: the lighter one's is absorbed
+                    merges.append(_merge_row(match, reason, self.now))
+                changed = match["source"] != source or any(
+                    values[name] != match[name] for name in _COMPARED
+                )
+                if not changed:
                     continue
-                if match is None:
-                    row = dict(values, collected_at=self.now)
-                    inserts.append(row)
-                elif match["source"] != source and not self._outweighs(source, match["source"]):
-                    # The same story is stored for a heavier (or equal, earlier) source.
-                    merged[reason] += 1
-                    if not self._recorded(known, candidate, int(match["id"])):
-                        merges.append(_merge(article, int(match["id"]), reason, self.now))
-                    continue
-                else:
-                    if match["source"] == source:
-                        if not candidate.dated:
-                            values["published_at"] = match["published_at"]
-                        if candidate.partial:
-                            for name in _FROM_PAGE:
-                                values[name] = match[name]
-                    else:  # a heavier source takes the story over: the lighter one's is absorbed
-                        merges.append(_merge_row(match, reason, self.now))
-                    changed = match["source"] != source or any(
-                        values[name] != match[name] for name in _COMPARED
-                    )
-                    if not changed:
-                        continue
-                    articles.update(conn, match["id"], values)
-                    updated += 1
-                    row = dict(values, id=match["id"])
-                for key in ("guid", "url", "fingerprint"):
-                    if row[key] and (key != "url" or candidate.own_link):
-                        rows[key][self._key(key, source, row[key])] = row
-                indexed.append((row, article))
-            ids = articles.insert(conn, inserts)
-            for row, article_id in zip(inserts, ids, strict=True):
-                row["id"] = article_id
-            articles.record_merges(conn, merges)
-            if merged and notes is not None:
-                notes = [*notes, _merged_note(merged)]
-            note = "; ".join(notes or [])
-            state = dict(state, new_articles=len(inserts))
-            if notes is not None:
-                state["last_error"] = note or None
-            articles.save_fetch_state(conn, source, url, state)
+                articles.update(conn, match["id"], values)
+                updated += 1
+                row = dict(values, id=match["id"])
+            for key in ("guid", "url", "fingerprint"):
+                if row[key] and (key != "url" or candidate.own_link):
+                    rows[key][self._key(key, source, row[key])] = row
+            indexed.append((row, article))
+        ids = articles.insert(conn, inserts)
+        for row, article_id in zip(inserts, ids, strict=True):
+            row["id"] = article_id
+        articles.record_merges(conn, merges)
+        if merged and notes is not None:
+            notes = [*notes, _merged_note(merged)]
+        note = "; ".join(notes or [])
+        state = dict(state, new_articles=len(inserts))
+        if notes is not None:
+            state["last_error"] = note or None
+        articles.save_fetch_state(conn, source, url, state)
         if self._index is not None:
             for row, article in indexed:
                 story = self._stories.pop(id(article), None) or Story.of(
@@ -361,6 +391,11 @@ class Deduper:
                 self._index.add_story(int(row["id"]), story)
         self._stories.clear()
         return Saved(len(inserts), updated, note)
+
+    def forget(self) -> None:
+        """Drop what was learnt from saves that were rolled back: the index is read again."""
+        self._index = None
+        self._stories.clear()
 
     def _outweighs(self, source: str, other: str) -> bool:
         return self.weights.get(source, 0.0) > self.weights.get(other, 0.0)

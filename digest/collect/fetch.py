@@ -9,7 +9,8 @@ through ``Fetcher.get``, so the limits hold everywhere:
   stops at the cap instead of filling memory first);
 - at most ``max_redirects`` redirects, followed here so that each hop's URL is
   checked (http/https only) and connected to through the guard;
-- a bound on requests in flight (``concurrency``), over one keep-alive client.
+- a bound on requests in flight (``concurrency``), over one keep-alive client
+  whose connections are spread over small pools (see ``pools``).
 
 Failures become ``FetchError`` whose message is the one-line reason shown to users.
 """
@@ -31,6 +32,7 @@ import httpx
 from .. import __version__
 from ..config import CollectSettings
 from .guard import GuardedTransport, Refused, check_address, literal_address, parse_allow_list
+from .pools import ShardedTransport
 
 __all__ = ["FEED_ACCEPT", "HTML_ACCEPT", "FetchError", "Fetcher", "Response", "default_user_agent"]
 
@@ -100,13 +102,8 @@ class Fetcher:
     ) -> None:
         self.settings = settings
         self.allowed = parse_allow_list(settings.allow_private)
-        limits = httpx.Limits(
-            max_connections=settings.concurrency,
-            max_keepalive_connections=settings.concurrency,
-            keepalive_expiry=30.0,
-        )
         self._client = httpx.AsyncClient(
-            transport=transport or GuardedTransport(self.allowed, limits),
+            transport=transport or ShardedTransport(settings.concurrency, self._pool),
             timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
             follow_redirects=False,
             trust_env=False,
@@ -117,6 +114,12 @@ class Fetcher:
             },
         )
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+
+    def _pool(self, size: int) -> httpx.AsyncBaseTransport:
+        limits = httpx.Limits(
+            max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
+        )
+        return GuardedTransport(self.allowed, limits)
 
     async def __aenter__(self) -> Fetcher:
         return self

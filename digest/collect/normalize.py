@@ -238,12 +238,13 @@ MIN_FINGERPRINT_WORDS = 12
 no text, or "🎉" on one site and "★" on another, are not the same story."""
 
 
-def fingerprint(title: str, text: str) -> str:
+def fingerprint(title: str, text: str, *, text_words: list[str] | None = None) -> str:
     """A hash of the normalized content, or "" when the text is too short to identify a story.
 
-    The same text, however it is marked up, hashes alike.
+    The same text, however it is marked up, hashes alike. ``text_words`` is
+    ``words(text)`` when the caller has it already (it is the costly part).
     """
-    body = words(text)
+    body = words(text) if text_words is None else text_words
     if len(body) < MIN_FINGERPRINT_WORDS:
         return ""
     if len(body) < 30:  # short: the title helps tell two short texts apart

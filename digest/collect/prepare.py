@@ -26,7 +26,7 @@ from multiprocessing.context import BaseContext
 
 from ..language import detect_language
 from .dedupe import Story
-from .normalize import fingerprint
+from .normalize import fingerprint, words
 from .parse import Entry, Feed, parse_feed
 
 __all__ = ["PARALLEL_SOURCES", "Prepared", "parse_and_prepare", "parser_pool", "prepare_entry"]
@@ -48,10 +48,11 @@ class Prepared:
 def prepare_entry(source: str, hint: str, entry: Entry, now: dt.datetime) -> Prepared:
     """``entry``'s language (``hint`` when too short to tell), fingerprint and story."""
     published = entry.published or now
+    text_words = words(entry.text)  # the fingerprint and the story share them
     return Prepared(
         language=detect_language(f"{entry.title}\n{entry.text}", hint),
-        fingerprint=fingerprint(entry.title, entry.text),
-        story=Story.of(source, entry.title, entry.text, published),
+        fingerprint=fingerprint(entry.title, entry.text, text_words=text_words),
+        story=Story.of(source, entry.title, entry.text, published, text_words=text_words),
     )
 
 
@@ -73,14 +74,20 @@ def parse_and_prepare(
     return feed, tuple(prepare_entry(source, hint, entry, now) for entry in feed.entries)
 
 
-def parser_pool(sources: int) -> Executor | None:
-    """A pool of worker processes for a run of ``sources`` sources, or None (use a thread)."""
+def parser_pool(sources: int, workers: int | None = None) -> Executor | None:
+    """A pool of worker processes for a run of ``sources`` sources, or None (use a thread).
+
+    ``workers`` overrides the number chosen from the machine's cores (benchmarks).
+    """
     # One core stays with the event loop and the database writer. On two cores a
     # single worker does not pay for itself: measured on a shared 2-core machine,
     # the 200-feed benchmark was no faster, and the fork server and the copies of
     # every parsed feed cost CPU the main process could not spare.
-    workers = min(MAX_WORKERS, (os.cpu_count() or 1) - 1)
-    if sources < PARALLEL_SOURCES or workers < 2:
+    if workers is None:
+        workers = min(MAX_WORKERS, (os.cpu_count() or 1) - 1)
+        if workers < 2:
+            return None
+    if sources < PARALLEL_SOURCES or workers < 1:
         return None
     context: BaseContext
     if "forkserver" in multiprocessing.get_all_start_methods():
