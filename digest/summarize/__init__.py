@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "digest.summarizers"
 
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 """Bump when a backend's output changes for the same input, to ignore old cache rows."""
 
 MAX_SUMMARY_WORDS = 80
