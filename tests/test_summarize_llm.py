@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -353,7 +354,9 @@ def test_a_server_that_is_down_falls_back_to_the_offline_default() -> None:
     assert_grounded(result)
 
 
-def test_ungrounded_lessons_are_dropped_and_replaced_from_the_offline_default(llm: FakeLLM) -> None:
+def test_ungrounded_lessons_are_dropped_and_replaced_from_the_offline_default(
+    llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
     reply = {
         "summary": GOOD["summary"],
         "lessons": [
@@ -369,7 +372,13 @@ def test_ungrounded_lessons_are_dropped_and_replaced_from_the_offline_default(ll
         ],
     }
     llm.replies = [ok(reply)]
-    result = summarize_article(article(), llm.settings())
+    with caplog.at_level(logging.INFO, logger="digest.summarize"):
+        result = summarize_article(article(), llm.settings())
+    # What the model wrote and why it is not shown, for an editor running `digest -v`.
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 2
+    assert "quote not in the article" in dropped[0] and "Netflix" in dropped[0]
+    assert "a number or name not in the article" in dropped[1] and "2 millions" in dropped[1]
     assert result.backend == "openai"
     texts = [x.text for x in result.lessons]
     assert GOOD["lessons"][1]["lesson"] in texts

@@ -366,6 +366,7 @@ def check_grounding(
         summary_text.split()
     ) <= MAX_SUMMARY_WORDS and summary_text.rstrip("»”\"')] ")[-1:] in tuple(".!?。！？")
     if not (checks["summary_facts"] and checks["summary_length"]):
+        log.info("%r: %s's summary dropped: %r", article.title, summary.backend, summary_text)
         summary_text = offline.summarize(article).summary
 
     lessons: list[Lesson] = []
@@ -400,6 +401,17 @@ def check_grounding(
         if span is not None and facts_ok and length_ok and fresh:
             written_by = lesson.backend or summary.backend
             lessons.append(Lesson(lesson.text.strip(), text[span[0] : span[1]], *span, written_by))
+        else:  # what a model wrote and why it is not shown: `digest -v` tells the editor
+            failed = _failures(quote_ok, facts_ok, length_ok, fresh)
+            log.info(
+                "%r: lesson %d of %s dropped (%s): %r quoting %r",
+                article.title,
+                k,
+                lesson.backend or summary.backend,
+                ", ".join(failed),
+                lesson.text,
+                lesson.quote,
+            )
 
     wanted = max(2, min(4, settings.max_lessons))
     checks["lessons_count"] = len(lessons) >= 2
@@ -423,3 +435,14 @@ def check_grounding(
         checks,
         no_lessons if not lessons else "",
     )
+
+
+def _failures(quote: bool, facts: bool, length: bool, fresh: bool) -> list[str]:
+    """Why a lesson was dropped, in words an editor reads in the log."""
+    reasons = [
+        (quote, "quote not in the article"),
+        (facts, "a number or name not in the article"),
+        (length, "too long"),
+        (fresh, "a heading, a repeat, or not what its quote says"),
+    ]
+    return [reason for ok, reason in reasons if not ok]
