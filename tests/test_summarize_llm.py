@@ -29,6 +29,7 @@ from digest.models import Article, Summary
 from digest.summarize import get_summarizer, summarize_article
 from digest.summarize.grounding import unsupported_facts
 from digest.summarize.llm import MAX_RETRIES, SCHEMA
+from digest.summarize.text import split_sentences
 
 TEXT = (
     "Le studio lyonnais Pixel Nord a présenté mardi un court métrage réalisé en six semaines "
@@ -452,6 +453,18 @@ def test_a_summary_that_is_too_long_is_replaced(llm: FakeLLM) -> None:
     result = summarize_article(article(), llm.settings())
     assert result.checks["summary_length"] is False
     assert len(result.summary.split()) <= 60
+    assert [x.text for x in result.lessons] == [x["lesson"] for x in GOOD["lessons"]]
+
+
+def test_a_summary_that_copies_the_article_out_is_replaced(llm: FakeLLM) -> None:
+    # Gemma 3 270M through llama.cpp answered with the article's four sentences: short
+    # enough in words, grounded, and no summary. It would also swallow every lesson.
+    copied = " ".join(s.text for s in split_sentences(TEXT)[:4])
+    assert len(copied.split()) <= 80
+    llm.replies = [ok(dict(GOOD, summary=copied))]
+    result = summarize_article(article(), llm.settings())
+    assert result.checks["summary_length"] is False
+    assert len(split_sentences(result.summary)) <= 2
     assert [x.text for x in result.lessons] == [x["lesson"] for x in GOOD["lessons"]]
 
 

@@ -40,7 +40,7 @@ from ..config import SummarizeSettings
 from ..errors import SummarizerError
 from ..models import NO_TAKEAWAY, Article, Lesson, Summary
 from .grounding import Evidence
-from .text import MAX_CHARS, stop_words, words
+from .text import MAX_CHARS, split_sentences, stop_words, words
 
 if TYPE_CHECKING:
     from ..db import Store
@@ -361,10 +361,14 @@ def check_grounding(
     checks: dict[str, bool] = {}
     summary_text = summary.summary.strip()
     checks["summary_facts"] = bool(summary_text) and not unsupported(summary_text)
-    # One or two whole sentences: not a fragment, not cut mid-sentence, not an essay.
-    checks["summary_length"] = MIN_SUMMARY_WORDS <= len(
-        summary_text.split()
-    ) <= MAX_SUMMARY_WORDS and summary_text.rstrip("»”\"')] ")[-1:] in tuple(".!?。！？")
+    # One or two whole sentences (or as many as configured): not a fragment, not cut
+    # mid-sentence, not an essay, not the article copied out (a small model's habit).
+    sentences = len(split_sentences(summary_text))
+    checks["summary_length"] = (
+        MIN_SUMMARY_WORDS <= len(summary_text.split()) <= MAX_SUMMARY_WORDS
+        and summary_text.rstrip("»”\"')] ")[-1:] in tuple(".!?。！？")
+        and sentences <= max(2, settings.summary_sentences)
+    )
     if not (checks["summary_facts"] and checks["summary_length"]):
         log.info("%r: %s's summary dropped: %r", article.title, summary.backend, summary_text)
         summary_text = offline.summarize(article).summary
