@@ -27,7 +27,7 @@ from digest.summarize import (
     get_summarizer,
     summarize_article,
 )
-from digest.summarize.extractive import ExtractiveSummarizer, lesson_cue
+from digest.summarize.extractive import ExtractiveSummarizer, leans_back, lesson_cue
 from digest.summarize.grounding import locate_quote, unsupported_facts
 from digest.summarize.jsonl import summarize_stream
 from digest.summarize.text import split_sentences
@@ -178,6 +178,23 @@ def test_a_sentence_that_leans_on_the_one_before_never_opens_the_summary() -> No
         "Mais la vraie nouvelle de cette édition est l’arrivée d’un prix pour les écoles "
         "d’animation, doté de vingt mille euros."
     )
+
+
+@pytest.mark.parametrize(
+    ("sentence", "leans"),
+    [
+        ("Elle a ajouté que le studio recrutait.", True),
+        ("Cette décision a surpris les élèves.", True),
+        ("Mais la vraie nouvelle est ailleurs.", True),
+        ("Par ailleurs, le jury sera présidé par une réalisatrice.", True),
+        ("However, the school stayed open.", True),
+        ("Alors que la loi doit être votée, le député s’y oppose.", False),
+        ("Il faut former les équipes avant de changer d’outil.", False),
+        ("Le studio Lumen est passé à la semaine de quatre jours.", False),
+    ],
+)
+def test_which_sentences_lean_on_the_one_before(sentence: str, leans: bool) -> None:
+    assert leans_back(sentence) is leans
 
 
 def test_the_summary_reports_rather_than_quotes() -> None:

@@ -319,11 +319,12 @@ def _summary_score(a: _Analysis, i: int, p: Params) -> float:
 _OPENERS = "«\"“‘'([ \u00a0"
 
 # Openers that lean on the sentence before: « Mais », « Par ailleurs », « De son côté »…
+# (« Alors que la loi… », "Instead of…" open a clause of their own sentence: not these.)
 _CONNECTIVE = re.compile(
     r"^\W*(?:mais|et|or|donc|ainsi|alors|pourtant|cependant|toutefois|néanmoins|enfin|aussi"
     r"|car|par ailleurs|en outre|de plus|d['’]ailleurs|quant à|de (?:son|leur) côté|du coup"
     r"|en effet|en revanche|par contre|autrement dit|however|but|yet|also|meanwhile"
-    r"|moreover|besides|instead)(?![\w-])",
+    r"|moreover|besides|instead)(?![\w-])(?!\s+(?:que|qu['’]|of)\b)",
     re.IGNORECASE,
 )
 
