@@ -186,6 +186,7 @@ def tune(rows: list[dict[str, Any]]) -> None:
         "summary_words": [45, 55, 70],
         "min_summary_words": [8, 12],
         "hook_penalty": [0.3, 0.6],
+        "speech_penalty": [0.5, 1.0, 1.5],
     }
     best: list[tuple[float, dict[str, Any]]] = []
     for values in itertools.product(*grid.values()):

@@ -27,7 +27,7 @@ from digest.summarize import (
     get_summarizer,
     summarize_article,
 )
-from digest.summarize.extractive import ExtractiveSummarizer, lesson_cue
+from digest.summarize.extractive import ExtractiveSummarizer, leans_back, lesson_cue
 from digest.summarize.grounding import locate_quote, unsupported_facts
 from digest.summarize.jsonl import summarize_stream
 from digest.summarize.text import split_sentences
@@ -144,14 +144,75 @@ def test_the_summary_skips_a_hook_for_the_sentence_that_carries_the_news() -> No
         "Le projet a été présenté mardi au salon du design numérique. "
         "Les visiteurs ont fait la queue pendant des heures pour poser devant la machine."
     )
-    result = summarize_article(
-        article(text, title="Un robot dessinateur conçu par des étudiants"),
-        SummarizeSettings(summary_sentences=1),
+    robot = article(text, title="Un robot dessinateur conçu par des étudiants")
+    result = summarize_article(robot, SummarizeSettings(summary_sentences=2))
+    # The news is in the sentence that opens on « Elle »: it is shown, after the
+    # sentence it refers to, so that the summary introduces its subject.
+    assert result.summary.startswith(
+        "La vidéo est devenue virale. Elle montre un robot dessinateur"
     )
-    assert result.summary.startswith("Elle montre un robot dessinateur")
-    assert len(split_sentences(result.summary)) == 1
+    # Asked for one sentence, the summary still never opens on a dangling pronoun.
+    one = summarize_article(robot, SummarizeSettings(summary_sentences=1))
+    assert len(split_sentences(one.summary)) == 1
+    assert not one.summary.startswith("Elle")
     two = summarize_article(article(FRENCH), SummarizeSettings(summary_sentences=2))
     assert "14 écoles" in two.summary
+
+
+def test_a_sentence_that_leans_on_the_one_before_never_opens_the_summary() -> None:
+    text = (
+        "Le festival d’Annecy a ouvert ses portes lundi sous la pluie. "
+        "Les files d’attente s’allongeaient devant le cinéma Bonlieu dès huit heures. "
+        "Mais la vraie nouvelle de cette édition est l’arrivée d’un prix pour les écoles "
+        "d’animation, doté de vingt mille euros. "
+        "Le jury sera présidé par une réalisatrice japonaise."
+    )
+    news = article(text, title="Un nouveau prix pour les écoles d’animation à Annecy")
+    one = summarize_article(news, SummarizeSettings(summary_sentences=1))
+    assert not one.summary.startswith("Mais")
+    # With room for two, the sentence that carries the news is shown after the one it
+    # continues, never after a sentence from elsewhere in the article.
+    two = summarize_article(news, SummarizeSettings(summary_sentences=2))
+    assert two.summary == (
+        "Les files d’attente s’allongeaient devant le cinéma Bonlieu dès huit heures. "
+        "Mais la vraie nouvelle de cette édition est l’arrivée d’un prix pour les écoles "
+        "d’animation, doté de vingt mille euros."
+    )
+
+
+@pytest.mark.parametrize(
+    ("sentence", "leans"),
+    [
+        ("Elle a ajouté que le studio recrutait.", True),
+        ("Cette décision a surpris les élèves.", True),
+        ("Mais la vraie nouvelle est ailleurs.", True),
+        ("Par ailleurs, le jury sera présidé par une réalisatrice.", True),
+        ("However, the school stayed open.", True),
+        ("Alors que la loi doit être votée, le député s’y oppose.", False),
+        ("Il faut former les équipes avant de changer d’outil.", False),
+        ("Le studio Lumen est passé à la semaine de quatre jours.", False),
+    ],
+)
+def test_which_sentences_lean_on_the_one_before(sentence: str, leans: bool) -> None:
+    assert leans_back(sentence) is leans
+
+
+def test_the_summary_reports_rather_than_quotes() -> None:
+    text = (
+        "Le conseil municipal de Grenoble a voté mardi le rachat de l’ancien cinéma Rex pour "
+        "y ouvrir une école d’animation publique. "
+        "« Ce cinéma, nous le rendons aux jeunes de Grenoble, qui pourront y apprendre "
+        "l’animation gratuitement dès la rentrée », a lancé le maire de Grenoble. "
+        "Mais les commerçants du quartier regrettent déjà les séances du dimanche. "
+        "L’école d’animation accueillera quarante étudiants par promotion, sélectionnés sur "
+        "dossier. "
+        "Les travaux commenceront au printemps."
+    )
+    news = article(text, title="Grenoble rachète un cinéma pour ouvrir une école d’animation")
+    result = summarize_article(news, SummarizeSettings(summary_sentences=2))
+    assert result.summary.startswith("Le conseil municipal de Grenoble a voté mardi")
+    assert "quarante étudiants" in result.summary
+    assert "»" not in result.summary  # the mayor's words are a voice in the story
 
 
 def test_settings_bound_the_number_of_lessons() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ from digest.models import Article, Summary
 from digest.summarize import get_summarizer, summarize_article
 from digest.summarize.grounding import unsupported_facts
 from digest.summarize.llm import MAX_RETRIES, SCHEMA
+from digest.summarize.text import split_sentences
 
 TEXT = (
     "Le studio lyonnais Pixel Nord a présenté mardi un court métrage réalisé en six semaines "
@@ -353,7 +355,9 @@ def test_a_server_that_is_down_falls_back_to_the_offline_default() -> None:
     assert_grounded(result)
 
 
-def test_ungrounded_lessons_are_dropped_and_replaced_from_the_offline_default(llm: FakeLLM) -> None:
+def test_ungrounded_lessons_are_dropped_and_replaced_from_the_offline_default(
+    llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
     reply = {
         "summary": GOOD["summary"],
         "lessons": [
@@ -369,7 +373,13 @@ def test_ungrounded_lessons_are_dropped_and_replaced_from_the_offline_default(ll
         ],
     }
     llm.replies = [ok(reply)]
-    result = summarize_article(article(), llm.settings())
+    with caplog.at_level(logging.INFO, logger="digest.summarize"):
+        result = summarize_article(article(), llm.settings())
+    # What the model wrote and why it is not shown, for an editor running `digest -v`.
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 2
+    assert "quote not in the article" in dropped[0] and "Netflix" in dropped[0]
+    assert "a number or name not in the article" in dropped[1] and "2 millions" in dropped[1]
     assert result.backend == "openai"
     texts = [x.text for x in result.lessons]
     assert GOOD["lessons"][1]["lesson"] in texts
@@ -443,6 +453,18 @@ def test_a_summary_that_is_too_long_is_replaced(llm: FakeLLM) -> None:
     result = summarize_article(article(), llm.settings())
     assert result.checks["summary_length"] is False
     assert len(result.summary.split()) <= 60
+    assert [x.text for x in result.lessons] == [x["lesson"] for x in GOOD["lessons"]]
+
+
+def test_a_summary_that_copies_the_article_out_is_replaced(llm: FakeLLM) -> None:
+    # Gemma 3 270M through llama.cpp answered with the article's four sentences: short
+    # enough in words, grounded, and no summary. It would also swallow every lesson.
+    copied = " ".join(s.text for s in split_sentences(TEXT)[:4])
+    assert len(copied.split()) <= 80
+    llm.replies = [ok(dict(GOOD, summary=copied))]
+    result = summarize_article(article(), llm.settings())
+    assert result.checks["summary_length"] is False
+    assert len(split_sentences(result.summary)) <= 2
     assert [x.text for x in result.lessons] == [x["lesson"] for x in GOOD["lessons"]]
 
 

@@ -36,18 +36,10 @@ pytestmark = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = os.environ.get("DIGEST_LLAMA_PYTHON") or sys.executable
 
-# Written for this test: a piece of news with one takeaway for the institute's readers.
+# Written for the project: pieces of news with one takeaway each for the institute's readers;
+# the first is the README's example of the two backends side by side.
 ARTICLES = [
-    {
-        "title": "Un studio lyonnais passe à la semaine de quatre jours",
-        "text": (
-            "Le studio d’animation Lumen, à Lyon, est passé à la semaine de quatre jours en "
-            "janvier. Ses 40 salariés travaillent 32 heures, payées 35, et la production n’a pas "
-            "baissé selon la direction. Le studio avait d’abord testé le dispositif pendant six "
-            "mois avec une seule équipe. Pour les studios qui hésitent, la leçon est claire : "
-            "mesurer avec une équipe pilote avant de généraliser."
-        ),
-    },
+    json.loads((ROOT / "examples" / "four-day-week.jsonl").read_text(encoding="utf-8")),
     {
         "title": "Harbour opens a motion capture studio",
         "text": (

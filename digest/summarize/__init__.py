@@ -40,7 +40,7 @@ from ..config import SummarizeSettings
 from ..errors import SummarizerError
 from ..models import NO_TAKEAWAY, Article, Lesson, Summary
 from .grounding import Evidence
-from .text import MAX_CHARS, stop_words, words
+from .text import MAX_CHARS, split_sentences, stop_words, words
 
 if TYPE_CHECKING:
     from ..db import Store
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "digest.summarizers"
 
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 """Bump when a backend's output changes for the same input, to ignore old cache rows."""
 
 MAX_SUMMARY_WORDS = 80
@@ -361,11 +361,16 @@ def check_grounding(
     checks: dict[str, bool] = {}
     summary_text = summary.summary.strip()
     checks["summary_facts"] = bool(summary_text) and not unsupported(summary_text)
-    # One or two whole sentences: not a fragment, not cut mid-sentence, not an essay.
-    checks["summary_length"] = MIN_SUMMARY_WORDS <= len(
-        summary_text.split()
-    ) <= MAX_SUMMARY_WORDS and summary_text.rstrip("»”\"')] ")[-1:] in tuple(".!?。！？")
+    # One or two whole sentences (or as many as configured): not a fragment, not cut
+    # mid-sentence, not an essay, not the article copied out (a small model's habit).
+    sentences = len(split_sentences(summary_text))
+    checks["summary_length"] = (
+        MIN_SUMMARY_WORDS <= len(summary_text.split()) <= MAX_SUMMARY_WORDS
+        and summary_text.rstrip("»”\"')] ")[-1:] in tuple(".!?。！？")
+        and sentences <= max(2, settings.summary_sentences)
+    )
     if not (checks["summary_facts"] and checks["summary_length"]):
+        log.info("%r: %s's summary dropped: %r", article.title, summary.backend, summary_text)
         summary_text = offline.summarize(article).summary
 
     lessons: list[Lesson] = []
@@ -400,6 +405,17 @@ def check_grounding(
         if span is not None and facts_ok and length_ok and fresh:
             written_by = lesson.backend or summary.backend
             lessons.append(Lesson(lesson.text.strip(), text[span[0] : span[1]], *span, written_by))
+        else:  # what a model wrote and why it is not shown: `digest -v` tells the editor
+            failed = _failures(quote_ok, facts_ok, length_ok, fresh)
+            log.info(
+                "%r: lesson %d of %s dropped (%s): %r quoting %r",
+                article.title,
+                k,
+                lesson.backend or summary.backend,
+                ", ".join(failed),
+                lesson.text,
+                lesson.quote,
+            )
 
     wanted = max(2, min(4, settings.max_lessons))
     checks["lessons_count"] = len(lessons) >= 2
@@ -423,3 +439,14 @@ def check_grounding(
         checks,
         no_lessons if not lessons else "",
     )
+
+
+def _failures(quote: bool, facts: bool, length: bool, fresh: bool) -> list[str]:
+    """Why a lesson was dropped, in words an editor reads in the log."""
+    reasons = [
+        (quote, "quote not in the article"),
+        (facts, "a number or name not in the article"),
+        (length, "too long"),
+        (fresh, "a heading, a repeat, or not what its quote says"),
+    ]
+    return [reason for ok, reason in reasons if not ok]

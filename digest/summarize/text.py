@@ -32,6 +32,7 @@ __all__ = [
     "count_words",
     "mask_markup",
     "split_sentences",
+    "quoted_share",
     "stem_words",
     "lost_breaks",
     "stop_words",
@@ -311,6 +312,16 @@ def count_words(text: str) -> int:
     """Words as a reader counts them: by spaces, or about two characters a word in
     Chinese and Japanese, which put no space between words."""
     return max(len(text.split()), len(_CJK.findall(text)) // 2)
+
+
+def quoted_share(text: str) -> float:
+    """The share of ``text``'s words inside quotation marks that open and close in it:
+    0 for a reported fact, near 1 for a sentence that is someone's words."""
+    total = count_words(text)
+    if not total:
+        return 0.0
+    inside = sum(count_words(text[s:e]) for s, e in _quotations(text, 0, len(text)))
+    return min(1.0, inside / total)
 
 
 def words(text: str) -> list[str]:
