@@ -13,6 +13,7 @@ whatever entries are usable. Two things are done before it sees the bytes:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 import hashlib
@@ -20,6 +21,7 @@ import html
 import importlib.util
 import io
 import re
+import types
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -119,6 +121,24 @@ _remembered = functools.lru_cache(maxsize=4096)
 feedparser.mixin.make_safe_absolute_uri = _remembered(feedparser.urls.make_safe_absolute_uri)
 feedparser.mixin._urljoin = _remembered(feedparser.urls._urljoin)
 feedparser.namespaces._base.make_safe_absolute_uri = feedparser.mixin.make_safe_absolute_uri
+
+
+def _copy_params(params: Any) -> Any:
+    """``copy.deepcopy(params)``, without its generic machinery when the values are plain.
+
+    feedparser deep-copies an element's content parameters (type, language,
+    base: three strings) for every title, summary and content it stores, and the
+    generic deep copy cost a tenth of its parsing time. A copy of a dict of
+    immutable values is the same whichever way it is made.
+    """
+    if type(params) is feedparser.util.FeedParserDict and all(
+        value is None or type(value) in (str, int, bool) for value in params.values()
+    ):
+        return feedparser.util.FeedParserDict(params)
+    return copy.deepcopy(params)
+
+
+feedparser.mixin.copy = types.SimpleNamespace(deepcopy=_copy_params)
 
 
 def strip_doctype(body: bytes) -> bytes:
