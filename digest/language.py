@@ -51,7 +51,10 @@ def detect_language(text: str, hint: str = "") -> str:
     """
     # Each distinct word once: a few hundred words, about thirty function words a language.
     counts = Counter(_folded_words(text[:5000]))
-    scores = {lang: sum(counts[w] for w in stop if w in counts) for lang, stop in _STOPSETS.items()}
+    scores = {
+        lang: sum(map(counts.__getitem__, stop.intersection(counts)))
+        for lang, stop in _STOPSETS.items()
+    }
     ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
     (best, top), (_, second) = ranked[0], ranked[1]
     if top >= 3 and top >= 1.5 * second:

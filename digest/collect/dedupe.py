@@ -116,7 +116,9 @@ class Story:
         """The story of an article; ``text_words`` is ``words(text)`` if already computed."""
         # An entry with no title is titled with its link: the words of two links
         # (``example org thing``) say nothing about two stories being one.
-        tokens = [] if is_web_url(title) else words(title)
+        # (A web URL has a ":" and a "/"; most titles lack one, and need no parsing.)
+        link = ":" in title and "/" in title and is_web_url(title)
+        tokens = [] if link else words(title)
         return cls(
             source=source,
             published=published,

@@ -284,6 +284,11 @@ def _entry(raw: Any, feed_url: str, site: str, now: dt.datetime) -> Entry | str:
     )
 
 
+# Whether a feed's own address (or its content's base) is a web URL: asked for every
+# entry of the feed, about the same one or two strings.
+_is_web_base = functools.lru_cache(maxsize=256)(is_web_url)
+
+
 def _web_link(raw: Any, feed_url: str) -> str:
     """The entry's first http(s) link; ``javascript:``, ``file:`` and friends never qualify."""
     candidates = [raw.get("link", "")]
@@ -296,7 +301,9 @@ def _web_link(raw: Any, feed_url: str) -> str:
     for candidate in candidates:
         if not candidate:
             continue
-        absolute = urljoin(feed_url, str(candidate).strip()) if is_web_url(feed_url) else candidate
+        absolute = (
+            urljoin(feed_url, str(candidate).strip()) if _is_web_base(feed_url) else candidate
+        )
         if is_web_url(absolute):
             return canonical_url(absolute)
     return ""
@@ -314,7 +321,7 @@ def _content(raw: Any) -> tuple[str, bool, str]:
     best = max(options, key=lambda c: len(c.get("value", "") or ""))
     kind = str(best.get("type", "text/html") or "text/html")
     base = str(best.get("base", "") or "")
-    return str(best.get("value", "") or ""), "html" in kind, base if is_web_url(base) else ""
+    return str(best.get("value", "") or ""), "html" in kind, base if _is_web_base(base) else ""
 
 
 def _image(raw: Any, safe_html: str, base: str) -> tuple[str, str]:
