@@ -21,6 +21,8 @@ from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 import nh3
 
+from ..language import word_tokens
+
 __all__ = [
     "canonical_url",
     "clean_title",
@@ -230,9 +232,6 @@ def clean_title(raw: str, limit: int = 300, *, is_html: bool = False) -> str:
 
 # -- comparing texts -------------------------------------------------------------------
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 
 
@@ -244,7 +243,7 @@ def fold(text: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(fold(text))
+    return word_tokens(fold(text))
 
 
 MIN_FINGERPRINT_WORDS = 12
