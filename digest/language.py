@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections import Counter
 
-__all__ = ["LANGUAGES", "detect_language"]
+__all__ = ["LANGUAGES", "detect_language", "word_tokens"]
 
 _STOPWORDS = {
     "fr": "le la les des du un une et est dans pour que qui sur pas par avec ce cette sont au aux "
@@ -29,14 +29,31 @@ LANGUAGES = tuple(_STOPWORDS)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _COMBINING = re.compile(r"[\u0300-\u036f]+")
+# In ASCII, a word character (``\w``) is a letter, a digit or "_": every other
+# character separates words, as a space does.
+_ASCII_SEPARATORS = str.maketrans(
+    {chr(code): " " for code in range(128) if not (chr(code).isalnum() or chr(code) == "_")}
+)
+
+
+def word_tokens(text: str) -> list[str]:
+    """The runs of word characters in ``text``: ``re.findall(r"\\w+", text)``, cheaper.
+
+    Splitting words is most of the cost of comparing and classifying texts; on
+    ASCII text, translating separators to spaces and splitting there takes a
+    quarter of the time of the regular expression, for the same list.
+    """
+    if text.isascii():
+        return text.translate(_ASCII_SEPARATORS).split()
+    return _WORD.findall(text)
 
 
 def _folded_words(text: str) -> list[str]:
     # Accents off, so a text typed without them still counts (« ete » for « été »).
     if text.isascii():  # nothing to decompose; lower() is casefold() on ASCII, and cheaper
-        return _WORD.findall(text.lower())
+        return word_tokens(text.lower())
     plain = _COMBINING.sub("", unicodedata.normalize("NFKD", text)).casefold()
-    return _WORD.findall(plain)
+    return word_tokens(plain)
 
 
 _STOPSETS = {lang: set(_folded_words(words)) for lang, words in _STOPWORDS.items()}
@@ -51,7 +68,10 @@ def detect_language(text: str, hint: str = "") -> str:
     """
     # Each distinct word once: a few hundred words, about thirty function words a language.
     counts = Counter(_folded_words(text[:5000]))
-    scores = {lang: sum(counts[w] for w in stop if w in counts) for lang, stop in _STOPSETS.items()}
+    scores = {
+        lang: sum(map(counts.__getitem__, stop.intersection(counts)))
+        for lang, stop in _STOPSETS.items()
+    }
     ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
     (best, top), (_, second) = ranked[0], ranked[1]
     if top >= 3 and top >= 1.5 * second:

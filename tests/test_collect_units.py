@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import re
 import threading
 from pathlib import Path
 
@@ -19,13 +20,16 @@ from digest.collect.normalize import (
     canonical_url,
     clean_title,
     fingerprint,
+    fold,
     html_to_text,
     sanitize_html,
+    tidy_text,
+    words,
 )
 from digest.collect.parse import discover_feeds, strip_doctype
 from digest.config import CollectSettings
 from digest.errors import ConfigError
-from digest.language import detect_language
+from digest.language import detect_language, word_tokens
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
@@ -200,6 +204,29 @@ def test_sanitize_html_makes_links_absolute() -> None:
 def test_html_to_text_keeps_paragraphs_and_drops_scripts() -> None:
     text = html_to_text("<p>One &amp; two</p><script>var x</script><ul><li>three</li></ul>")
     assert text == "One & two\nthree"
+
+
+def test_html_to_text_collapses_every_kind_of_space_and_control() -> None:
+    # Tabs, carriage returns, line separators and control characters inside HTML text
+    # are spaces (a text without any of them takes a shortcut: both must agree).
+    raw = "<p>a\tb\r\nc\u2028d  e\x85f\x07g</p><p>plain text, one space each</p>"
+    assert html_to_text(raw) == "a b c d e f g\nplain text, one space each"
+    assert tidy_text("one\u2029two\x00three\r\n\n  four") == "one\ntwo three\nfour"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Vec<T> in Rust: 3 ways, l'école_d'été (2026)!",
+        "plain ascii words-and_more 42",
+        "Ελληνικά και ١٢٣ œuvre\u00a0«\u202fmot\u202f»",
+        "",
+    ],
+)
+def test_words_are_the_runs_of_word_characters(text: str) -> None:
+    # ASCII text is split without the regular expression: the same words either way.
+    assert word_tokens(text) == re.findall(r"\w+", text)
+    assert words(text) == re.findall(r"\w+", fold(text))
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,8 @@ from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 import nh3
 
+from ..language import word_tokens
+
 __all__ = [
     "canonical_url",
     "clean_title",
@@ -133,6 +135,10 @@ _SKIPPED = {"script", "style", "noscript", "template", "head", "title"}
 
 # HTML's own whitespace (not U+00A0, which French typography relies on) and line separators.
 _HTML_SPACE = re.compile("[ \t\r\n\f\v\u2028\u2029\x85]+")
+# What ``_HTML_SPACE`` would change: a run of two or more, or one that is not a space.
+# Most text has neither; looking for them with ``in`` is far cheaper than running the
+# regular expression over every character.
+_ODD_SPACES = ("  ", "\t", "\r", "\n", "\f", "\v", "\u2028", "\u2029", "\x85")
 
 
 class _TextCollector(HTMLParser):
@@ -157,7 +163,9 @@ class _TextCollector(HTMLParser):
         if not self.skipping:
             # Line breaks inside HTML text are spaces: only block tags start a paragraph,
             # or a feed's hard-wrapped source would cut sentences in two.
-            self.parts.append(_HTML_SPACE.sub(" ", data))
+            if any(odd in data for odd in _ODD_SPACES):
+                data = _HTML_SPACE.sub(" ", data)
+            self.parts.append(data)
 
 
 def html_to_text(fragment: str) -> str:
@@ -181,8 +189,13 @@ def tidy_text(text: str) -> str:
 
 
 def _tidy(text: str) -> str:
-    text = _strip_controls(text, keep_newlines=True)
-    lines = (" ".join(line.split()) for line in text.split("\n"))
+    if any(mark in text for mark in _OTHER_BREAKS):
+        text = _OTHER_BREAKS_RE.sub("\n", text)
+    # A printable line has no control character: only the others need the search.
+    lines = (
+        " ".join((line if line.isprintable() else _CONTROLS.sub(" ", line)).split())
+        for line in text.split("\n")
+    )
     paragraphs = "\n".join(line for line in lines if line)
     return paragraphs.strip()
 
@@ -193,6 +206,9 @@ def text_to_html(text: str) -> str:
 
 
 _LINE_BREAKS = re.compile("[\r\n\u2028\u2029\x85]")
+_OTHER_BREAKS = ("\r", "\u2028", "\u2029", "\x85")
+"""Line breaks other than ``\\n``: ``_tidy`` makes them ``\\n``."""
+_OTHER_BREAKS_RE = re.compile("[\r\u2028\u2029\x85]")
 # C0 and C1 control characters (tab aside) and lone surrogates.
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff]")
 
@@ -216,9 +232,6 @@ def clean_title(raw: str, limit: int = 300, *, is_html: bool = False) -> str:
 
 # -- comparing texts -------------------------------------------------------------------
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 
 
@@ -230,7 +243,7 @@ def fold(text: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(fold(text))
+    return word_tokens(fold(text))
 
 
 MIN_FINGERPRINT_WORDS = 12

@@ -2,7 +2,7 @@
 
 Parsing a feed and computing what deduplication needs of each entry (its
 language, content fingerprint and near-duplicate sketch) is pure CPU work in
-Python: about 10 ms for a feed of ten articles, two thirds of a 200-feed run's
+Python: about 6 ms for a feed of ten articles, two thirds of a 200-feed run's
 CPU. Threads cannot run it beside the event loop and the database writer (one
 interpreter lock), so a run with many sources, on a machine with cores to
 spare (three or more), hands it to a small pool of worker processes, and the
