@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
 __all__ = [
     "CATALOGUE",
@@ -371,26 +372,47 @@ _CHECKS: dict[str, list[tuple[re.Pattern[str], str]]] = {
 }
 
 
-def translate_check(message: str, language: str) -> str:
-    """A pre-send check's message in ``language``; the English one when we have none."""
+def _translated(
+    table: list[tuple[re.Pattern[str], str]],
+    message: str,
+    adapt: Callable[[dict[str, str]], dict[str, str]],
+) -> str | None:
+    """``message`` said by the first pattern of ``table`` it matches whole, its values
+    passed through ``adapt``; None when no pattern matches. Shared by the check and the
+    source-failure translations, which differ only in their tables and values."""
     from .typography import french_spacing
 
-    for pattern, text in _CHECKS.get(base_language(language), []):
+    for pattern, text in table:
         match = pattern.fullmatch(message)
         if match:
-            values = {k: v or "" for k, v in match.groupdict().items()}
-            if "what" in values:
-                values["what"] = _WHAT.get(values["what"], values["what"])
-            if "part" in values:
-                values["part"] = _PART.get(values["part"], values["part"])
-            if "size" in values:  # 101,234 → 101 234, the French way
-                values["size"] = values["size"].replace(",", "\u202f")
-                values["limit"] = values["limit"].replace(",", "\u202f")
-            if values.get("kb"):
-                values["kb"] = values["kb"].replace(".", ",")
+            values = adapt({k: v or "" for k, v in match.groupdict().items()})
             translated = text.format(**values)
             return french_spacing(translated[0].upper() + translated[1:])
-    return message
+    return None
+
+
+def _grouped(digits: str) -> str:
+    """101,234 or 101234 → 101 234 (narrow no-break space), the French way."""
+    return f"{int(digits.replace(',', '')):,}".replace(",", "\u202f")
+
+
+def _check_values(values: dict[str, str]) -> dict[str, str]:
+    if "what" in values:
+        values["what"] = _WHAT.get(values["what"], values["what"])
+    if "part" in values:
+        values["part"] = _PART.get(values["part"], values["part"])
+    if "size" in values:
+        values["size"] = _grouped(values["size"])
+        values["limit"] = _grouped(values["limit"])
+    if values.get("kb"):
+        values["kb"] = values["kb"].replace(".", ",")
+    return values
+
+
+def translate_check(message: str, language: str) -> str:
+    """A pre-send check's message in ``language``; the English one when we have none."""
+    found = _translated(_CHECKS.get(base_language(language), []), message, _check_values)
+    return message if found is None else found
 
 
 # -- why a source failed, for French pages and emails -------------------------------------
@@ -444,12 +466,11 @@ def translate_source_error(message: str, language: str) -> str:
             return french_spacing(f"Limité par le serveur : nouvel essai le {when}")
         head = translate_source_error(retry.group("head"), language)
         return french_spacing(f"{head} (nouvel essai le {when})")
-    for pattern, text in table:
-        match = pattern.fullmatch(message)
-        if match:
-            values = match.groupdict()
-            if "n" in values:  # 5000000 → 5 000 000, the French way
-                values["n"] = f"{int(values['n']):,}".replace(",", "\u202f")
-            translated = text.format(**values)
-            return french_spacing(translated[0].upper() + translated[1:])
-    return message
+    found = _translated(table, message, _source_values)
+    return message if found is None else found
+
+
+def _source_values(values: dict[str, str]) -> dict[str, str]:
+    if values.get("n"):
+        values["n"] = _grouped(values["n"])
+    return values
