@@ -346,22 +346,26 @@ def render(
 
 def render_edition(settings: Settings, issue: Issue, edition: str) -> RenderedIssue:
     """``edition`` of ``issue`` rendered: its language, its items, its title and intro."""
-    from .editions import edition_issue
     from .render import render_issue
 
-    if not edition:
-        edition = issue.language
-    return render_issue(edition_issue(issue, edition, settings.newsletter.timezone), settings)
+    return render_issue(_edition_of(settings, issue, edition), settings)
+
+
+def _edition_of(settings: Settings, issue: Issue, edition: str) -> Issue:
+    """``issue`` as ``edition`` reads ("" for the issue's default edition)."""
+    from .editions import edition_issue
+
+    return edition_issue(issue, edition or issue.language, settings.newsletter.timezone)
 
 
 def _render_checked(
     settings: Settings, issue: Issue, edition: str
 ) -> tuple[RenderedIssue, list[Check]]:
     from .checks import check_email
-    from .editions import edition_issue
+    from .render import render_issue
 
-    version = edition_issue(issue, edition or issue.language, settings.newsletter.timezone)
-    rendered = render_edition(settings, issue, edition)
+    version = _edition_of(settings, issue, edition)
+    rendered = render_issue(version, settings)
     local = settings.web.base_url if settings.web.allow_local_links else ""
     # a link twice: said once
     return rendered, list(dict.fromkeys(check_email(rendered, version, local_base_url=local)))
@@ -372,7 +376,7 @@ def choose_edition(issue: Issue, language: str = "", tags: str = "") -> str:
 
     Raises ``IssueError`` when those tags select no article of the issue.
     """
-    from .editions import edition_for
+    from .editions import edition_for, issue_tags
     from .i18n import CATALOGUE, base_language
 
     if language and base_language(language) not in CATALOGUE:
@@ -384,15 +388,9 @@ def choose_edition(issue: Issue, language: str = "", tags: str = "") -> str:
     if edition is None:
         raise IssueError(
             f"no article of issue {issue.period} is for the tags {tags!r}",
-            hint="the issue's sections are: " + (", ".join(_issue_tags(issue)) or "(none)"),
+            hint="the issue's sections are: " + (", ".join(issue_tags(issue)) or "(none)"),
         )
     return edition.key
-
-
-def _issue_tags(issue: Issue) -> tuple[str, ...]:
-    from .editions import issue_tags
-
-    return issue_tags(issue)
 
 
 def planned_editions(store: Store, issue: Issue) -> dict[str, list[str]]:

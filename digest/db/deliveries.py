@@ -579,18 +579,20 @@ class Ledger:
         ]
         return Claim(active, [row[2] for row in found if row[7] != "active"])
 
+    def _own_rows(self, *statuses: str) -> sa.Update:
+        """An update of this sender's rows of this issue in ``statuses``."""
+        return sa.update(deliveries).where(
+            deliveries.c.issue_id == self.issue_id,
+            deliveries.c.claim_owner == self.owner,
+            deliveries.c.status.in_(statuses),
+        )
+
     def renew_claims(self, ttl: dt.timedelta = CLAIM_TTL) -> int:
         """Extend the lease on this sender's rows in flight; how many it still holds."""
         with self._tx() as conn:
             return int(
                 conn.execute(
-                    sa.update(deliveries)
-                    .where(
-                        deliveries.c.issue_id == self.issue_id,
-                        deliveries.c.claim_owner == self.owner,
-                        deliveries.c.status.in_(("sending", "awaiting_reply")),
-                    )
-                    .values(claim_expires=utcnow() + ttl)
+                    self._own_rows("sending", "awaiting_reply").values(claim_expires=utcnow() + ttl)
                 ).rowcount
                 or 0
             )
@@ -604,13 +606,9 @@ class Ledger:
         with self._durable_tx() as conn:
             return int(
                 conn.execute(
-                    sa.update(deliveries)
-                    .where(
-                        deliveries.c.issue_id == self.issue_id,
-                        deliveries.c.claim_owner == self.owner,
-                        deliveries.c.status == "sending",
+                    self._own_rows("sending").values(
+                        status="queued", updated_at=utcnow(), claim_owner=None
                     )
-                    .values(status="queued", updated_at=utcnow(), claim_owner=None)
                 ).rowcount
                 or 0
             )
