@@ -10,9 +10,13 @@ and where the CPU went: parsing feeds, storing (deduplication included), and the
 rest (HTTP, the event loop, handing work between threads), each stage timed by
 the CPU time of the thread running it.
 A second run, against unchanged feeds, shows the cost of conditional requests.
+Each feed is served from a loopback address of its own (127.0.0.1, 127.0.0.2…),
+as 200 feeds are 200 sites; ``--hosts 1`` serves them all from one, whose
+requests ``[collect] per_host`` then takes a few at a time, as it would for one
+real site.
 
     .venv/bin/python benchmarks/collect.py [--feeds 200] [--concurrency N] [--latency 0.3]
-        [--hosts 1] [--workers N]
+        [--hosts N] [--workers N]
 
 Targets (docs/quality.md): under 3 s wall for 200 feeds on a 2-core machine on a
 first run, under 1 s when every feed answers 304, under 150 MB. The machine's
@@ -180,7 +184,11 @@ def workers_cpu() -> float:
 
 
 class WorkerMemory(threading.Thread):
-    """Samples the resident memory of the parsing workers (all at once) every 20 ms."""
+    """Samples the memory of the parsing workers and their fork server every 20 ms.
+
+    Proportional set sizes: the workers are forks of the server and share its
+    pages, which a sum of resident sizes would count once per process.
+    """
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -199,13 +207,13 @@ class WorkerMemory(threading.Thread):
             except OSError:
                 continue
             total = 0
-            for child in children:
+            for child in [str(server), *children]:
                 try:
-                    text = Path(f"/proc/{child}/status").read_text()
+                    text = Path(f"/proc/{child}/smaps_rollup").read_text()
                 except OSError:
                     continue
                 for line in text.splitlines():
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1])
             self.peak_kb = max(self.peak_kb, total)
 
@@ -223,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hosts",
         type=int,
-        default=1,
-        help="loopback addresses the feeds are spread over (default 1: one host serves all)",
+        default=None,
+        help="loopback addresses the feeds are spread over (default: one per feed, as 200 "
+        "feeds come from 200 sites; with fewer, [collect] per_host spaces out each one's turns)",
     )
     parser.add_argument(
         "--workers",
@@ -233,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         help="parsing worker processes (0: parse in a thread; default: chosen from the cores)",
     )
     args = parser.parse_args(argv)
+    if args.hosts is None:
+        args.hosts = args.feeds
 
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.Process(
@@ -264,10 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             # from (a function sent there cannot be wrapped); without, it is timed here.
             pool = functools.partial(prepare.parser_pool, workers=args.workers)
             digest.collect.collector.parser_pool = pool  # type: ignore[assignment]
-            probe = pool(args.feeds)
-            workers_used = probe is not None
-            if probe is not None:
-                probe.shutdown()
+            worker_processes = prepare.worker_count(args.feeds, args.workers)
+            workers_used = worker_processes > 0
+            parsing = f"{worker_processes} worker process(es)" if workers_used else "a thread"
             if not workers_used:
                 clock.wrap(digest.collect.collector, "parse_and_prepare", "parse")
             clock.wrap(Deduper, "save_in", "store")
@@ -275,11 +285,16 @@ def main(argv: list[str] | None = None) -> int:
             memory.start()
             before = peak_rss_mb()
             ideal = args.latency
-            bound = math.ceil(args.feeds / args.concurrency) * args.latency
+            per_host = math.ceil(args.feeds / args.hosts)
+            rounds = max(
+                math.ceil(args.feeds / args.concurrency),
+                math.ceil(per_host / settings.collect.per_host),
+            )
+            bound = rounds * args.latency
             print(
                 f"{args.feeds} feeds x 10 entries on {args.hosts} host(s), "
                 f"{args.latency * 1000:.0f} ms latency each, concurrency {args.concurrency}, "
-                f"parsing in {'worker processes' if workers_used else 'a thread'}; "
+                f"parsing in {parsing}; "
                 f"load average {os.getloadavg()[0]:.1f}"
             )
             print(f"ideal (one latency): {ideal:.2f} s; bound at this concurrency: {bound:.2f} s")
@@ -300,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"failed {len(report.failed)}"
                 )
                 parse, stored = clock.seconds["parse"], clock.seconds["store"]
-                where = f"{workers:.2f} s in worker processes" if workers_used else f"{parse:.2f} s"
+                where = (
+                    f"{workers:.2f} s in worker processes (their start included)"
+                    if workers_used
+                    else f"{parse:.2f} s"
+                )
                 print(
                     f"  cpu by stage: parse feeds {where}, store + deduplicate {stored:.2f} s, "
                     f"rest (HTTP, event loop, threads) {cpu - parse - stored:.2f} s; "
@@ -310,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             memory.join()
             print(
                 f"peak memory: {peak_rss_mb():.0f} MB resident ({before:.0f} MB before the runs); "
-                f"parsing workers, all together: {memory.peak_kb / 1024:.0f} MB"
+                "parsing workers and their fork server, all together (proportional set size): "
+                f"{memory.peak_kb / 1024:.0f} MB"
             )
             store.close()
     finally:

@@ -98,7 +98,10 @@ class SourceSettings:
 
 @dataclass(frozen=True)
 class CollectSettings:
-    concurrency: int = 100
+    concurrency: int = 200
+    """Requests in flight at most, over all hosts."""
+    per_host: int = 8
+    """Requests in flight to one host at most: many feeds of one site never flood it."""
     connect_timeout: float = 5.0
     timeout: float = 20.0
     """Total deadline for one response, body included."""
@@ -672,6 +675,7 @@ _RULES: dict[tuple[type, str], typing.Callable[[Any], Problem]] = {
     (SourceSettings, "tags"): _tags,
     (EditionSettings, "language"): _email_language,
     (CollectSettings, "concurrency"): _number(1, 1000),
+    (CollectSettings, "per_host"): _number(1, 100),
     (CollectSettings, "connect_timeout"): _number(above=0),
     (CollectSettings, "timeout"): _number(above=0),
     (CollectSettings, "max_bytes"): _number(1),

@@ -1135,6 +1135,52 @@ def test_a_version_1_database_gains_the_merge_record(tmp_path: Path) -> None:
     upgraded.close()
 
 
+# -- politeness -------------------------------------------------------------------------------
+
+
+def test_one_host_gets_at_most_per_host_requests_at_once_while_others_go_on(
+    tmp_path: Path, http_server: HTTPServer, store: Store
+) -> None:
+    # One server under two host names: each name is a host to the collector.
+    port = http_server.server.server_address[1]
+    hosts = {"one": f"127.0.0.1:{port}", "other": f"2130706433:{port}"}
+    lock = threading.Lock()
+    in_flight: dict[str, int] = {}
+    most: dict[str, int] = {}
+    most_overall = 0
+
+    def slow_feed(request: http.server.BaseHTTPRequestHandler) -> None:
+        nonlocal most_overall
+        host = request.headers["Host"]
+        with lock:
+            in_flight[host] = in_flight.get(host, 0) + 1
+            most[host] = max(most.get(host, 0), in_flight[host])
+            most_overall = max(most_overall, sum(in_flight.values()))
+        time.sleep(0.2)
+        with lock:
+            in_flight[host] -= 1
+        body = rss(item(f"Story {request.path}", f"https://s.example{request.path}"))
+        request.send_response(200)
+        request.send_header("Content-Type", "application/rss+xml")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    sources = []
+    for name, host in hosts.items():
+        for n in range(6):
+            http_server.routes[f"/{name}/{n}"] = slow_feed
+            sources.append(source(f"{name} {n}", f"http://{host}/{name}/{n}"))
+    settings = make_settings(
+        tmp_path, *sources, concurrency=10, per_host=2, allow_private=("127.0.0.0/8",)
+    )
+    report = collect(settings, store)
+
+    assert report.new == 12 and not report.failed
+    assert most == {hosts["one"]: 2, hosts["other"]: 2}
+    assert most_overall == 4  # the two hosts were served side by side
+
+
 # -- many sources: parsing in worker processes --------------------------------------------
 
 

@@ -304,10 +304,10 @@ def test_story_index_matches_near_identical_titles_from_other_sources_only() -> 
     index = StoryIndex()
     index.add(1, "a", "Tessella 2.0 : le logiciel libre de retopologie accélère", "", NOW)
     index.add(2, "a", "Semaine 12 : les nouvelles du design graphique", "", NOW)
-    from digest.collect.dedupe import _Story
+    from digest.collect.story import Story
 
     def find(source: str, title: str, when: dt.datetime = NOW) -> int | None:
-        return index.find(_Story.of(source, title, "", when))
+        return index.find(Story.of(source, title, "", when))
 
     assert find("b", "Tessella 2.0: le logiciel libre de retopologie accélère !") == 1
     assert find("a", "Tessella 2.0: le logiciel libre de retopologie accélère !") is None
@@ -322,13 +322,45 @@ def test_parsing_workers_only_for_large_runs_with_cores_to_spare(
 ) -> None:
     from digest.collect import prepare
 
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 1)
+    assert prepare.parser_pool(500) is None  # one core: parsing stays in a thread
     monkeypatch.setattr(prepare.os, "cpu_count", lambda: 2)
-    assert prepare.parser_pool(500) is None  # two cores: parsing stays in a thread
+    assert prepare.worker_count(500) == 1  # one core for the event loop, one for parsing
     monkeypatch.setattr(prepare.os, "cpu_count", lambda: 8)
+    assert prepare.worker_count(500) == prepare.MAX_WORKERS
     assert prepare.parser_pool(prepare.PARALLEL_SOURCES - 1) is None
     pool = prepare.parser_pool(prepare.PARALLEL_SOURCES)
     assert pool is not None
     pool.shutdown()
+
+
+def test_parsing_workers_neither_run_the_main_script_nor_load_the_http_and_database_layers(
+    tmp_path: Path,
+) -> None:
+    """A worker starts with what parsing needs: its start is on a large run's clock."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "main-ran-again"
+    script = tmp_path / "program.py"
+    script.write_text(
+        "import sys\n"
+        "if __name__ != '__main__':  # a worker running the program's script again\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        "if __name__ == '__main__':\n"
+        "    from digest.collect import prepare\n"
+        "    pool = prepare.parser_pool(prepare.PARALLEL_SOURCES, workers=1)\n"
+        "    loaded = pool.submit(eval, 'sorted(__import__(\"sys\").modules)').result()\n"
+        "    pool.shutdown()\n"
+        "    print(' '.join(loaded))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert "digest.collect.parse" in loaded
+    assert not marker.exists()
+    assert not {"httpx", "sqlalchemy", "rich", "digest.cli", "digest.db"} & loaded
 
 
 # -- connections and writes ------------------------------------------------------------------

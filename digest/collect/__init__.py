@@ -14,6 +14,20 @@ Modules, one job each: ``guard`` (which addresses may be reached), ``fetch``
 
 from __future__ import annotations
 
-from .collector import CollectReport, SourceReport, collect, health_table
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .collector import CollectReport, SourceReport, collect, health_table
 
 __all__ = ["CollectReport", "SourceReport", "collect", "health_table"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, not with the package: parsing worker processes import
+    # ``prepare`` (and so this package) and must not pay for the HTTP client,
+    # the database layer and the terminal tables they never use.
+    if name in __all__:
+        from . import collector
+
+        return getattr(collector, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

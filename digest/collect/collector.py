@@ -52,6 +52,8 @@ MAX_PAGES = 30
 """Article pages fetched for full text per source per run."""
 PAGES_PER_HOST = 4
 """Article pages fetched from one host at the same time."""
+BACKLOG = 32
+"""Fetched documents that may wait for parsing and storing, beyond those being fetched."""
 
 Status = Literal["ok", "not_modified", "error", "skipped"]
 
@@ -148,9 +150,12 @@ class _Run:
     async def main(self) -> CollectReport:
         states = {row["name"]: row for row in articles.source_states(self.store)}
         self.writer = Writer(self.store, self.deduper.forget)
-        self.sources_in_progress = asyncio.Semaphore(2 * max(1, self.limits.concurrency))
+        self.sources_in_progress = asyncio.Semaphore(max(1, self.limits.concurrency) + BACKLOG)
         self.pages_per_host: dict[str, asyncio.Semaphore] = {}
-        self.parsers = parser_pool(len(self.settings.sources))
+        # The pool starts in the background: starting its workers takes a few tenths
+        # of a second that the first requests need not wait for.
+        self.parsers = asyncio.ensure_future(asyncio.to_thread(self._start_parsers))
+        self.parsers_broken = False
         # Without worker processes, one thread parses: parsing holds the interpreter
         # lock, so more threads would only take turns with it, and with the event loop.
         self.parse_thread = concurrent.futures.ThreadPoolExecutor(1, "digest-parse")
@@ -171,8 +176,9 @@ class _Run:
                 reports = [task.result() for task in tasks]
         finally:
             self.writer.close()
-            if self.parsers is not None:
-                self.parsers.shutdown(wait=True, cancel_futures=True)
+            parsers = await self.parsers
+            if parsers is not None:
+                parsers.shutdown(wait=True, cancel_futures=True)
             self.parse_thread.shutdown(wait=True, cancel_futures=True)
         return CollectReport(tuple(reports))
 
@@ -314,13 +320,22 @@ class _Run:
         args = (document.body, base, document.content_type, self.now)
         more = (source.name, source.language, MAX_ENTRIES)
         loop = asyncio.get_running_loop()
-        if self.parsers is not None:
+        parsers = None if self.parsers_broken else await self.parsers
+        if parsers is not None:
             try:
-                return await loop.run_in_executor(self.parsers, parse_and_prepare, *args, *more)
+                return await loop.run_in_executor(parsers, parse_and_prepare, *args, *more)
             except BrokenProcessPool:  # a worker died (killed, out of memory): carry on here
-                log.warning("feed parsing workers stopped; parsing in this process")
-                self.parsers = None
+                if not self.parsers_broken:
+                    log.warning("feed parsing workers stopped; parsing in this process")
+                self.parsers_broken = True
         return await loop.run_in_executor(self.parse_thread, parse_and_prepare, *args, *more)
+
+    def _start_parsers(self) -> concurrent.futures.Executor | None:
+        try:
+            return parser_pool(len(self.settings.sources))
+        except OSError as exc:  # no processes to be had (limits, a sandbox): parse here
+            log.warning("feed parsing workers could not start (%s); parsing in this process", exc)
+            return None
 
     async def _get(self, url: str, state: dict[str, Any]) -> _Document:
         # Validators belong to the URL they came from.

@@ -9,8 +9,10 @@ through ``Fetcher.get``, so the limits hold everywhere:
   stops at the cap instead of filling memory first);
 - at most ``max_redirects`` redirects, followed here so that each hop's URL is
   checked (http/https only) and connected to through the guard;
-- a bound on requests in flight (``concurrency``), over one keep-alive client
-  whose connections are spread over small pools (see ``pools``).
+- a bound on requests in flight (``concurrency``), and on those to one host
+  (``per_host``, by the URL's host name: a redirect elsewhere keeps its turn),
+  over one keep-alive client whose connections are spread over small pools
+  (see ``pools``).
 
 Failures become ``FetchError`` whose message is the one-line reason shown to users.
 """
@@ -114,6 +116,7 @@ class Fetcher:
             },
         )
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self._hosts: dict[str, asyncio.Semaphore] = {}
 
     def _pool(self, size: int) -> httpx.AsyncBaseTransport:
         limits = httpx.Limits(
@@ -142,7 +145,13 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         timeout = self.settings.timeout
-        async with self._slots:
+        # A host's turn first, then a slot: a request waiting for its host holds no
+        # slot that a request to another host could use.
+        host = (urlsplit(url).hostname or "").lower()
+        turns = self._hosts.get(host)
+        if turns is None:
+            turns = self._hosts[host] = asyncio.Semaphore(max(1, self.settings.per_host))
+        async with turns, self._slots:
             try:
                 async with asyncio.timeout(timeout):
                     return await self._follow(url, headers)

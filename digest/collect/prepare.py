@@ -2,34 +2,47 @@
 
 Parsing a feed and computing what deduplication needs of each entry (its
 language, content fingerprint and near-duplicate sketch) is pure CPU work in
-Python: about 6 ms for a feed of ten articles, two thirds of a 200-feed run's
-CPU. Threads cannot run it beside the event loop and the database writer (one
-interpreter lock), so a run with many sources, on a machine with cores to
-spare (three or more), hands it to a small pool of worker processes, and the
-main process is left with HTTP and storing. A small run (the demo, a handful
-of feeds) does it in a thread: a pool costs more to start than it saves.
+Python: about 8 ms for a feed of ten articles, half of a 200-feed run's CPU.
+Threads cannot run it beside the event loop and the database writer (one
+interpreter lock), so a run with many sources, on a machine with two cores or
+more, hands it to a small pool of worker processes, and the main process is
+left with HTTP and storing. A small run (the demo, a handful of feeds) does it
+in a thread: a pool costs more to start than it saves.
 
 The pool's processes are forked from a server process started once per program
 (``forkserver``) that has this module imported already, so each costs a fork,
 not an interpreter start; where there is no fork (Windows), they are spawned.
+This module and what it imports stay free of the HTTP client and the database
+layer: the server imports them at its start, on the run's clock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import multiprocessing
 import os
+import sys
+import types
+from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 
 from ..language import detect_language
-from .dedupe import Story
 from .normalize import fingerprint, words
 from .parse import Entry, Feed, parse_feed
+from .story import Story
 
-__all__ = ["PARALLEL_SOURCES", "Prepared", "parse_and_prepare", "parser_pool", "prepare_entry"]
+__all__ = [
+    "PARALLEL_SOURCES",
+    "Prepared",
+    "parse_and_prepare",
+    "parser_pool",
+    "prepare_entry",
+    "worker_count",
+]
 
 PARALLEL_SOURCES = 8
 """Runs with at least this many sources parse in worker processes."""
@@ -74,20 +87,27 @@ def parse_and_prepare(
     return feed, tuple(prepare_entry(source, hint, entry, now) for entry in feed.entries)
 
 
+def worker_count(sources: int, workers: int | None = None) -> int:
+    """How many parsing worker processes a run of ``sources`` sources gets (0: a thread).
+
+    ``workers`` overrides the number chosen from the machine's cores (benchmarks).
+    """
+    if workers is None:
+        # One core stays with the event loop and the database writer. On two cores
+        # one worker halves a large first run's wall time, so long as it starts
+        # before the first feed arrives (see ``parser_pool``) and imports only what
+        # parsing needs; a second worker there only takes turns with the first.
+        workers = min(MAX_WORKERS, (os.cpu_count() or 1) - 1)
+    return workers if sources >= PARALLEL_SOURCES and workers >= 1 else 0
+
+
 def parser_pool(sources: int, workers: int | None = None) -> Executor | None:
     """A pool of worker processes for a run of ``sources`` sources, or None (use a thread).
 
     ``workers`` overrides the number chosen from the machine's cores (benchmarks).
     """
-    # One core stays with the event loop and the database writer. On two cores a
-    # single worker does not pay for itself: measured on a shared 2-core machine,
-    # the 200-feed benchmark was no faster, and the fork server and the copies of
-    # every parsed feed cost CPU the main process could not spare.
-    if workers is None:
-        workers = min(MAX_WORKERS, (os.cpu_count() or 1) - 1)
-        if workers < 2:
-            return None
-    if sources < PARALLEL_SOURCES or workers < 1:
+    workers = worker_count(sources, workers)
+    if not workers:
         return None
     context: BaseContext
     if "forkserver" in multiprocessing.get_all_start_methods():
@@ -97,4 +117,33 @@ def parser_pool(sources: int, workers: int | None = None) -> Executor | None:
         context = server
     else:
         context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context)
+    pool = ProcessPoolExecutor(workers, mp_context=context)
+    # Start the workers now, while the run waits for its first responses, rather
+    # than when the first feed arrives: a worker's start (the fork server's own
+    # start, the first time) would otherwise delay every feed behind it. The pool
+    # starts a worker for each task submitted while it has fewer than ``workers``.
+    with _main_script_hidden():
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    return pool
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Worker processes started inside this block do not run the program's main script.
+
+    ``multiprocessing`` has every new worker import the parent's main script again
+    (as ``__mp_main__``), in case the work sent to it was defined there. Ours never
+    is (it lives in this module), and for ``digest`` that script is the whole
+    command line: about 0.5 s of CPU per worker before its first feed. Python
+    3.11's fork server is meant to import it once for all its forks, but never
+    does (it looks up the script's path under a key the parent does not set). The
+    workers learn of the script from ``sys.modules["__main__"]`` as each starts;
+    an empty stand-in there for the moment leaves them nothing to import.
+    """
+    script = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = script
