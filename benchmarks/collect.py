@@ -32,6 +32,7 @@ import functools
 import math
 import multiprocessing
 import os
+import pydoc
 import random
 import resource
 import sys
@@ -159,6 +160,31 @@ class StageClock:
 
         setattr(owner, name, timed)
 
+    def wrap_sent(self, owner: Any, name: str, stage: str) -> None:
+        """``wrap``, for a function also sent to worker processes: they get the original.
+
+        The timed stand-in pickles as a reference to the function it wraps, so a
+        worker process (which cannot import this script) runs that, untimed here.
+        """
+        original = getattr(owner, name)
+        path = f"{original.__module__}.{original.__qualname__}"
+        clock = self
+
+        class Timed:
+            def __call__(self, *args: Any, **kwargs: Any) -> Any:
+                start = time.thread_time()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    spent = time.thread_time() - start
+                    with clock._lock:
+                        clock.seconds[stage] += spent
+
+            def __reduce__(self) -> tuple[Any, tuple[str]]:
+                return (pydoc.locate, (path,))
+
+        setattr(owner, name, Timed())
+
 
 def peak_rss_mb() -> float:
     # ru_maxrss is in kilobytes on Linux.
@@ -278,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             worker_processes = prepare.worker_count(args.feeds, args.workers)
             workers_used = worker_processes > 0
             parsing = f"{worker_processes} worker process(es)" if workers_used else "a thread"
-            if not workers_used:
-                clock.wrap(digest.collect.collector, "parse_and_prepare", "parse")
+            clock.wrap_sent(digest.collect.collector, "parse_and_prepare", "parse")
             clock.wrap(Deduper, "save_in", "store")
             memory = WorkerMemory()
             memory.start()
@@ -315,11 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"failed {len(report.failed)}"
                 )
                 parse, stored = clock.seconds["parse"], clock.seconds["store"]
-                where = (
-                    f"{workers:.2f} s in worker processes (their start included)"
-                    if workers_used
-                    else f"{parse:.2f} s"
-                )
+                where = f"{parse:.2f} s in this process"
+                if workers_used:
+                    where += f", {workers:.2f} s in worker processes (their start included)"
                 print(
                     f"  cpu by stage: parse feeds {where}, store + deduplicate {stored:.2f} s, "
                     f"rest (HTTP, event loop, threads) {cpu - parse - stored:.2f} s; "

@@ -5,10 +5,11 @@ Per source: skip it if a ``Retry-After`` is still running; load the document
 HTML page announces; keep entries that pass the source's keyword filters;
 fetch full text for new teasers; store articles and fetch state in one
 transaction; report. Network work runs concurrently on one event loop; parsing
-and extraction run in worker threads so they overlap with the network; every
-database write goes through one writer thread (``writer``), so writes never
-contend and deduplication sees every earlier source's articles; sources saved
-at the same moment share a commit.
+runs beside it, in a thread and, in a large run, in worker processes too
+(``prepare``), and page extraction in threads; every database write goes
+through one writer thread (``writer``), so writes never contend and
+deduplication sees every earlier source's articles; sources saved at the same
+moment share a commit.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .fulltext import enrich, extract, require_extractor, wants_full_text
 from .images import lead_image
 from .normalize import fold, is_web_url
 from .parse import Entry, Feed, NotAFeed
-from .prepare import Prepared, parse_and_prepare, parser_pool, prepare_entry
+from .prepare import Prepared, parse_and_prepare, parser_pool, prepare_entry, worker_count
 from .writer import Writer
 
 __all__ = ["CollectReport", "SourceReport", "collect", "health_table"]
@@ -54,6 +55,8 @@ PAGES_PER_HOST = 4
 """Article pages fetched from one host at the same time."""
 BACKLOG = 32
 """Fetched documents that may wait for parsing and storing, beyond those being fetched."""
+TURNS_PER_WORKER = 2
+"""Feeds handed to each parsing worker at a time: one to parse, one ready behind it."""
 
 Status = Literal["ok", "not_modified", "error", "skipped"]
 
@@ -156,6 +159,10 @@ class _Run:
         # of a second that the first requests need not wait for.
         self.parsers = asyncio.ensure_future(asyncio.to_thread(self._start_parsers))
         self.parsers_broken = False
+        self.turns: asyncio.Queue[str] = asyncio.Queue()
+        workers = worker_count(len(self.settings.sources))
+        for turn in ["workers"] * (TURNS_PER_WORKER * workers) + ["here"]:
+            self.turns.put_nowait(turn)
         # Without worker processes, one thread parses: parsing holds the interpreter
         # lock, so more threads would only take turns with it, and with the event loop.
         self.parse_thread = concurrent.futures.ThreadPoolExecutor(1, "digest-parse")
@@ -321,13 +328,21 @@ class _Run:
         more = (source.name, source.language, MAX_ENTRIES)
         loop = asyncio.get_running_loop()
         parsers = None if self.parsers_broken else await self.parsers
-        if parsers is not None:
-            try:
-                return await loop.run_in_executor(parsers, parse_and_prepare, *args, *more)
-            except BrokenProcessPool:  # a worker died (killed, out of memory): carry on here
-                if not self.parsers_broken:
-                    log.warning("feed parsing workers stopped; parsing in this process")
-                self.parsers_broken = True
+        if parsers is None:
+            return await loop.run_in_executor(self.parse_thread, parse_and_prepare, *args, *more)
+        # Feeds wait for a turn, in order; a turn is a place in the workers' queue or
+        # this process's own parsing thread, whichever comes free first: the workers
+        # finish sooner, and this process has time to spare once the requests are out.
+        turn = await self.turns.get()
+        try:
+            where = self.parse_thread if turn == "here" else parsers
+            return await loop.run_in_executor(where, parse_and_prepare, *args, *more)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): carry on here
+            if not self.parsers_broken:
+                log.warning("feed parsing workers stopped; parsing in this process")
+            self.parsers_broken = True
+        finally:
+            self.turns.put_nowait(turn)
         return await loop.run_in_executor(self.parse_thread, parse_and_prepare, *args, *more)
 
     def _start_parsers(self) -> concurrent.futures.Executor | None:

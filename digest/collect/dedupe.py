@@ -129,9 +129,9 @@ class StoryIndex:
 
     def add_story(self, article_id: int, story: Story) -> None:
         self.stories[article_id] = story
-        for key in story.blocking_keys():
+        for key in story.title_keys:
             self.by_title.setdefault(key, set()).add(article_id)
-        for value in sorted(story.sketch)[:8]:
+        for value in story.text_keys:
             self.by_hash.setdefault(value, set()).add(article_id)
 
     @staticmethod
@@ -157,8 +157,8 @@ class StoryIndex:
         # sharing a text hash: comparing every candidate both ways would double the
         # work for nothing (a text that shares none of its smallest hashes with
         # another is not nearly identical to it).
-        by_title = self._bucketed(self.by_title, story.blocking_keys())
-        by_text = self._bucketed(self.by_hash, sorted(story.sketch)[:8])
+        by_title = self._bucketed(self.by_title, story.title_keys)
+        by_text = self._bucketed(self.by_hash, story.text_keys)
         best: tuple[float, int, str] | None = None
         for article_id in sorted(by_title | by_text):  # ties go to the oldest row, every run
             other = self.stories[article_id]
@@ -195,6 +195,8 @@ class Deduper:
         self.now = now
         self._index: StoryIndex | None = None
         self._stories: dict[int, Story] = {}
+        self._merged_sources: set[str] | None = None
+        """Sources with merged entries on record: others need no look for them."""
 
     def known_urls(self, source: str, urls: list[str], guids: list[str]) -> set[str]:
         """Which of these entries are already stored or merged (their pages need no fetching)."""
@@ -288,6 +290,8 @@ class Deduper:
         for row, article_id in zip(inserts, ids, strict=True):
             row["id"] = article_id
         articles.record_merges(conn, merges)
+        if self._merged_sources is not None:
+            self._merged_sources.update(merge["source"] for merge in merges)
         if merged and notes is not None:
             notes = [*notes, _merged_note(merged)]
         note = "; ".join(notes or [])
@@ -308,6 +312,7 @@ class Deduper:
         """Drop what was learnt from saves that were rolled back: the index is read again."""
         self._index = None
         self._stories.clear()
+        self._merged_sources = None
 
     def _outweighs(self, source: str, other: str) -> bool:
         return self.weights.get(source, 0.0) > self.weights.get(other, 0.0)
@@ -342,7 +347,11 @@ class Deduper:
         guids = sorted({c.article.guid for c in batch if c.article.guid})
         urls = sorted({c.article.url for c in batch if c.own_link})
         merged: dict[tuple[str, str], tuple[int, str]] = {}
-        for start in range(0, max(len(guids), len(urls)), _CHUNK):
+        if self._merged_sources is None:
+            self._merged_sources = articles.sources_with_merges(conn)
+        # A source nothing was ever merged from (most, and all on a first run) skips the query.
+        looked_up = source in self._merged_sources
+        for start in range(0, max(len(guids), len(urls)) if looked_up else 0, _CHUNK):
             chunk = {"guid": guids[start : start + _CHUNK], "url": urls[start : start + _CHUNK]}
             for merge in articles.merged_entries(conn, source, chunk["url"], chunk["guid"]):
                 for kind in ("guid", "url"):

@@ -27,6 +27,7 @@ SKETCH_SIZE = 64
 SHINGLE = 4
 MIN_TITLE_WORDS = 4
 MIN_TEXT_WORDS = 30
+TEXT_KEYS = 8
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,13 @@ class Story:
     title_words: frozenset[str]
     numbers: frozenset[str]
     sketch: frozenset[int]
+    title_keys: tuple[str, ...]
+    """Pairs of the title's three longest words: near-identical titles share one.
+
+    Pairs, not single words: one long word ("exposition") is shared by too many
+    unrelated titles, and each shared key costs a comparison."""
+    text_keys: tuple[int, ...]
+    """The sketch's smallest hashes: nearly identical texts share one."""
 
     @classmethod
     def of(
@@ -56,23 +64,21 @@ class Story:
         # (A web URL has a ":" and a "/"; most titles lack one, and need no parsing.)
         link = ":" in title and "/" in title and is_web_url(title)
         tokens = [] if link else words(title)
+        title_words = frozenset(tokens) if len(tokens) >= MIN_TITLE_WORDS else frozenset()
+        longest = sorted(title_words, key=lambda w: (-len(w), w))[:3]
+        smallest = _smallest_hashes(words(text) if text_words is None else text_words)
+        # Computed here, where the entry is parsed (a worker process in a large run),
+        # not each time the story is indexed or looked up.
         return cls(
             source=source,
             published=published,
             title=" ".join(tokens),
-            title_words=frozenset(tokens) if len(tokens) >= MIN_TITLE_WORDS else frozenset(),
+            title_words=title_words,
             numbers=frozenset(t for t in tokens if t.isdigit()),
-            sketch=_sketch(words(text) if text_words is None else text_words),
+            sketch=frozenset(smallest),
+            title_keys=tuple(f"{a} {b}" for i, a in enumerate(longest) for b in longest[i + 1 :]),
+            text_keys=tuple(smallest[:TEXT_KEYS]),
         )
-
-    def blocking_keys(self) -> list[str]:
-        """Pairs of the title's three longest words: near-identical titles share one.
-
-        Pairs, not single words: one long word ("exposition") is shared by too
-        many unrelated titles, and each shared key costs a comparison.
-        """
-        longest = sorted(self.title_words, key=lambda w: (-len(w), w))[:3]
-        return [f"{a} {b}" for i, a in enumerate(longest) for b in longest[i + 1 :]]
 
     def same_title(self, other: Story) -> float:
         """Similarity of two near-identical titles (0 when they are not)."""
@@ -96,12 +102,12 @@ class Story:
         return similarity if similarity >= TEXT_SIMILARITY else 0.0
 
 
-def _sketch(tokens: list[str]) -> frozenset[int]:
-    """A bottom-k MinHash sketch of a text's word shingles (empty for short texts)."""
+def _smallest_hashes(tokens: list[str]) -> list[int]:
+    """A bottom-k MinHash sketch of a text's word shingles, smallest first (empty if short)."""
     if len(tokens) < MIN_TEXT_WORDS:
-        return frozenset()
+        return []
     # The same hashes as joining and encoding each run of SHINGLE words in a loop,
     # with the loop in C: this is the costliest part of preparing an entry.
     shingles = zip(*(tokens[start:] for start in range(SHINGLE)), strict=False)
     hashes = set(map(zlib.crc32, map(str.encode, map(" ".join, shingles))))
-    return frozenset(sorted(hashes)[:SKETCH_SIZE])
+    return sorted(hashes)[:SKETCH_SIZE]

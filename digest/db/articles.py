@@ -197,6 +197,11 @@ def merged_entries(
     return [dict(r) for r in query.mappings()]
 
 
+def sources_with_merges(conn: Connection) -> set[str]:
+    """The sources with at least one entry recorded as merged (``merged_entries`` finds some)."""
+    return set(conn.execute(sa.select(article_merges.c.source).distinct()).scalars())
+
+
 def record_merges(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Record absorbed entries: ``article_id``, ``source``, ``guid``, ``url``, ``title``,
     ``reason``, ``merged_at``."""
