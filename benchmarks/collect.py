@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import datetime as dt
 import functools
 import math
 import multiprocessing
@@ -186,6 +187,22 @@ class StageClock:
         setattr(owner, name, Timed())
 
 
+def parse_alone(feeds: int, sources: tuple[SourceSettings, ...]) -> float:
+    """CPU seconds to parse and prepare every feed once, here, one after another.
+
+    The same work as a first run's parsing with nothing else going on: a yardstick
+    for the machine's speed at the moment of the run (shared machines vary by half).
+    """
+    now = dt.datetime.now(dt.UTC)
+    bodies = [feed_body(n) for n in range(feeds)]
+    start = time.process_time()
+    for body, source in zip(bodies, sources, strict=True):
+        prepare.parse_and_prepare(
+            body, source.url, "application/rss+xml", now, source.name, "", 500
+        )
+    return time.process_time() - start
+
+
 def peak_rss_mb() -> float:
     # ru_maxrss is in kilobytes on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -323,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"load average {os.getloadavg()[0]:.1f}"
             )
             print(f"ideal (one latency): {ideal:.2f} s; bound at this concurrency: {bound:.2f} s")
+            first_wall = 0.0
             for label in ("first run (all new)", "second run (unchanged, conditional)"):
                 clock.seconds.clear()
                 start = time.perf_counter()
@@ -332,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                 wall = time.perf_counter() - start
                 cpu = time.process_time() - cpu
                 workers = workers_cpu() - workers
+                first_wall = first_wall or wall
                 statuses = {s.status for s in report.sources}
                 print(
                     f"{label}: wall {wall:.2f} s, cpu {cpu:.2f} s, "
@@ -356,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{memory.peak_kb / 1024:.0f} MB"
             )
             store.close()
+            reference = parse_alone(args.feeds, settings.sources)
+            print(
+                f"reference: parsing and preparing the same feeds in one process, no I/O, "
+                f"{reference:.2f} s CPU; the first run took {first_wall / reference:.2f}x that "
+                "(this machine's speed of the moment cancels out of the ratio)"
+            )
     finally:
         server.terminate()
         server.join()
