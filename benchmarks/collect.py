@@ -227,7 +227,7 @@ def workers_cpu() -> float:
 
 
 class WorkerMemory(threading.Thread):
-    """Samples the memory of the parsing workers and their fork server every 20 ms.
+    """Samples the memory of the parsing workers and their fork server every 50 ms.
 
     Proportional set sizes: the workers are forks of the server and share its
     pages, which a sum of resident sizes would count once per process.
@@ -241,7 +241,8 @@ class WorkerMemory(threading.Thread):
     def run(self) -> None:
         # Only the fork server's children are read: scanning every process of a busy
         # machine each time cost this process more CPU than the collector's HTTP did.
-        while not self.done.wait(0.02):
+        # Not more often: each sample costs this process CPU, which the runs would share.
+        while not self.done.wait(0.05):
             server = _forkserver_pid()
             if server is None:
                 continue
@@ -314,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             store = Store(settings.database.url)
             clock = StageClock()
-            # With worker processes, parsing CPU is read from the fork server they come
-            # from (a function sent there cannot be wrapped); without, it is timed here.
+            # Parsing in this process is timed here; in worker processes, it is read from
+            # the fork server they come from (it counts its children's CPU once they end).
             pool = functools.partial(prepare.parser_pool, workers=args.workers)
             digest.collect.collector.parser_pool = pool  # type: ignore[assignment]
             worker_processes = prepare.worker_count(args.feeds, args.workers)
