@@ -227,7 +227,7 @@ def workers_cpu() -> float:
 
 
 class WorkerMemory(threading.Thread):
-    """Samples the memory of the parsing workers and their fork server every 50 ms.
+    """Samples the memory of the parsing workers and their fork server every 100 ms.
 
     Proportional set sizes: the workers are forks of the server and share its
     pages, which a sum of resident sizes would count once per process.
@@ -242,7 +242,7 @@ class WorkerMemory(threading.Thread):
         # Only the fork server's children are read: scanning every process of a busy
         # machine each time cost this process more CPU than the collector's HTTP did.
         # Not more often: each sample costs this process CPU, which the runs would share.
-        while not self.done.wait(0.05):
+        while not self.done.wait(0.1):
             server = _forkserver_pid()
             if server is None:
                 continue
