@@ -317,6 +317,29 @@ def test_story_index_matches_near_identical_titles_from_other_sources_only() -> 
     assert find("b", "Tessella : un tout autre sujet sur la retopologie") is None
 
 
+def test_feedparser_keeps_its_old_key_names_and_computed_keys_with_the_faster_reads() -> None:
+    import feedparser
+
+    import digest.collect.parse  # noqa: F401  (installs the faster reads)
+
+    result = feedparser.parse(
+        b"<rss version='2.0'><channel><title>T</title><item><guid>g1</guid>"
+        b"<description>Words</description><pubDate>Mon, 23 Nov 2026 08:00:00 GMT</pubDate>"
+        b"<enclosure url='https://e.example/a.mp3' type='audio/mpeg' length='1'/>"
+        b"<category>Design</category></item></channel></rss>"
+    )
+    entry = result.entries[0]
+    assert result["channel"]["title"] == "T" and result["items"] is result["entries"]
+    assert entry["guid"] == entry["id"] == "g1" and "guid" in entry
+    assert entry.get("description") == entry["summary"] == "Words"
+    assert entry["enclosures"][0]["href"] == "https://e.example/a.mp3"
+    assert entry["category"] == "Design" and "category" in entry
+    assert entry.get("issued_parsed") == entry["published_parsed"]
+    assert entry.get("nothing", "default") == "default" and "nothing" not in entry
+    entry["copyright"] = "CC"
+    assert dict.__getitem__(entry, "rights") == "CC"
+
+
 def test_parsing_workers_only_for_large_runs_with_cores_to_spare(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

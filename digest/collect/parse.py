@@ -141,6 +141,42 @@ def _copy_params(params: Any) -> Any:
 
 feedparser.mixin.copy = types.SimpleNamespace(deepcopy=_copy_params)
 
+# feedparser's dictionary reads, writes and membership tests each go through its
+# table of old key names and a handful of computed keys, a Python function per
+# access: 73,000 reads for 2,000 entries, a fifth of its parsing time. For every
+# other key they are exactly the plain dictionary's, which the versions below use.
+_Dict = feedparser.util.FeedParserDict
+_ALIASED = frozenset(_Dict.keymap) | {
+    "category", "enclosures", "license", "updated", "updated_parsed",
+}  # fmt: skip
+_dict_getitem, _dict_get = _Dict.__getitem__, _Dict.get
+_dict_contains, _dict_setitem = _Dict.__contains__, _Dict.__setitem__
+
+
+def _getitem(self: Any, key: Any) -> Any:
+    return _dict_getitem(self, key) if key in _ALIASED else dict.__getitem__(self, key)
+
+
+def _get_or(self: Any, key: Any, default: Any = None) -> Any:
+    return _dict_get(self, key, default) if key in _ALIASED else dict.get(self, key, default)
+
+
+def _contains(self: Any, key: Any) -> bool:
+    return _dict_contains(self, key) if key in _ALIASED else dict.__contains__(self, key)
+
+
+def _setitem(self: Any, key: Any, value: Any) -> None:
+    if key in _ALIASED:
+        _dict_setitem(self, key, value)
+    else:
+        dict.__setitem__(self, key, value)
+
+
+_Dict.__getitem__ = _getitem
+_Dict.get = _get_or
+_Dict.__contains__ = _contains
+_Dict.__setitem__ = _setitem
+
 
 def strip_doctype(body: bytes) -> bytes:
     """``body`` without its document type declaration (where entities are declared).
