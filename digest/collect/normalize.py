@@ -133,7 +133,9 @@ _BLOCKS = {
 _SKIPPED = {"script", "style", "noscript", "template", "head", "title"}
 
 
-# HTML's own whitespace (not U+00A0, which French typography relies on) and line separators.
+# HTML's own whitespace and line separators, within a run of text. (``_tidy`` then turns
+# every other Unicode space, U+00A0 and U+202F included, into a plain one: stored text
+# has one kind of space, and the renderer puts French non-breaking spaces back by rule.)
 _HTML_SPACE = re.compile("[ \t\r\n\f\v\u2028\u2029\x85]+")
 # What ``_HTML_SPACE`` would change: a run of two or more, or one that is not a space.
 # Most text has neither; looking for them with ``in`` is far cheaper than running the
