@@ -24,6 +24,7 @@ import datetime as dt
 import multiprocessing
 import os
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -141,9 +142,13 @@ def _main_script_hidden() -> Iterator[None]:
     workers learn of the script from ``sys.modules["__main__"]`` as each starts;
     an empty stand-in there for the moment leaves them nothing to import.
     """
-    script = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = script
+    with _MAIN_SWAP:  # two runs starting at once must not save each other's stand-in
+        script = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = script
+
+
+_MAIN_SWAP = threading.Lock()
