@@ -55,8 +55,11 @@ PAGES_PER_HOST = 4
 """Article pages fetched from one host at the same time."""
 BACKLOG = 32
 """Fetched documents that may wait for parsing and storing, beyond those being fetched."""
-TURNS_PER_WORKER = 2
-"""Feeds handed to each parsing worker at a time: one to parse, one ready behind it."""
+TURNS_PER_WORKER = 8
+"""Feeds handed to each parsing worker at a time. A few queued ahead keep it busy while
+this process, busy too, is slow to hand over the next (with 2, the worker sat idle a
+third of the run); many more would leave it a queue at the end that this process's
+own thread could have shared."""
 
 Status = Literal["ok", "not_modified", "error", "skipped"]
 
