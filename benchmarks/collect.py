@@ -33,7 +33,6 @@ import functools
 import math
 import multiprocessing
 import os
-import pydoc
 import random
 import resource
 import sys
@@ -44,7 +43,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import digest.collect.collector
+import digest.collect.parsing
 from digest.collect import collect, prepare
 from digest.collect.dedupe import Deduper
 from digest.config import CollectSettings, DatabaseSettings, Settings, SourceSettings
@@ -160,31 +159,6 @@ class StageClock:
                     self.seconds[stage] += spent
 
         setattr(owner, name, timed)
-
-    def wrap_sent(self, owner: Any, name: str, stage: str) -> None:
-        """``wrap``, for a function also sent to worker processes: they get the original.
-
-        The timed stand-in pickles as a reference to the function it wraps, so a
-        worker process (which cannot import this script) runs that, untimed here.
-        """
-        original = getattr(owner, name)
-        path = f"{original.__module__}.{original.__qualname__}"
-        clock = self
-
-        class Timed:
-            def __call__(self, *args: Any, **kwargs: Any) -> Any:
-                start = time.thread_time()
-                try:
-                    return original(*args, **kwargs)
-                finally:
-                    spent = time.thread_time() - start
-                    with clock._lock:
-                        clock.seconds[stage] += spent
-
-            def __reduce__(self) -> tuple[Any, tuple[str]]:
-                return (pydoc.locate, (path,))
-
-        setattr(owner, name, Timed())
 
 
 def parse_alone(feeds: int, sources: tuple[SourceSettings, ...]) -> float:
@@ -318,11 +292,11 @@ def main(argv: list[str] | None = None) -> int:
             # Parsing in this process is timed here; in worker processes, it is read from
             # the fork server they come from (it counts its children's CPU once they end).
             pool = functools.partial(prepare.parser_pool, workers=args.workers)
-            digest.collect.collector.parser_pool = pool  # type: ignore[assignment]
+            digest.collect.parsing.parser_pool = pool  # type: ignore[assignment]
             worker_processes = prepare.worker_count(args.feeds, args.workers)
             workers_used = worker_processes > 0
             parsing = f"{worker_processes} worker process(es)" if workers_used else "a thread"
-            clock.wrap_sent(digest.collect.collector, "parse_and_prepare", "parse")
+            clock.wrap(digest.collect.parsing, "parse_and_prepare", "parse")
             clock.wrap(Deduper, "save_in", "store")
             memory = WorkerMemory()
             memory.start()

@@ -1189,7 +1189,7 @@ def test_a_large_run_parses_in_worker_processes_with_the_same_results(
 ) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
-    from digest.collect import collector, prepare
+    from digest.collect import parsing, prepare
 
     pools: list[object] = []
 
@@ -1198,7 +1198,7 @@ def test_a_large_run_parses_in_worker_processes_with_the_same_results(
         pools.append(pool)
         return pool
 
-    monkeypatch.setattr(collector, "parser_pool", recording)
+    monkeypatch.setattr(parsing, "parser_pool", recording)
     monkeypatch.setattr(prepare.os, "cpu_count", lambda: 4)  # a pool whatever the machine
     sources = []
     for n in range(prepare.PARALLEL_SOURCES):

@@ -317,6 +317,48 @@ def test_story_index_matches_near_identical_titles_from_other_sources_only() -> 
     assert find("b", "Tessella : un tout autre sujet sur la retopologie") is None
 
 
+def test_feeds_are_parsed_in_this_process_when_the_workers_die(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker killed (out of memory, by an operator) costs no feed its parse."""
+    from concurrent.futures import Executor, Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from collect_helpers import item, rss
+
+    from digest.collect import parsing, prepare
+    from digest.collect.parse import NotAFeed
+
+    class DeadPool(Executor):
+        def submit(self, fn: object, /, *args: object, **kwargs: object) -> Future[object]:
+            future: Future[object] = Future()
+            future.set_exception(BrokenProcessPool("a worker process died"))
+            return future
+
+    monkeypatch.setattr(parsing, "parser_pool", lambda sources: DeadPool())
+    monkeypatch.setattr(parsing, "worker_count", lambda sources: 1)  # whatever the machine
+    now = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+
+    async def run() -> list[object]:
+        runner = parsing.Parsing(prepare.PARALLEL_SOURCES * 4)
+        feeds = [rss(item(f"Story {n}", f"https://s.example/{n}")) for n in range(30)]
+        jobs = [
+            runner.parse(body, "https://s.example/feed", "", now, f"feed {n}", "", 500)
+            for n, body in enumerate([*feeds, b"not a feed at all"])
+        ]
+        try:
+            return await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), 60)
+        finally:
+            await runner.close()
+
+    with caplog.at_level("WARNING"):
+        results = asyncio.run(run())
+    *parsed, junk = results
+    assert [feed.entries[0].title for feed, _ in parsed] == [f"Story {n}" for n in range(30)]
+    assert isinstance(junk, NotAFeed)
+    assert sum("workers stopped" in r.message for r in caplog.records) == 1
+
+
 def test_feedparser_keeps_its_old_key_names_and_computed_keys_with_the_faster_reads() -> None:
     import feedparser
 

@@ -6,7 +6,7 @@ HTML page announces; keep entries that pass the source's keyword filters;
 fetch full text for new teasers; store articles and fetch state in one
 transaction; report. Network work runs concurrently on one event loop; parsing
 runs beside it, in a thread and, in a large run, in worker processes too
-(``prepare``), and page extraction in threads; every database write goes
+(``parsing``, ``prepare``), and page extraction in threads; every database write goes
 through one writer thread (``writer``), so writes never contend and
 deduplication sees every earlier source's articles; sources saved at the same
 moment share a commit.
@@ -19,7 +19,6 @@ import concurrent.futures
 import logging
 import re
 from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +39,8 @@ from .fulltext import enrich, extract, require_extractor, wants_full_text
 from .images import lead_image
 from .normalize import fold, is_web_url
 from .parse import Entry, Feed, NotAFeed
-from .prepare import Prepared, parse_and_prepare, parser_pool, prepare_entry, worker_count
+from .parsing import Parsing
+from .prepare import Parsed, Prepared, prepare_entry
 from .writer import Writer
 
 __all__ = ["CollectReport", "SourceReport", "collect", "health_table"]
@@ -55,12 +55,6 @@ PAGES_PER_HOST = 4
 """Article pages fetched from one host at the same time."""
 BACKLOG = 32
 """Fetched documents that may wait for parsing and storing, beyond those being fetched."""
-TURNS_PER_WORKER = 8
-"""Feeds handed to each parsing worker at a time. A few queued ahead keep it busy while
-this process, busy too, is slow to hand over the next (with 2, the worker sat idle a
-third of the run); many more would leave it a queue at the end that this process's
-own thread could have shared."""
-
 Status = Literal["ok", "not_modified", "error", "skipped"]
 
 
@@ -121,9 +115,6 @@ def collect(
         return pool.submit(asyncio.run, run.main()).result()
 
 
-_Parsed = tuple[Feed, tuple[Prepared, ...]]
-
-
 @dataclass(frozen=True)
 class _Document:
     url: str
@@ -158,17 +149,7 @@ class _Run:
         self.writer = Writer(self.store, self.deduper.forget)
         self.sources_in_progress = asyncio.Semaphore(max(1, self.limits.concurrency) + BACKLOG)
         self.pages_per_host: dict[str, asyncio.Semaphore] = {}
-        # The pool starts in the background: starting its workers takes a few tenths
-        # of a second that the first requests need not wait for.
-        self.parsers = asyncio.ensure_future(asyncio.to_thread(self._start_parsers))
-        self.parsers_broken = False
-        self.turns: asyncio.Queue[str] = asyncio.Queue()
-        workers = worker_count(len(self.settings.sources))
-        for turn in ["workers"] * (TURNS_PER_WORKER * workers) + ["here"]:
-            self.turns.put_nowait(turn)
-        # Without worker processes, one thread parses: parsing holds the interpreter
-        # lock, so more threads would only take turns with it, and with the event loop.
-        self.parse_thread = concurrent.futures.ThreadPoolExecutor(1, "digest-parse")
+        self.parsing = Parsing(len(self.settings.sources))
         try:
             async with Fetcher(self.limits, transport=self.transport) as fetcher:
                 self.fetcher = fetcher
@@ -186,10 +167,7 @@ class _Run:
                 reports = [task.result() for task in tasks]
         finally:
             self.writer.close()
-            parsers = await self.parsers
-            if parsers is not None:
-                parsers.shutdown(wait=True, cancel_futures=True)
-            self.parse_thread.shutdown(wait=True, cancel_futures=True)
+            await self.parsing.close()
         return CollectReport(tuple(reports))
 
     # -- one source --------------------------------------------------------------
@@ -311,7 +289,7 @@ class _Run:
 
     async def _parse(
         self, source: SourceSettings, document: _Document, state: dict[str, Any]
-    ) -> tuple[_Document, _Parsed | None]:
+    ) -> tuple[_Document, Parsed | None]:
         """The feed in ``document``, or in the feed an HTML page announces (one level)."""
         try:
             return document, await self._parse_document(source, document)
@@ -325,35 +303,11 @@ class _Run:
             return document, None
         return document, await self._parse_document(source, document)
 
-    async def _parse_document(self, source: SourceSettings, document: _Document) -> _Parsed:
+    async def _parse_document(self, source: SourceSettings, document: _Document) -> Parsed:
         base = document.base or document.url
         args = (document.body, base, document.content_type, self.now)
         more = (source.name, source.language, MAX_ENTRIES)
-        loop = asyncio.get_running_loop()
-        parsers = None if self.parsers_broken else await self.parsers
-        if parsers is None:
-            return await loop.run_in_executor(self.parse_thread, parse_and_prepare, *args, *more)
-        # Feeds wait for a turn, in order; a turn is a place in the workers' queue or
-        # this process's own parsing thread, whichever comes free first: the workers
-        # finish sooner, and this process has time to spare once the requests are out.
-        turn = await self.turns.get()
-        try:
-            where = self.parse_thread if turn == "here" else parsers
-            return await loop.run_in_executor(where, parse_and_prepare, *args, *more)
-        except BrokenProcessPool:  # a worker died (killed, out of memory): carry on here
-            if not self.parsers_broken:
-                log.warning("feed parsing workers stopped; parsing in this process")
-            self.parsers_broken = True
-        finally:
-            self.turns.put_nowait(turn)
-        return await loop.run_in_executor(self.parse_thread, parse_and_prepare, *args, *more)
-
-    def _start_parsers(self) -> concurrent.futures.Executor | None:
-        try:
-            return parser_pool(len(self.settings.sources))
-        except OSError as exc:  # no processes to be had (limits, a sandbox): parse here
-            log.warning("feed parsing workers could not start (%s); parsing in this process", exc)
-            return None
+        return await self.parsing.parse(*args, *more)
 
     async def _get(self, url: str, state: dict[str, Any]) -> _Document:
         # Validators belong to the URL they came from.

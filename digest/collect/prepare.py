@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
+from typing import Any
 
 from ..language import detect_language
 from .normalize import fingerprint, words
@@ -38,8 +39,10 @@ from .story import Story
 
 __all__ = [
     "PARALLEL_SOURCES",
+    "Parsed",
     "Prepared",
     "parse_and_prepare",
+    "parse_each",
     "parser_pool",
     "prepare_entry",
     "worker_count",
@@ -70,6 +73,9 @@ def prepare_entry(source: str, hint: str, entry: Entry, now: dt.datetime) -> Pre
     )
 
 
+Parsed = tuple[Feed, tuple[Prepared, ...]]
+
+
 def parse_and_prepare(
     body: bytes,
     url: str,
@@ -78,7 +84,7 @@ def parse_and_prepare(
     source: str,
     hint: str,
     limit: int,
-) -> tuple[Feed, tuple[Prepared, ...]]:
+) -> Parsed:
     """The feed (its first ``limit`` entries) and each entry's ``Prepared``, in order.
 
     Raises ``NotAFeed`` like ``parse_feed``; it crosses the process boundary intact.
@@ -86,6 +92,18 @@ def parse_and_prepare(
     feed = parse_feed(body, url, content_type, now)
     feed = dataclasses.replace(feed, entries=feed.entries[:limit])
     return feed, tuple(prepare_entry(source, hint, entry, now) for entry in feed.entries)
+
+
+def parse_each(batch: list[tuple[Any, ...]]) -> list[tuple[bool, Any]]:
+    """``parse_and_prepare(*args)`` for each ``args`` of ``batch``: ``(True, parsed)`` or
+    ``(False, exception)`` each, so that one feed's failure is that feed's alone."""
+    outcomes: list[tuple[bool, Any]] = []
+    for args in batch:
+        try:
+            outcomes.append((True, parse_and_prepare(*args)))
+        except Exception as exc:
+            outcomes.append((False, exc))
+    return outcomes
 
 
 def worker_count(sources: int, workers: int | None = None) -> int:
