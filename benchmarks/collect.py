@@ -291,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
             clock = StageClock()
             # Parsing in this process is timed here; in worker processes, it is read from
             # the fork server they come from (it counts its children's CPU once they end).
-            pool = functools.partial(prepare.parser_pool, workers=args.workers)
-            digest.collect.parsing.parser_pool = pool  # type: ignore[assignment]
+            # --workers decides both how many workers the pool starts and how many the
+            # run hands feeds to.
+            for name in ("parser_pool", "worker_count"):
+                chosen = functools.partial(getattr(prepare, name), workers=args.workers)
+                setattr(digest.collect.parsing, name, chosen)
             worker_processes = prepare.worker_count(args.feeds, args.workers)
             workers_used = worker_processes > 0
             parsing = f"{worker_processes} worker process(es)" if workers_used else "a thread"

@@ -101,7 +101,7 @@ class CollectSettings:
     concurrency: int = 200
     """Requests in flight at most, over all hosts."""
     per_host: int = 8
-    """Requests in flight to one host at most: many feeds of one site never flood it."""
+    """Requests in flight to one host name at most: many feeds of one site never flood it."""
     connect_timeout: float = 5.0
     timeout: float = 20.0
     """Total deadline for one response, body included."""

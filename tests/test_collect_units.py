@@ -317,6 +317,19 @@ def test_story_index_matches_near_identical_titles_from_other_sources_only() -> 
     assert find("b", "Tessella : un tout autre sujet sur la retopologie") is None
 
 
+def test_sources_start_one_per_host_in_turn() -> None:
+    from collect_helpers import source
+
+    from digest.collect.collector import _one_per_host_in_turn
+
+    urls = [
+        "https://a.example/1", "https://a.example/2", "https://a.example/3",
+        "https://b.example/feed", "https://c.example/1", "https://c.example/2",
+    ]  # fmt: skip
+    sources = tuple(source(f"s{n}", url) for n, url in enumerate(urls))
+    assert _one_per_host_in_turn(sources) == [0, 3, 4, 1, 5, 2]
+
+
 def test_feeds_are_parsed_in_this_process_when_the_workers_die(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

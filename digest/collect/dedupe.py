@@ -196,7 +196,10 @@ class Deduper:
         self._index: StoryIndex | None = None
         self._stories: dict[int, Story] = {}
         self._merged_sources: set[str] | None = None
-        """Sources with merged entries on record: others need no look for them."""
+        """Sources with merged entries on record, read once per run and kept up to date by
+        this run's saves: the others need no look-up. (Merges that a collect in another
+        process records meanwhile are not seen: their entries are then matched by link,
+        GUID or text, as on the run that merged them.)"""
 
     def known_urls(self, source: str, urls: list[str], guids: list[str]) -> set[str]:
         """Which of these entries are already stored or merged (their pages need no fetching)."""

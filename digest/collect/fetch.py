@@ -147,7 +147,7 @@ class Fetcher:
         timeout = self.settings.timeout
         # A host's turn first, then a slot: a request waiting for its host holds no
         # slot that a request to another host could use.
-        host = (urlsplit(url).hostname or "").lower()
+        host = urlsplit(url).hostname or ""
         turns = self._hosts.get(host)
         if turns is None:
             turns = self._hosts[host] = asyncio.Semaphore(max(1, self.settings.per_host))

@@ -50,7 +50,7 @@ class Parsing:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "digest-parse")
         self._workers = worker_count(sources)
         # The pool starts in the background: starting its workers takes a few tenths
-        # of a second that the first requests need not wait for.
+        # of a second that the first requests need not wait for. None: no workers.
         self._pool: asyncio.Future[concurrent.futures.Executor | None] | None = None
         if self._workers:
             self._pool = asyncio.ensure_future(asyncio.to_thread(_start_pool, sources))
@@ -61,16 +61,17 @@ class Parsing:
 
     async def parse(self, *args: Any) -> Parsed:
         """``parse_and_prepare(*args)``, wherever there is room first."""
-        loop = asyncio.get_running_loop()
-        if self._pool is None or self._broken:
+        pool = None if self._pool is None or self._broken else await self._pool
+        if pool is None:
+            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, parse_and_prepare, *args)
         if not self._dispatchers:
             self._dispatchers = [
-                asyncio.create_task(self._to_workers())
+                asyncio.create_task(self._to_workers(pool))
                 for _ in range(TASKS_PER_WORKER * self._workers)
             ]
             self._dispatchers.append(asyncio.create_task(self._here()))
-        job = _Job(args, loop.create_future())
+        job = _Job(args, asyncio.get_running_loop().create_future())
         self._jobs.put_nowait(job)
         if self._jobs.qsize() >= HERE_FROM:
             self._backlog.set()
@@ -82,19 +83,17 @@ class Parsing:
             task.cancel()
         await asyncio.gather(*self._dispatchers, return_exceptions=True)
         pool = None if self._pool is None else await self._pool
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:  # off the event loop: a worker may be finishing a batch
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
         self._thread.shutdown(wait=True, cancel_futures=True)
 
-    async def _to_workers(self) -> None:
+    async def _to_workers(self, pool: concurrent.futures.Executor) -> None:
         loop = asyncio.get_running_loop()
-        assert self._pool is not None
-        pool = await self._pool
         while True:
             jobs = [await self._jobs.get()]
             while len(jobs) < BATCH and not self._jobs.empty():
                 jobs.append(self._jobs.get_nowait())
-            if pool is not None and not self._broken:
+            if not self._broken:
                 try:
                     outcomes = await loop.run_in_executor(
                         pool, parse_each, [job.args for job in jobs]
@@ -111,7 +110,7 @@ class Parsing:
                     for job, (ok, value) in zip(jobs, outcomes, strict=True):
                         _settle(job, ok, value)
                     continue
-            for job in jobs:  # no workers: the thread parses what they were given
+            for job in jobs:  # the workers are gone: the thread parses what they were given
                 await self._in_thread(job)
 
     async def _here(self) -> None:
@@ -144,6 +143,8 @@ def _settle(job: _Job, ok: bool, value: Any) -> None:
 def _start_pool(sources: int) -> concurrent.futures.Executor | None:
     try:
         return parser_pool(sources)
-    except OSError as exc:  # no processes to be had (limits, a sandbox): parse here
+    # No processes to be had (limits, a sandbox, a Python without process-shared
+    # semaphores): the run parses in this process, as a small one does.
+    except Exception as exc:
         log.warning("feed parsing workers could not start (%s); parsing in this process", exc)
         return None

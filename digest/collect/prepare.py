@@ -5,9 +5,10 @@ language, content fingerprint and near-duplicate sketch) is pure CPU work in
 Python: about 8 ms for a feed of ten articles, half of a 200-feed run's CPU.
 Threads cannot run it beside the event loop and the database writer (one
 interpreter lock), so a run with many sources, on a machine with two cores or
-more, hands it to a small pool of worker processes, and the main process is
-left with HTTP and storing. A small run (the demo, a handful of feeds) does it
-in a thread: a pool costs more to start than it saves.
+more, hands most of it to a small pool of worker processes (``parsing`` shares
+the feeds out), and the main process is left with HTTP, storing and what
+parsing it has time for. A small run (the demo, a handful of feeds) parses in
+a thread: a pool costs more to start than it saves.
 
 The pool's processes are forked from a server process started once per program
 (``forkserver``) that has this module imported already, so each costs a fork,
@@ -23,8 +24,10 @@ import dataclasses
 import datetime as dt
 import multiprocessing
 import os
+import pickle
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -87,7 +90,7 @@ def parse_and_prepare(
 ) -> Parsed:
     """The feed (its first ``limit`` entries) and each entry's ``Prepared``, in order.
 
-    Raises ``NotAFeed`` like ``parse_feed``; it crosses the process boundary intact.
+    Raises ``NotAFeed`` like ``parse_feed``.
     """
     feed = parse_feed(body, url, content_type, now)
     feed = dataclasses.replace(feed, entries=feed.entries[:limit])
@@ -102,8 +105,21 @@ def parse_each(batch: list[tuple[Any, ...]]) -> list[tuple[bool, Any]]:
         try:
             outcomes.append((True, parse_and_prepare(*args)))
         except Exception as exc:
-            outcomes.append((False, exc))
+            outcomes.append((False, _sendable(exc)))
     return outcomes
+
+
+def _sendable(exc: Exception) -> Exception:
+    """``exc``, or its type and message in an error that survives being pickled back.
+
+    ``NotAFeed`` (with its discovered feed links) and the usual errors do; one that
+    did not would fail the whole batch it came back with.
+    """
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def worker_count(sources: int, workers: int | None = None) -> int:
@@ -140,10 +156,15 @@ def parser_pool(sources: int, workers: int | None = None) -> Executor | None:
     # Start the workers now, while the run waits for its first responses, rather
     # than when the first feed arrives: a worker's start (the fork server's own
     # start, the first time) would otherwise delay every feed behind it. The pool
-    # starts a worker for each task submitted while it has fewer than ``workers``.
-    with _main_script_hidden():
-        for _ in range(workers):
-            pool.submit(os.getpid)
+    # starts a worker for each task submitted while none is idle: tasks that keep
+    # each busy a moment have it start them all here, with the main script hidden.
+    try:
+        with _main_script_hidden():
+            for _ in range(workers):
+                pool.submit(time.sleep, 0.05)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     return pool
 
 
@@ -158,7 +179,10 @@ def _main_script_hidden() -> Iterator[None]:
     3.11's fork server is meant to import it once for all its forks, but never
     does (it looks up the script's path under a key the parent does not set). The
     workers learn of the script from ``sys.modules["__main__"]`` as each starts;
-    an empty stand-in there for the moment leaves them nothing to import.
+    an empty stand-in there for the moment leaves them nothing to import. The
+    moment lasts as long as the workers take to start (the first time, the fork
+    server's start too: a few tenths of a second); code of this program running
+    meanwhile in other threads (HTTP, the database writer) does not look there.
     """
     with _MAIN_SWAP:  # two runs starting at once must not save each other's stand-in
         script = sys.modules["__main__"]
