@@ -215,6 +215,16 @@ def _print_checks(ctx: Context, checks: Sequence[Any]) -> None:
 @cli.command()
 @period_option
 @click.option("--to", "to", metavar="ADDR", help="A test send to this one address only.")
+@click.option(
+    "--language",
+    default="",
+    help="With --to: the edition of a subscriber of this language (default: the address's own).",
+)
+@click.option(
+    "--tags",
+    default="",
+    help="With --to: the edition of a subscriber with these tags, comma-separated.",
+)
 @click.option("--dry-run", is_flag=True, help="Show who would get it; send nothing.")
 @click.option(
     "--all", "show_all", is_flag=True, help="With --dry-run: list every address, not the first."
@@ -230,19 +240,30 @@ def send(
     ctx: Context,
     period: str | None,
     to: str | None,
+    language: str,
+    tags: str,
     dry_run: bool,
     show_all: bool,
     force: bool,
     resend_uncertain: bool,
 ) -> None:
     """Send the approved issue to every active subscriber, once each (resumable)."""
+    if (language or tags) and not to:
+        raise click.UsageError(
+            "--language and --tags choose a test send's edition: use them with --to ADDR"
+        )
     if dry_run:
         plan = pipeline.dry_run(ctx.settings, ctx.store, period, to=to, force=force)
         _print_dry_run(ctx, plan, show_all)
         return
     if to:
-        pipeline.send_test(ctx.settings, ctx.store, period, to)
-        ctx.console.print(f"Test message sent to {to}.")
+        chosen = None
+        if language or tags:
+            issue = pipeline.load_issue(ctx.settings, ctx.store, period)
+            chosen = pipeline.choose_edition(issue, language, tags)
+        key = pipeline.send_test(ctx.settings, ctx.store, period, to, edition=chosen)
+        edition = f" (edition {key})" if key else ""
+        ctx.console.print(f"Test message{edition} sent to {to}.")
         return
     period = pipeline.period_or_current(ctx.settings, period)
     stored = issues.get(ctx.store, period)

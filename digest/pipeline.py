@@ -489,12 +489,38 @@ def _render_editions(settings: Settings, store: Store, period: str | None) -> Re
     return dataclasses.replace(result, checks=list(dict.fromkeys(checks)), editions=editions)
 
 
-def send_test(settings: Settings, store: Store, period: str | None, address: str) -> None:
-    """Send the draft to one address, outside the ledger: for editors checking an inbox."""
+def send_test(
+    settings: Settings,
+    store: Store,
+    period: str | None,
+    address: str,
+    *,
+    edition: str | None = None,
+) -> str:
+    """Send the draft to one address, outside the ledger: for editors checking an inbox.
+
+    ``edition`` is a key (``choose_edition``; "" for the issue's own); None sends
+    the edition the address gets as a subscriber (the issue's own for an address
+    not on the list, or whose sections select nothing this week). Returns the key
+    of the edition sent ("": the issue's own).
+    """
+    from .editions import edition_for
     from .send import send_issue
+    from .subscribers import find_subscriber
 
     result = _sendable(settings, store, period, force=True)
-    send_issue(settings, store, result.issue, result.rendered, only_to=address)
+    issue = result.issue
+    if edition is None:
+        subscriber = find_subscriber(store, address)
+        chosen = (
+            None if subscriber is None else edition_for(issue, subscriber.language, subscriber.tags)
+        )
+        edition = "" if chosen is None else chosen.key
+    if edition == issue.language:
+        edition = ""
+    rendered = render_edition(settings, issue, edition) if edition else result.rendered
+    send_issue(settings, store, issue, rendered, only_to=address)
+    return edition
 
 
 def send(

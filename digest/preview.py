@@ -280,14 +280,19 @@ def _edition_label(edition: Any) -> str:
 def _edition_of(request: Request) -> str:
     """The edition a request asks for: ``?edition=KEY``, or ``?language=…&tags=…`` (the
     switch's form); "" (the default) when it asks for nothing we can render."""
-    from .editions import Edition
-    from .i18n import CATALOGUE, base_language
-
     key = request.query_params.get("edition", "")
     language = request.query_params.get("language", "")
     tags = request.query_params.get("tags", "")
     if not key and (language or tags):
         key = f"{language}+{tags}" if tags else language
+    return _known_edition(key)
+
+
+def _known_edition(key: str) -> str:
+    """``key`` as an edition we can render, or "" (the default) when it is not one."""
+    from .editions import Edition
+    from .i18n import CATALOGUE, base_language
+
     if not key:
         return ""
     edition = Edition.parse(key[:200])
@@ -438,6 +443,7 @@ def create_preview_app(
         form = urllib.parse.parse_qs(body)
         address = (form.get("address") or [""])[0].strip()
         token = (form.get("token") or [""])[0]
+        edition = (form.get("edition") or [""])[0][:200]  # the edition on the page
         if not hmac.compare_digest(token.encode(), preview.token.encode()):
             return PlainTextResponse(
                 "Formulaire expiré : rechargez la page et recommencez.", status_code=403
@@ -456,8 +462,9 @@ def create_preview_app(
         else:
             from starlette.concurrency import run_in_threadpool
 
-            preview.flash = await run_in_threadpool(_send_test, preview, address)
-        return RedirectResponse("/#envoi-test", status_code=303)
+            preview.flash = await run_in_threadpool(_send_test, preview, address, edition)
+        back = f"/?edition={urllib.parse.quote(edition)}" if edition else "/"
+        return RedirectResponse(f"{back}#envoi-test", status_code=303)
 
     hosts = ["*"] if host in ("0.0.0.0", "::", "") else [*_LOOPBACK, host]
     app = Starlette(
@@ -475,12 +482,15 @@ def create_preview_app(
     return app
 
 
-def _send_test(preview: Preview, address: str) -> tuple[str, str]:
+def _send_test(preview: Preview, address: str, edition: str) -> tuple[str, str]:
+    """A test send of the edition on the page (``edition``, a key; "" the default)."""
     from . import pipeline
 
     settings, _ = preview.current_settings()
     try:
-        pipeline.send_test(settings, preview.store, preview.period, address)
+        pipeline.send_test(
+            settings, preview.store, preview.period, address, edition=_known_edition(edition)
+        )
     except DigestError as exc:
         return ("error", f"L’envoi de test a échoué : {exc}")
     except Exception as exc:  # a bug: say so on the page, details in the terminal

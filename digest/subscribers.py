@@ -441,6 +441,12 @@ def _find(conn: Connection, address: str) -> Subscriber | None:
     return subscriber_rows.find(conn, _key(normalize_email(address)), _key)
 
 
+def find_subscriber(store: Store, address: str) -> Subscriber | None:
+    """The subscriber of ``address`` (spelt as the list has it or not), whatever their status."""
+    with store.connect() as conn:
+        return _find(conn, address)
+
+
 def unsubscribe(store: Store, email: str) -> bool:
     """Unsubscribe ``email``; True if it was active. Unknown addresses raise."""
     with store.begin() as conn:

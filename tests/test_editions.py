@@ -232,6 +232,50 @@ def test_render_writes_the_edition_asked_for(
     assert "no texts in the language 'xx'" in err and "Traceback" not in err
 
 
+def test_a_test_send_gets_the_edition_of_the_address_or_the_one_asked_for(
+    tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = demo(tmp_path, smtp_capture)
+    assert cli(config, "draft", "--period", PERIOD) == 0
+    send = ("send", "--period", PERIOD, "--to")
+    assert cli(config, *send, EMILY) == 0  # on the list: her own edition
+    assert "(edition en+international,partenaires)" in capsys.readouterr().out
+    assert cli(config, *send, "redaction@institut.example") == 0  # not on it: the default
+    assert cli(config, *send, CAMILLE, "--language", "en", "--tags", "partenaires") == 0
+    emily, editor, asked = captured(smtp_capture)
+    assert emily["Content-Language"] == "en" and sources_in(emily) == {VEILLE, DESIGN}
+    assert editor["Content-Language"] == "fr" and sources_in(editor) == {VEILLE, ECOLES, DESIGN}
+    assert asked["X-Digest-Envelope-To"] == CAMILLE
+    assert asked["Content-Language"] == "en" and sources_in(asked) == {VEILLE, DESIGN}
+    capsys.readouterr()
+    assert cli(config, "send", "--period", PERIOD, "--language", "en") == 1
+    assert "use them with --to" in capsys.readouterr().err
+    assert len(captured(smtp_capture)) == 3  # and nobody else was sent anything
+
+
+def test_the_preview_test_send_sends_the_edition_on_the_page(
+    tmp_path: Path, smtp_capture: CaptureServer, request: pytest.FixtureRequest
+) -> None:
+    from digest.preview import create_preview_app
+
+    settings = load_settings(demo(tmp_path, smtp_capture))
+    store = Store(settings.database.url)
+    request.addfinalizer(store.close)
+    store.migrate()
+    pipeline.draft(settings, store, PERIOD)
+    client = TestClient(
+        create_preview_app(settings, store, PERIOD), base_url="http://127.0.0.1:8000"
+    )
+    page = client.get("/", params={"language": "en", "tags": "international"}).text
+    assert 'name="edition" value="en+international"' in page
+    token = client.app.state.preview.token  # type: ignore[attr-defined]
+    form = {"address": "redaction@institut.example", "token": token, "edition": "en+international"}
+    response = client.post("/envoi-test", data=form, follow_redirects=False)
+    assert response.headers["location"] == "/?edition=en%2Binternational#envoi-test"
+    (message,) = captured(smtp_capture)
+    assert message["Content-Language"] == "en" and sources_in(message) == {VEILLE, DESIGN}
+
+
 # -- the ledger keeps each recipient's edition across a stop and a resume ------------------------
 
 

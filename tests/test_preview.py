@@ -221,7 +221,9 @@ def test_test_send_form_sends_one_message(tmp_path: Path, smtp_capture: CaptureS
 def test_test_send_failure_is_shown(
     site: Site, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(settings: Settings, store: Store, period: str | None, address: str) -> None:
+    def refuse(
+        settings: Settings, store: Store, period: str | None, address: str, **edition: str
+    ) -> None:
         raise DeliveryError("cannot reach the SMTP server at 127.0.0.1:2525", hint="start it")
 
     monkeypatch.setattr(pipeline, "send_test", refuse)
@@ -234,7 +236,9 @@ def test_test_send_needs_the_page_token_and_a_real_address(
     site: Site, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[str] = []
-    monkeypatch.setattr(pipeline, "send_test", lambda s, st, p, address: sent.append(address))
+    monkeypatch.setattr(
+        pipeline, "send_test", lambda s, st, p, address, **edition: sent.append(address)
+    )
     forged = client.post("/envoi-test", data={"address": "x@evil.example", "token": "guess"})
     assert forged.status_code == 403
     token = client.app.state.preview.token  # type: ignore[attr-defined]
@@ -259,7 +263,9 @@ def test_test_sends_are_limited(
     site: Site, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[str] = []
-    monkeypatch.setattr(pipeline, "send_test", lambda s, st, p, address: sent.append(address))
+    monkeypatch.setattr(
+        pipeline, "send_test", lambda s, st, p, address, **edition: sent.append(address)
+    )
     token = client.app.state.preview.token  # type: ignore[attr-defined]
     pages = [
         client.post("/envoi-test", data={"address": f"r{i}@institut.example", "token": token}).text
