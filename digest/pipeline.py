@@ -421,19 +421,21 @@ def sample_email(settings: Settings, rendered: RenderedIssue) -> tuple[RenderedE
 
 
 def archived_html(
-    settings: Settings, store: Store, period: str, unsubscribe_link: str
+    settings: Settings, store: Store, period: str, unsubscribe_link: str, language: str = ""
 ) -> str | None:
     """The issue of ``period`` as the web archive shows it, or None if it was never sent.
 
     No name and no token: « Bonjour, », and the footer's unsubscribe link is
     ``unsubscribe_link`` (the list's mailto address), which works for anyone.
+    ``language``: the edition of that language, every section (its emails link here).
     """
     from .render import render_issue
 
     issue = issues.get(store, period)
     if issue is None or issue.status not in ("sending", "sent"):
         return None
-    return render_issue(issue, settings).personalize("", unsubscribe_link).html
+    version = _edition_of(settings, issue, language) if language else issue
+    return render_issue(version, settings).personalize("", unsubscribe_link).html
 
 
 def write_rendered(

@@ -292,8 +292,14 @@ def _shared_context(issue: Issue, settings: Settings) -> dict[str, Any]:
             "title": clean(issue.title),
             "period": issue.period,
             "date": date,
-            # This issue on the web archive (``digest serve`` serves ARCHIVE/PERIOD).
-            "url": f"{archive}/{issue.period}" if archive and date else "",
+            # This issue on the web archive (``digest serve`` serves ARCHIVE/PERIOD), in
+            # this email's language when it is not the newsletter's own.
+            "url": (
+                f"{archive}/{issue.period}"
+                + ("" if _same_language(language, newsletter.language) else f"?language={language}")
+                if archive and date
+                else ""
+            ),
         },
         "theme": theme,
         "timezone": timezone,

@@ -276,6 +276,30 @@ def test_the_preview_test_send_sends_the_edition_on_the_page(
     assert message["Content-Language"] == "en" and sources_in(message) == {VEILLE, DESIGN}
 
 
+def test_an_english_email_links_to_the_english_page_of_the_archive(
+    tmp_path: Path, smtp_capture: CaptureServer, request: pytest.FixtureRequest
+) -> None:
+    from digest.web import create_app
+
+    config = demo(tmp_path, smtp_capture)
+    assert cli(config, "run", "--period", PERIOD) == 0
+    got = by_recipient(smtp_capture)
+    assert f"/archive/{PERIOD}?language=en" in html_of(got[EMILY])
+    assert f"/archive/{PERIOD}?language=en" in text_of(got[EMILY])
+    assert f'/archive/{PERIOD}"' in html_of(got[CAMILLE])  # the newsletter's own language
+
+    settings = load_settings(config)
+    store = Store(settings.database.url)
+    request.addfinalizer(store.close)
+    client = TestClient(create_app(settings, store), base_url="http://127.0.0.1:8080")
+    english = client.get(f"/archive/{PERIOD}", params={"language": "en"}).text
+    assert re.search(r'<html[^>]* lang="en"', english) and "What this teaches us" in english
+    assert ECOLES in english and "Design &amp; Tech Notes" in english  # every section
+    french = client.get(f"/archive/{PERIOD}").text
+    assert re.search(r'<html[^>]* lang="fr"', french) and "Ce que cela nous apprend" in french
+    assert client.get(f"/archive/{PERIOD}", params={"language": "xx"}).text == french
+
+
 # -- the ledger keeps each recipient's edition across a stop and a resume ------------------------
 
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from ..config import Settings
 from ..db import Store, issues
-from ..i18n import format_date, web_language
+from ..i18n import CATALOGUE, base_language, format_date, web_language
 from ..period import period_bounds
 from ..richtext import markdown_text, shorten
 from .pages import NOINDEX, Pages
@@ -36,7 +36,7 @@ class Archive:
         self.mailto = mailto
         self.base_url = settings.web.base_url.rstrip("/")
         self.language = web_language(settings.newsletter.language)
-        self._pages: dict[str, str] = {}
+        self._pages: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     @property
@@ -98,7 +98,11 @@ class Archive:
 
     async def issue(self, request: Request) -> Response:
         period = request.path_params["period"]
-        page = self._issue_html(period) if _PERIOD.match(period) else None
+        # ?language=en: that edition (an English subscriber's email links to it).
+        language = base_language(request.query_params.get("language", "")[:20])
+        if language not in CATALOGUE:
+            language = ""
+        page = self._issue_html(period, language) if _PERIOD.match(period) else None
         if page is None:
             return self.pages.page(
                 "message.html.j2",
@@ -118,15 +122,15 @@ class Archive:
             headers={"X-Robots-Tag": self.robots, "Cache-Control": "public, max-age=3600"},
         )
 
-    def _issue_html(self, period: str) -> str | None:
+    def _issue_html(self, period: str, language: str) -> str | None:
         with self._lock:
-            if period in self._pages:
-                return self._pages[period]
+            if (period, language) in self._pages:
+                return self._pages[period, language]
         from .. import pipeline
 
-        page = pipeline.archived_html(self.settings, self.store, period, self.mailto)
+        page = pipeline.archived_html(self.settings, self.store, period, self.mailto, language)
         if page is None:
             return None
         with self._lock:
-            self._pages[period] = page  # a sent issue never changes
+            self._pages[period, language] = page  # a sent issue never changes
         return page
