@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,13 +39,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTED = time.monotonic()
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' throwaway PostgreSQL server
 
+from pg_server import available, throwaway_postgres  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from digest.capture import free_port  # noqa: E402
 
 # -- a slow relay --------------------------------------------------------------------------
 
@@ -108,41 +105,15 @@ def slow_sink(port: int, latency: float) -> Iterator[list[float]]:
 # -- a throwaway PostgreSQL ----------------------------------------------------------------
 
 
-def _as_postgres(command: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 @contextmanager
 def postgres() -> Iterator[str]:
-    folder = Path(tempfile.mkdtemp(prefix="digest-bench-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        _as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "postgres"]),
-        check=True,
-        capture_output=True,
-    )
-    options = (
-        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=100 "
-        # Counts every statement the senders run: the round trips per batch.
-        "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_utility=on"
-    )
-    subprocess.run(
-        _as_postgres(
-            ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            _as_postgres(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+    # Counts every statement the senders run: the round trips per batch.
+    with throwaway_postgres(
+        "max_connections=100",
+        "shared_preload_libraries=pg_stat_statements",
+        "pg_stat_statements.track_utility=on",
+    ) as url:
+        yield url
 
 
 # -- the measure ---------------------------------------------------------------------------
@@ -207,7 +178,7 @@ def run(worker_counts: list[int], per_worker: int, latency: float) -> None:
     from benchmarks.send_setup import make_issue, populate
     from digest.db import Store, issues
 
-    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+    if not available():
         sys.exit("initdb and pg_ctl not found: apt-get install postgresql")
     sink_port = free_port()
     ends: dict[int, float] = {}

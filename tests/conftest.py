@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import http.server
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pg_server
 import pytest
 
 from digest.capture import CaptureServer
@@ -31,7 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's DIGEST_* variables or writes outside its folder."""
-    import os
 
     for name in list(os.environ):
         if name.startswith("DIGEST_"):
@@ -114,11 +111,6 @@ def http_server() -> Iterator[HTTPServer]:
     server.server_close()
 
 
-def _as_postgres(command: list[str]) -> list[str]:
-    # initdb refuses to run as root: the throwaway server then runs as the postgres user.
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server on a free loopback port, for the whole session.
@@ -127,35 +119,10 @@ def postgres_server() -> Iterator[str]:
     installs both); tests using it are skipped without them.
     """
     pytest.importorskip("psycopg")
-    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+    if not pg_server.available():
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
-    from digest.capture import free_port
-
-    folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        _as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "postgres"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        _as_postgres(
-            ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            _as_postgres(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+    with pg_server.throwaway_postgres("fsync=off") as url:
+        yield url
 
 
 @pytest.fixture
