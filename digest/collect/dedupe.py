@@ -98,6 +98,8 @@ class StoryIndex:
     by_hash: dict[int, set[int]] = field(default_factory=dict)
     days: set[dt.date] = field(default_factory=set)
     """Days whose stored stories are loaded (``cover``)."""
+    covered: set[dt.date] = field(default_factory=set)
+    """Publication days ``cover`` has already loaded everything for."""
 
     def cover(self, conn: Connection, published: dt.datetime) -> None:
         """Load the stored stories that could near-duplicate one published then.
@@ -105,6 +107,8 @@ class StoryIndex:
         Day by day, each day once: what an entry is compared with depends on its
         own date only, never on when the run happens.
         """
+        if published.date() in self.covered:  # most entries of a run share a few days
+            return
         first = (published - NEAR_IN_TIME).date() - dt.timedelta(days=1)
         wanted = [first + dt.timedelta(days=n) for n in range(2 * NEAR_IN_TIME.days + 3)]
         missing = [day for day in wanted if day not in self.days]
@@ -121,6 +125,7 @@ class StoryIndex:
                 if article_id not in self.stories:
                     self.add(article_id, source, title, text, when)
             self.days.update(days)
+        self.covered.add(published.date())
 
     def add(
         self, article_id: int, source: str, title: str, text: str, published: dt.datetime
