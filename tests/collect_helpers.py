@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import random
 from pathlib import Path
 
@@ -58,6 +59,15 @@ def rss(*items: str, title: str = "Feed") -> bytes:
 
 def feed_route(body: bytes, **headers: str) -> Route:
     return Route(200, body, {**RSS_TYPE, **headers})
+
+
+def answer_feed(request: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+    """Answer ``request`` with ``body`` as an RSS feed (from a route's handler function)."""
+    request.send_response(200)
+    request.send_header("Content-Type", "application/rss+xml")
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
 
 
 def make_settings(tmp_path: Path, *sources: SourceSettings, **collect_options: object) -> Settings:

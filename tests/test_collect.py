@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collect_helpers import feed_route, item, make_settings, rss, source, stored, unique_text
+from collect_helpers import (
+    answer_feed,
+    feed_route,
+    item,
+    make_settings,
+    rss,
+    source,
+    stored,
+    unique_text,
+)
 from conftest import Handler, HTTPServer, Route
 
 from digest.collect import CollectReport, SourceReport, collect, health_table
@@ -865,14 +874,9 @@ def test_requests_in_flight_stay_within_the_bound_over_kept_alive_connections(
             state["peak"] = max(state["peak"], state["now"])
             ports.add(request.client_address[1])
         time.sleep(0.05)
-        body = rss(item(f"Story {request.path}", f"https://c.example{request.path}"))
         with lock:
             state["now"] -= 1
-        request.send_response(200)
-        request.send_header("Content-Type", "application/rss+xml")
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
+        answer_feed(request, rss(item(f"Story {request.path}", f"https://c.example{request.path}")))
 
     sources = []
     for n in range(12):
@@ -1159,12 +1163,7 @@ def test_one_host_gets_at_most_per_host_requests_at_once_while_others_go_on(
         time.sleep(0.2)
         with lock:
             in_flight[host] -= 1
-        body = rss(item(f"Story {request.path}", f"https://s.example{request.path}"))
-        request.send_response(200)
-        request.send_header("Content-Type", "application/rss+xml")
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
+        answer_feed(request, rss(item(f"Story {request.path}", f"https://s.example{request.path}")))
 
     sources = []
     for name, host in hosts.items():

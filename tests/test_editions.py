@@ -76,6 +76,18 @@ def demo(tmp_path: Path, box: CaptureServer, edit: dict[str, str] | None = None)
     return config
 
 
+def preview_client(config: Path, request: pytest.FixtureRequest) -> TestClient:
+    """The preview of the week's draft, made from ``config``."""
+    from digest.preview import create_preview_app
+
+    settings = load_settings(config)
+    store = Store(settings.database.url)
+    request.addfinalizer(store.close)
+    store.migrate()
+    pipeline.draft(settings, store, PERIOD)
+    return TestClient(create_preview_app(settings, store, PERIOD), base_url="http://127.0.0.1:8000")
+
+
 # -- the rules, on an issue built by hand -----------------------------------------------------
 
 
@@ -256,16 +268,8 @@ def test_a_test_send_gets_the_edition_of_the_address_or_the_one_asked_for(
 def test_the_preview_test_send_sends_the_edition_on_the_page(
     tmp_path: Path, smtp_capture: CaptureServer, request: pytest.FixtureRequest
 ) -> None:
-    from digest.preview import create_preview_app
 
-    settings = load_settings(demo(tmp_path, smtp_capture))
-    store = Store(settings.database.url)
-    request.addfinalizer(store.close)
-    store.migrate()
-    pipeline.draft(settings, store, PERIOD)
-    client = TestClient(
-        create_preview_app(settings, store, PERIOD), base_url="http://127.0.0.1:8000"
-    )
+    client = preview_client(demo(tmp_path, smtp_capture), request)
     page = client.get("/", params={"language": "en", "tags": "international"}).text
     assert 'name="edition" value="en+international"' in page
     token = client.app.state.preview.token  # type: ignore[attr-defined]
@@ -347,7 +351,6 @@ def test_a_resumed_send_gives_each_recipient_the_edition_they_were_queued_with(
 def test_the_preview_switches_between_editions_and_says_when_one_reuses_the_intro(
     tmp_path: Path, smtp_capture: CaptureServer, request: pytest.FixtureRequest
 ) -> None:
-    from digest.preview import create_preview_app
 
     config = demo(tmp_path, smtp_capture)
     # Without the demo's English introduction
@@ -355,14 +358,7 @@ def test_the_preview_switches_between_editions_and_says_when_one_reuses_the_intr
     text, removed = re.subn(r'\[\[draft\.editions\]\]\nlanguage = "en"\nintro = ".*"\n', "", text)
     assert removed == 1
     config.write_text(text, encoding="utf-8")
-    settings = load_settings(config)
-    store = Store(settings.database.url)
-    request.addfinalizer(store.close)
-    store.migrate()
-    pipeline.draft(settings, store, PERIOD)
-    client = TestClient(
-        create_preview_app(settings, store, PERIOD), base_url="http://127.0.0.1:8000"
-    )
+    client = preview_client(config, request)
 
     default = client.get("/").text
     assert "toutes les rubriques" in default and 'id="default-intro"' not in default
