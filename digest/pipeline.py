@@ -520,7 +520,8 @@ def send_test(
         edition = "" if chosen is None else chosen.key
     if edition == issue.language:
         edition = ""
-    rendered = render_edition(settings, issue, edition) if edition else result.rendered
+    # Rendered already when someone on the list gets it (``_sendable`` renders those).
+    rendered = result.editions.get(edition) or render_edition(settings, issue, edition)
     send_issue(settings, store, issue, rendered, only_to=address)
     return edition
 

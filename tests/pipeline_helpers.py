@@ -15,12 +15,24 @@ from digest.cli import main
 ACTIVE_EXAMPLE_SUBSCRIBERS = 5  # subscribers.example.csv: six people, one unsubscribed
 
 
-def make_config(folder: Path, smtp_port: int, sources: str | None = None, extra: str = "") -> Path:
-    """A copy of the demo configuration in ``folder``, sending to ``smtp_port``."""
+def make_config(
+    folder: Path,
+    smtp_port: int,
+    sources: str | None = None,
+    extra: str = "",
+    edit: dict[str, str] | None = None,
+) -> Path:
+    """A copy of the demo configuration in ``folder``, sending to ``smtp_port``.
+
+    ``edit`` replaces text in it (each old text must be there).
+    """
     shutil.copytree(ROOT / "examples" / "feeds", folder / "feeds")
     shutil.copy(ROOT / "subscribers.example.csv", folder / "subscribers.example.csv")
     text = (ROOT / "examples" / "digest.toml").read_text(encoding="utf-8")
     text = text.replace("port = 1025", f"port = {smtp_port}")
+    for old, new in (edit or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
     if sources is not None:
         head, _, rest = text.partition("[[sources]]")
         text = head + sources + "\n[collect]" + rest.partition("[collect]")[2]

@@ -65,12 +65,7 @@ def sources_in(message: email.message.EmailMessage) -> set[str]:
 
 
 def demo(tmp_path: Path, box: CaptureServer, edit: dict[str, str] | None = None) -> Path:
-    config = make_config(tmp_path, box.port)
-    text = config.read_text(encoding="utf-8")
-    for old, new in (edit or {}).items():
-        assert old in text
-        text = text.replace(old, new)
-    config.write_text(text, encoding="utf-8")
+    config = make_config(tmp_path, box.port, edit=edit)
     assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
     assert cli(config, "collect") == 0
     return config

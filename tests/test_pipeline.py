@@ -330,9 +330,9 @@ def test_a_week_with_too_few_articles_says_how_many_it_had(
     tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The demo's feeds give more than three articles; asking for 50 makes the week short.
-    config = make_config(tmp_path, smtp_capture.port)
-    text = config.read_text(encoding="utf-8").replace("min_articles = 1", "min_articles = 50")
-    config.write_text(text, encoding="utf-8")
+    config = make_config(
+        tmp_path, smtp_capture.port, edit={"min_articles = 1": "min_articles = 50"}
+    )
     assert cli(config, "run") == 0
     line = capsys.readouterr().out
     assert re.search(r": skipped: \d+ article\(s\), fewer than the 50 required", line), line

@@ -54,12 +54,7 @@ def send_demo_issue(
     folder: Path, box: CaptureServer, config_edit: dict[str, str] | None = None
 ) -> Path:
     """Import the example list and run the demo configuration for PERIOD into ``box``."""
-    config = make_config(folder, box.port)
-    text = config.read_text(encoding="utf-8")
-    for old, new in (config_edit or {}).items():
-        assert old in text
-        text = text.replace(old, new)
-    config.write_text(text, encoding="utf-8")
+    config = make_config(folder, box.port, edit=config_edit)
     assert cli(config, "subscribers", "import", str(folder / "subscribers.example.csv")) == 0
     assert cli(config, "run", "--period", PERIOD) == 0
     return config

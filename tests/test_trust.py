@@ -346,9 +346,7 @@ def test_the_demo_opts_in_to_local_links_and_the_starter_does_not(tmp_path: Path
 def test_send_refuses_a_config_with_placeholders_even_with_force(
     tmp_path: Path, smtp_capture: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = make_config(tmp_path, smtp_capture.port)
-    text = config.read_text(encoding="utf-8").replace("allow_local_links = true", "")
-    config.write_text(text, encoding="utf-8")
+    config = make_config(tmp_path, smtp_capture.port, edit={"allow_local_links = true": ""})
     assert cli(config, "subscribers", "import", str(tmp_path / "subscribers.example.csv")) == 0
     assert cli(config, "collect") in (0, 2)
     assert cli(config, "draft", "--period", PERIOD) == 0

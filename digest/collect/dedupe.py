@@ -26,11 +26,11 @@ word shingles), loaded day by day around the dates of the entries compared:
 an entry is compared with the stories published within ``NEAR_IN_TIME`` of it,
 on the first run as on every later one, however old it is.
 
-``Deduper.save`` writes one source's articles *and* its fetch state (ETag,
-health) in one transaction: a source either gets all of this run's articles
-and its new validators, or nothing (so a failed write can never leave an ETag
-that would hide unstored entries behind a 304 next time). ``save_in`` does the
-same inside a transaction the collector's writer shares between sources.
+``Deduper.save_in`` writes one source's articles *and* its fetch state (ETag,
+health) in the same transaction, which the collector's writer shares between
+sources and rolls back whole when one fails: a source either gets all of this
+run's articles and its new validators, or nothing (so a failed write can never
+leave an ETag that would hide unstored entries behind a 304 next time).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Saved:
-    """What ``Deduper.save`` did with a batch."""
+    """What ``Deduper.save_in`` did with a batch."""
 
     new: int
     updated: int
@@ -210,27 +210,6 @@ class Deduper:
         """Which of these entries are already stored or merged (their pages need no fetching)."""
         return articles.known_keys(self.store, source, urls, guids)
 
-    def save(
-        self,
-        source: str,
-        url: str,
-        batch: list[Candidate],
-        state: dict[str, Any],
-        notes: list[str] | None = None,
-    ) -> Saved:
-        """Store ``batch`` and the source's fetch ``state`` together, in a transaction.
-
-        ``notes`` (what the source could not keep) become its health note, stored
-        with the state, followed by how many entries were merged into other
-        sources' stories and why; None keeps the stored note (an unchanged feed).
-        """
-        try:
-            with self.store.begin() as conn:
-                return self.save_in(conn, source, url, batch, state, notes)
-        except BaseException:
-            self.forget()
-            raise
-
     def save_in(
         self,
         conn: Connection,
@@ -240,10 +219,14 @@ class Deduper:
         state: dict[str, Any],
         notes: list[str] | None = None,
     ) -> Saved:
-        """``save`` inside the caller's transaction (several sources' saves share a commit).
+        """Store ``batch`` and the source's fetch ``state`` in the caller's transaction.
 
-        The stories written are added to the near-duplicate index at once, so the
-        next save of the same transaction is compared with them; if the caller
+        ``notes`` (what the source could not keep) become its health note, stored
+        with the state, followed by how many entries were merged into other
+        sources' stories and why; None keeps the stored note (an unchanged feed).
+        Several sources' saves may share the transaction (and its commit). The
+        stories written are added to the near-duplicate index at once, so the next
+        save of the same transaction is compared with them; if the caller
         rolls the transaction back, it must call ``forget``.
         """
         updated = 0

@@ -105,11 +105,11 @@ def parse_each(batch: list[tuple[Any, ...]]) -> list[tuple[bool, Any]]:
         try:
             outcomes.append((True, parse_and_prepare(*args)))
         except Exception as exc:
-            outcomes.append((False, _sendable(exc)))
+            outcomes.append((False, _picklable(exc)))
     return outcomes
 
 
-def _sendable(exc: Exception) -> Exception:
+def _picklable(exc: Exception) -> Exception:
     """``exc``, or its type and message in an error that survives being pickled back.
 
     ``NotAFeed`` (with its discovered feed links) and the usual errors do; one that
