@@ -157,20 +157,17 @@ class _Run:
         try:
             async with Fetcher(self.limits, transport=self.transport) as fetcher:
                 self.fetcher = fetcher
-                seen: set[str] = set()
                 tasks: dict[int, asyncio.Task[SourceReport]] = {}
-                duplicate = set()
+                first: dict[str, int] = {}  # a name's first source; later ones are duplicates
                 for index, source in enumerate(self.settings.sources):
-                    if source.name in seen:
-                        duplicate.add(index)
-                    seen.add(source.name)
+                    first.setdefault(source.name, index)
                 # Sources start in turns of one per host: a site listed two hundred
                 # times first, waiting for its turns (``per_host``), must not hold
                 # every place in progress while the other sites wait behind it.
                 for index in _one_per_host_in_turn(self.settings.sources):
                     source = self.settings.sources[index]
                     state = states.get(source.name, {})
-                    job = self._bounded(source, state, index in duplicate)
+                    job = self._bounded(source, state, first[source.name] != index)
                     tasks[index] = asyncio.create_task(job)
                 for finished in asyncio.as_completed(tasks.values()):
                     report = await finished
